@@ -1,0 +1,141 @@
+"""``slicewise``: the GUI, and its headless twins ``predict``, ``render`` and ``demo``.
+
+The only place that prints for users.  Bad input of any kind ends with exit code 2 and one line
+``error: …`` on stderr, and no partial output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app import __version__
+from app.errors import SlicewiseError
+from app.volume import AXES
+
+COMMANDS = ("predict", "render", "demo", "gui")
+STRATEGY_NAMES = ("slice", "temporal", "embedding")  # kept literal so --help needs no imports
+
+
+def _volume_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--axis", choices=AXES, default="axial", help="depth axis of the slices (default: axial)")
+    parser.add_argument("--volume-index", type=int, default=0, metavar="N", help="which 3D volume of a 4D file (default: 0)")
+
+
+def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None) -> None:
+    parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
+    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, or legacy .h5) instead of the built-in one")
+    parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off: the model file may run code; only for files you trust")
+    parser.add_argument(
+        "--normalize", metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="slices (or windows) per model call (default: 32)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slicewise", description="A volume viewer with per-slice Keras predictions.")
+    parser.add_argument("--version", action="version", version=f"slicewise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{gui,predict,render,demo}")
+
+    gui = sub.add_parser("gui", help="open the viewer (the default: `slicewise [VOLUME]`)")
+    gui.add_argument("volume", nargs="?", help="a volume to open (default: the bundled demo)")
+    _volume_options(gui)
+
+    predict = sub.add_parser("predict", help="score volumes headless and write a CSV")
+    predict.add_argument("volumes", nargs="+", metavar="VOLUME", help="NIfTI/MGH/MINC/Analyze file, DICOM folder or file, .npy/.npz/.pt")
+    _volume_options(predict)
+    _model_options(predict, "slice")
+    predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
+    predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
+
+    render = sub.add_parser("render", help="draw the viewer offscreen to a PNG (after scoring, if asked)")
+    render.add_argument("volume", help="the volume to show")
+    render.add_argument("--out", required=True, metavar="FILE.png")
+    render.add_argument("--slice", type=int, metavar="N", help="slice to show (default: the middle one)")
+    render.add_argument("--size", default="1280x800", metavar="WxH", help="window size (default: 1280x800)")
+    _volume_options(render)
+    _model_options(render, None)
+
+    demo = sub.add_parser("demo", help="write a synthetic phantom with lesion labels")
+    demo.add_argument("--out", required=True, metavar="DIR")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--depth", type=int, default=64)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "gui")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"gui": _gui, "predict": _predict, "render": _render, "demo": _demo}[args.command](args)
+    except SlicewiseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from app import export
+    from app.io import load_volume
+    from app.progress import ProgressBar
+    from app.strategies import get_strategy
+
+    strategy = get_strategy(args.strategy)
+    volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
+    if args.out:
+        _check_writable(Path(args.out))
+    from app.inference import Engine
+
+    engine = Engine()
+    model = engine.load(args.model, args.normalize or "none", args.unsafe_model) if args.model else None
+    results = []
+    for volume in volumes:
+        bar = ProgressBar(volume.source.name, enabled=args.progress)
+        prediction = engine.run(
+            volume, strategy, model, normalize=args.normalize, batch_size=args.batch_size, on_batch=lambda done, total, *_: bar.update(done, total)
+        )
+        results.append((volume, prediction))
+    if args.out:
+        table, meta = export.write_predictions(args.out, results)
+        print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, {results[0][1].device})", file=sys.stderr)
+    else:
+        sys.stdout.write(export.csv_text(results))
+    return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before the slow part if the output cannot be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise SlicewiseError(f"cannot write {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise SlicewiseError(f"cannot write {path}: it is a folder")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from app.phantom import write_demo
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    image, labels = write_demo(out, seed=args.seed, depth=args.depth)
+    print(f"wrote {image} and {labels}", file=sys.stderr)
+    return 0
+
+
+def _gui(args: argparse.Namespace) -> int:
+    from app.ui.main import run_gui
+
+    return run_gui(args.volume, axis=args.axis, volume_index=args.volume_index)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from app.ui.render import render
+
+    render(args)
+    return 0

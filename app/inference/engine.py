@@ -1,0 +1,166 @@
+"""The inference engine: runs a strategy's plan through a model, batch by batch.
+
+Qt-free.  The thread that calls ``Engine`` owns TensorFlow (Keras is not thread-safe): the
+CLI calls it on the main thread, the GUI on its one worker thread.  Each model call is a traced
+``model(x, training=False)`` with a fixed input signature; progress is reported after every
+batch and cancellation is checked before every batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app import preprocessing
+from app.errors import Cancelled, ModelError
+from app.inference.models import LoadedModel, builtin_model, load_model_file
+from app.inference.runtime import Runtime, bootstrap, to_tensorflow
+from app.strategies import Strategy
+from app.volume import Volume
+
+OnBatch = Callable[[int, int, np.ndarray, np.ndarray], None]  # done, total, slice indices, scores
+
+
+@dataclass
+class Prediction:
+    """Per-slice scores ``(depth, K)`` of one volume by one strategy and model, with provenance."""
+
+    scores: np.ndarray
+    volume_score: np.ndarray | None
+    strategy: str
+    model_source: str
+    model_sha256: str
+    normalize: str
+    device: str
+    batch_size: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> int:
+        return int(self.scores.shape[1])
+
+
+class Engine:
+    """Loads models and scores volumes on the calling thread."""
+
+    def __init__(self, threads: int | None = None, use_gpu: bool = True):
+        self._threads, self._use_gpu = threads, use_gpu
+        self._runtime: Runtime | None = None
+        self._builtins: dict[str, LoadedModel] = {}
+        self._traced: dict[tuple[int, tuple], Callable] = {}
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = bootstrap(self._threads, self._use_gpu)
+        return self._runtime
+
+    def builtin(self, strategy: Strategy) -> LoadedModel:
+        """The strategy's built-in model, loaded once."""
+        if strategy.name not in self._builtins:
+            self.runtime
+            self._builtins[strategy.name] = builtin_model(strategy)
+        return self._builtins[strategy.name]
+
+    def load(self, path: str | Path, normalize: str = "none", unsafe: bool = False) -> LoadedModel:
+        """A user's model file, loaded with Keras safe mode on unless ``unsafe``."""
+        self.runtime
+        return load_model_file(path, preprocessing.parse_spec(normalize), unsafe)
+
+    def warm_up(self, strategy: Strategy, model: LoadedModel) -> None:
+        """Trace the model's call once on a small blank volume, so the first real batch is fast."""
+        dims = [d for d in model.spec.input_shape if d is not None]
+        shape = (3, *(model.spec.slice_hint or (dims[-3:] if len(dims) >= 3 else (32, 32, 1))))
+        try:
+            self.run(Volume.from_tensor(torch.zeros(shape)), strategy, model, normalize="none", batch_size=3)
+        except ModelError:
+            pass  # a model that does not fit says so when it is run on a real volume
+
+    def run(
+        self,
+        volume: Volume,
+        strategy: Strategy,
+        model: LoadedModel | None = None,
+        *,
+        normalize: str | None = None,
+        batch_size: int = 32,
+        on_batch: OnBatch | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Prediction:
+        """Score ``volume``; ``normalize`` defaults to what the model expects."""
+        if batch_size < 1:
+            raise ModelError(f"batch size must be at least 1, not {batch_size}")
+        started = time.perf_counter()
+        model = model or self.builtin(strategy)
+        spec = preprocessing.parse_spec(normalize or model.normalize)
+        plan = strategy.plan(volume.shape, model.spec, batch_size)
+        norm = preprocessing.fit(spec, volume.data)
+        call = self._traced_call(model, plan.signature)
+        tf = self.runtime.tf
+        scores: np.ndarray | None = None
+        volume_score = None
+        prepare = model_time = 0.0
+        steps = plan.steps(volume.data, norm, batch_size)
+        done = 0
+        with tf.device(self.runtime.device):
+            while True:
+                if cancelled is not None and cancelled():
+                    raise Cancelled("cancelled")
+                t0 = time.perf_counter()
+                step = next(steps, None)
+                if step is None:
+                    break
+                t1 = time.perf_counter()
+                try:
+                    y = call(to_tensorflow(self.runtime, step.x)).numpy()
+                except Exception as exc:  # noqa: BLE001 - a model that raises is reported, not fatal
+                    raise ModelError(f"{model.name} failed on input {tuple(step.x.shape)}: {_first_line(exc)}") from None
+                t2 = time.perf_counter()
+                prepare, model_time = prepare + t1 - t0, model_time + t2 - t1
+                rows = 1 if step.indices is None else len(step.indices)
+                block = np.asarray(plan.read(y, step), dtype=np.float32).reshape(rows, -1)
+                if step.indices is None:
+                    volume_score = block[0]
+                else:
+                    if scores is None:
+                        scores = np.full((volume.depth, block.shape[1]), np.nan, dtype=np.float32)
+                    scores[step.indices] = block
+                done += 1
+                if on_batch is not None:
+                    on_batch(done, plan.calls, step.indices if step.indices is not None else np.empty(0, int), block)
+        assert scores is not None
+        total = time.perf_counter() - started
+        return Prediction(
+            scores=scores,
+            volume_score=volume_score,
+            strategy=strategy.name,
+            model_source=model.source,
+            model_sha256=model.sha256,
+            normalize=spec,
+            device=self.runtime.label,
+            batch_size=batch_size,
+            timings={"prepare_s": prepare, "model_s": model_time, "total_s": total},
+        )
+
+    def _traced_call(self, model: LoadedModel, signature: tuple) -> Callable:
+        """``model(x, training=False)`` traced once per model and input signature."""
+        key = (id(model.keras_model), signature)
+        if key not in self._traced:
+            tf = self.runtime.tf
+            keras_model = model.keras_model
+            self._traced[key] = tf.function(
+                lambda x: keras_model(x, training=False),
+                input_signature=[tf.TensorSpec(signature, tf.float32)],
+                autograph=False,
+            )
+        return self._traced[key]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,79 @@
+"""Intensity normalisation: explicit, parsed from a short spec, and recorded in every output.
+
+Specs: ``none``, ``minmax`` (volume min/max → [0, 1]), ``zscore`` (volume mean/std → 0/1) and
+``window:CENTER,WIDTH`` (clip to the window, then → [0, 1]).  Statistics are taken once over the
+whole volume, so batches normalised one after another match a whole-volume normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from app.errors import SlicewiseError
+
+MODES = ("none", "minmax", "zscore", "window:CENTER,WIDTH")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """An affine intensity map ``(x - offset) / scale``, optionally clipped to [0, 1]."""
+
+    spec: str
+    offset: float = 0.0
+    scale: float = 1.0
+    clip: bool = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec == "none":
+            return x
+        y = (x - self.offset) / self.scale
+        return y.clamp_(0.0, 1.0) if self.clip else y
+
+
+def parse_spec(spec: str) -> str:
+    """Check a normalisation spec and return it in canonical form; raise a clear error if bad."""
+    spec = spec.strip().lower()
+    if spec in ("none", "minmax", "zscore"):
+        return spec
+    if spec.startswith("window:"):
+        try:
+            center, width = (float(v) for v in spec[len("window:") :].split(","))
+        except ValueError:
+            raise SlicewiseError(f"bad window {spec!r}: expected window:CENTER,WIDTH, e.g. window:40,400") from None
+        if width <= 0:
+            raise SlicewiseError(f"bad window {spec!r}: width must be positive")
+        return f"window:{center:g},{width:g}"
+    raise SlicewiseError(f"unknown normalisation {spec!r}: choose one of {', '.join(MODES)}")
+
+
+def fit(spec: str, volume: torch.Tensor) -> Normalization:
+    """Fit ``spec`` to ``volume``'s statistics (ignoring NaN/Inf voxels)."""
+    spec = parse_spec(spec)
+    if spec == "none":
+        return Normalization(spec)
+    if spec.startswith("window:"):
+        center, width = (float(v) for v in spec[len("window:") :].split(","))
+        return Normalization(spec, offset=center - width / 2, scale=width, clip=True)
+    lo, hi, mean, std = _statistics(volume)
+    if spec == "minmax":
+        return Normalization(spec, offset=lo, scale=(hi - lo) or 1.0)
+    return Normalization(spec, offset=mean, scale=std or 1.0)
+
+
+def _statistics(volume: torch.Tensor, chunk: int = 16) -> tuple[float, float, float, float]:
+    """Min, max, mean and std of the finite voxels, in float64, a few slices at a time."""
+    lo, hi, total, total_sq, count = float("inf"), float("-inf"), 0.0, 0.0, 0
+    for start in range(0, volume.shape[0], chunk):
+        part = volume[start : start + chunk]
+        part = part[torch.isfinite(part)].double()
+        if part.numel():
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+            total += float(part.sum())
+            total_sq += float((part * part).sum())
+            count += part.numel()
+    if count == 0:
+        return 0.0, 1.0, 0.0, 1.0
+    mean = total / count
+    return lo, hi, mean, max(total_sq / count - mean * mean, 0.0) ** 0.5

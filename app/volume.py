@@ -1,0 +1,94 @@
+"""`Volume`: a torch tensor in a known orientation, plus the geometry a viewer needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+AXES = ("axial", "coronal", "sagittal")
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """One 3D image, laid out ``(depth, height, width, channels)``.
+
+    ``data`` is C-contiguous float32 on the CPU.  Slices are display-ready: row 0 is the top
+    of the screen, column 0 the left (neurological convention: patient's left on the left).
+
+    ==========  ======================  ===================  =====================
+    axis        depth (index 0 →)       rows (top → bottom)   columns (left → right)
+    ==========  ======================  ===================  =====================
+    axial       inferior → superior     anterior → posterior  left → right
+    coronal     posterior → anterior    superior → inferior   left → right
+    sagittal    left → right            superior → inferior   anterior → posterior
+    ==========  ======================  ===================  =====================
+
+    ``affine`` maps a voxel index ``(d, h, w, 1)`` to RAS+ world millimetres.
+    """
+
+    data: torch.Tensor
+    affine: np.ndarray
+    axis: str
+    source: Path
+    sha256: str
+    original_dtype: str
+    volume_index: int = 0
+    n_volumes: int = 1
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def depth(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.data.shape[3])
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along (depth, rows, columns)."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def orientation(self) -> tuple[str, str, str]:
+        """Anatomical direction each index axis (d, h, w) increases toward, e.g. ('S', 'P', 'R')."""
+        import nibabel as nib
+
+        return tuple(nib.aff2axcodes(self.affine))  # type: ignore[return-value]
+
+    @property
+    def positions_mm(self) -> np.ndarray:
+        """World position (mm) of each slice's centre along the depth direction's RAS axis."""
+        _, h, w, _ = self.shape
+        d = np.arange(self.depth, dtype=np.float64)
+        index = np.stack([d, np.full_like(d, (h - 1) / 2), np.full_like(d, (w - 1) / 2), np.ones_like(d)])
+        world = (self.affine @ index)[:3]
+        ras_axis = int(np.argmax(np.abs(self.affine[:3, 0])))
+        return world[ras_axis]
+
+    def world(self, d: float, h: float, w: float) -> np.ndarray:
+        """RAS+ world coordinates (mm) of voxel index (d, h, w)."""
+        return (self.affine @ np.array([d, h, w, 1.0]))[:3]
+
+    def slice(self, d: int) -> torch.Tensor:
+        """Slice ``d`` as an ``(H, W, C)`` view."""
+        return self.data[d]
+
+    @classmethod
+    def from_tensor(cls, data: torch.Tensor | np.ndarray, source: str | Path = "<memory>", axis: str = "axial") -> Volume:
+        """An in-memory volume from ``(D, H, W)`` or ``(D, H, W, C)`` data, 1 mm voxels, identity-like geometry."""
+        data = torch.as_tensor(data)
+        original = str(data.dtype).removeprefix("torch.")
+        if data.ndim == 3:
+            data = data.unsqueeze(-1)
+        if data.ndim != 4:
+            raise ValueError(f"expected (D, H, W) or (D, H, W, C) data, got shape {tuple(data.shape)}")
+        affine = np.array([[0, 0, 1, 0], [0, -1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+        return cls(data.float().contiguous(), affine, axis, Path(source), "", original)

@@ -1,0 +1,19 @@
+"""Shared test set-up: headless Qt, quiet TensorFlow, and small volumes and models made on the fly."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One engine (one TensorFlow runtime) for the whole session, as in the app."""
+    from app.inference import Engine
+
+    return Engine()

@@ -1,0 +1,49 @@
+"""The seed article's three architectures (Example 2 corrected: the sequence runs along depth)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def seed_slice_model(height: int, width: int, channels: int) -> keras.Model:
+    """Example 1: a 2D CNN on one slice."""
+    keras.utils.set_random_seed(11)
+    return keras.Sequential(
+        [
+            keras.Input((height, width, channels)),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(10, activation="relu"),
+            layers.Dense(1),
+        ]
+    )
+
+
+def seed_temporal_model(length: int, features: int, outputs: int = 1) -> keras.Model:
+    """Example 2, corrected: Conv1D over a sequence of ``length`` flattened slices along depth."""
+    keras.utils.set_random_seed(12)
+    return keras.Sequential(
+        [
+            keras.Input((length, features)),
+            layers.Conv1D(32, 3, activation="relu"),
+            layers.MaxPooling1D(2),
+            layers.Flatten(),
+            layers.Dense(10, activation="relu"),
+            layers.Dense(outputs),
+        ]
+    )
+
+
+def seed_embedding_model(features: int) -> keras.Model:
+    """Example 3: dense layers on the depth-pooled, flattened volume."""
+    keras.utils.set_random_seed(13)
+    return keras.Sequential(
+        [
+            keras.Input((features,)),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="relu"),
+            layers.Dense(1),
+        ]
+    )
