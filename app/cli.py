@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(predict, "slice")
     predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
+    cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
+    cohort.add_argument("--workers", type=int, metavar="N", help="score on a local Dask cluster of N worker processes")
+    cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
 
     render = sub.add_parser("render", help="draw the viewer offscreen to a PNG (after scoring, if asked)")
     render.add_argument("volume", help="the volume to show")
@@ -87,6 +90,10 @@ def _predict(args: argparse.Namespace) -> int:
     from app.strategies import get_strategy
 
     strategy = get_strategy(args.strategy)
+    from app import cohort
+
+    if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
+        return cohort.predict_cohort(args)
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     if args.out:
         _check_writable(Path(args.out))

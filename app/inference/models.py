@@ -65,9 +65,11 @@ def load_model_file(path: str | Path, normalize: str = "none", unsafe: bool = Fa
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; all mean "cannot load"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            reason = f"refused under Keras safe mode (it would run code stored in the file): {reason}"
+        text = " ".join(str(exc).split())
+        if "safe_mode" in text:
+            reason = "refused by Keras safe mode: it holds code (e.g. a Lambda layer) that loading would run; use --unsafe-model only for a file you trust"
+        else:
+            reason = (text[:300] + "…" if len(text) > 300 else text) or type(exc).__name__
         raise ModelError(f"{path.name}: cannot load Keras model: {reason}") from None
     return LoadedModel(model, str(path), file_sha256(path), normalize, spec_of(model))
 

@@ -1,0 +1,124 @@
+"""``slicewise predict`` end to end, as a user runs it: a subprocess, real files, real models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+
+
+def slicewise(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def real_nifti() -> Path:
+    """A real anatomical image that nibabel ships in its package."""
+    path = NIBABEL_DATA / "anatomical.nii"
+    assert path.is_file()
+    return path
+
+
+@pytest.mark.parametrize("strategy", ["slice", "temporal", "embedding"])
+def test_predict_real_nifti_each_strategy(tmp_path, real_nifti, strategy):
+    out = tmp_path / f"{strategy}.csv"
+    done = slicewise("predict", real_nifti, "--strategy", strategy, "--out", out)
+    assert done.returncode == 0, done.stderr
+    depth = nib.as_closest_canonical(nib.load(real_nifti)).shape[2]
+    rows = read_csv(out)
+    assert len(rows) == depth
+    assert list(rows[0]) == ["volume", "slice_index", "position_mm", "score"]
+    assert [int(r["slice_index"]) for r in rows] == list(range(depth))
+    positions = np.array([float(r["position_mm"]) for r in rows])
+    assert np.all(np.diff(positions) > 0), "axial slices run inferior → superior"
+    scores = np.array([float(r["score"]) for r in rows])
+    assert np.isfinite(scores).all()
+
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    assert meta["strategy"] == strategy
+    assert meta["model"]["source"].startswith("built-in")
+    assert len(meta["model"]["sha256"]) == 64
+    assert meta["device"].startswith("CPU")
+    assert meta["slicewise_version"]
+    volume = meta["volumes"][0]
+    assert volume["path"] == str(real_nifti) and len(volume["sha256"]) == 64
+    assert volume["shape"][0] == depth and volume["axis"] == "axial"
+    assert len(volume["spacing_mm"]) == 3 and volume["timings_s"]["total_s"] > 0
+    assert (volume["volume_score"] is not None) == (strategy == "embedding")
+    assert meta["normalize"]
+
+
+def test_predict_user_model_several_volumes_to_stdout(tmp_path):
+    """A user's .keras model with two outputs, two .npy volumes, the table on stdout."""
+    import keras
+
+    from seed_models import seed_temporal_model
+
+    model_path = tmp_path / "two.keras"
+    seed_temporal_model(4, 16 * 16, outputs=2).save(model_path)
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, depth in (("a", 6), ("b", 9)):
+        paths.append(tmp_path / f"{name}.npy")
+        np.save(paths[-1], rng.random((depth, 16, 16), dtype=np.float32))
+    done = slicewise("predict", *paths, "--strategy", "temporal", "--model", model_path, "--batch-size", "4")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert list(rows[0]) == ["volume", "slice_index", "position_mm", "score_0", "score_1"]
+    assert [r["volume"] for r in rows] == [str(paths[0])] * 6 + [str(paths[1])] * 9
+    del keras
+
+
+@pytest.mark.parametrize(
+    "make_args, reason",
+    [
+        (lambda d: ["predict", d / "missing.nii.gz"], "missing.nii.gz"),
+        (lambda d: ["predict", d / "text.nii"], "text.nii"),
+        (lambda d: ["predict", d / "ok.npy", "--strategy", "nonsense"], "invalid choice"),
+        (lambda d: ["predict", d / "ok.npy", "--model", d / "nomodel.keras"], "nomodel.keras"),
+        (lambda d: ["predict", d / "ok.npy", "--normalize", "window:40"], "window"),
+        (lambda d: ["predict", d / "ok.npy", "--out", d / "no" / "such" / "dir.csv"], "does not exist"),
+    ],
+)
+def test_bad_input_exit_code_2_one_line_no_output(tmp_path, make_args, reason):
+    (tmp_path / "text.nii").write_text("this is not an image\n")
+    np.save(tmp_path / "ok.npy", np.zeros((3, 8, 8), np.float32))
+    out = tmp_path / "out.csv"
+    args = make_args(tmp_path)
+    done = slicewise(*args, *([] if "--out" in args else ["--out", out]))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert lines[-1].startswith(("error:", "slicewise predict: error:")) and reason in done.stderr
+    assert not out.exists() and not out.with_name("out.csv.json").exists()
+
+
+def test_model_that_does_not_fit(tmp_path):
+    from seed_models import seed_slice_model
+
+    seed_slice_model(32, 32, 3).save(tmp_path / "rgb.keras")
+    np.save(tmp_path / "two_channels.npy", np.zeros((3, 32, 32, 2), np.float32))
+    done = slicewise("predict", tmp_path / "two_channels.npy", "--model", tmp_path / "rgb.keras", "--out", tmp_path / "o.csv")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: model expects 3 channels per slice; the volume has 2"]
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_help_and_version_do_not_import_tensorflow():
+    code = "import sys; from app.cli import build_parser; build_parser(); print('tensorflow' in sys.modules, 'PySide6' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False"]
+    assert slicewise("--version").stdout.startswith("slicewise ")
