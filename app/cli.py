@@ -108,6 +108,11 @@ def _predict(args: argparse.Namespace) -> int:
             volume, strategy, model, normalize=args.normalize, batch_size=args.batch_size, on_batch=lambda done, total, *_: bar.update(done, total)
         )
         results.append((volume, prediction))
+        if prediction.nonfinite_slices:
+            print(
+                f"warning: {volume.source}: {len(prediction.nonfinite_slices)} slices hold NaN/Inf voxels; their scores are left empty (NaN)",
+                file=sys.stderr,
+            )
     if args.out:
         table, meta = export.write_predictions(args.out, results)
         print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, {results[0][1].device})", file=sys.stderr)

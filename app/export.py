@@ -71,6 +71,7 @@ def _volume_entry(volume: Volume, prediction: Prediction) -> dict:
         "volume_index": volume.volume_index,
         "original_dtype": volume.original_dtype,
         "notes": list(volume.notes),
+        "nonfinite_slices": prediction.nonfinite_slices,
         "volume_score": None if score is None else [float(s) for s in np.asarray(score)],
         "timings_s": {k: round(v, 6) for k, v in prediction.timings.items()},
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from app.errors import SlicewiseError
@@ -24,12 +25,16 @@ class Normalization:
     offset: float = 0.0
     scale: float = 1.0
     clip: bool = False
+    zero_nonfinite: bool = False  # NaN/Inf voxels become 0 after mapping (their slices are flagged elsewhere)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.spec == "none":
-            return x
-        y = (x - self.offset) / self.scale
-        return y.clamp_(0.0, 1.0) if self.clip else y
+        if self.spec != "none":
+            x = x.sub(self.offset).mul_(1.0 / self.scale)
+            if self.clip:
+                x.clamp_(0.0, 1.0)
+        if self.zero_nonfinite:
+            x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        return x
 
 
 def parse_spec(spec: str) -> str:
@@ -48,18 +53,27 @@ def parse_spec(spec: str) -> str:
     raise SlicewiseError(f"unknown normalisation {spec!r}: choose one of {', '.join(MODES)}")
 
 
-def fit(spec: str, volume: torch.Tensor) -> Normalization:
+def fit(spec: str, volume: torch.Tensor, zero_nonfinite: bool = False) -> Normalization:
     """Fit ``spec`` to ``volume``'s statistics (ignoring NaN/Inf voxels)."""
     spec = parse_spec(spec)
     if spec == "none":
-        return Normalization(spec)
+        return Normalization(spec, zero_nonfinite=zero_nonfinite)
     if spec.startswith("window:"):
         center, width = (float(v) for v in spec[len("window:") :].split(","))
-        return Normalization(spec, offset=center - width / 2, scale=width, clip=True)
+        return Normalization(spec, offset=center - width / 2, scale=width, clip=True, zero_nonfinite=zero_nonfinite)
     lo, hi, mean, std = _statistics(volume)
     if spec == "minmax":
-        return Normalization(spec, offset=lo, scale=(hi - lo) or 1.0)
-    return Normalization(spec, offset=mean, scale=std or 1.0)
+        return Normalization(spec, offset=lo, scale=(hi - lo) or 1.0, zero_nonfinite=zero_nonfinite)
+    return Normalization(spec, offset=mean, scale=std or 1.0, zero_nonfinite=zero_nonfinite)
+
+
+def nonfinite_slices(volume: torch.Tensor, chunk: int = 16) -> np.ndarray:
+    """Indices of the slices (along axis 0) that hold a NaN or infinite voxel."""
+    bad = [
+        torch.nonzero(~torch.isfinite(volume[start : start + chunk]).flatten(1).all(dim=1)).flatten() + start
+        for start in range(0, volume.shape[0], chunk)
+    ]
+    return torch.cat(bad).numpy() if bad else np.empty(0, dtype=np.int64)
 
 
 def _statistics(volume: torch.Tensor, chunk: int = 16) -> tuple[float, float, float, float]:

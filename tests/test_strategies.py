@@ -148,3 +148,15 @@ def test_streaming_batches_and_cancel(engine):
     with pytest.raises(Cancelled):
         engine.run(volume, get_strategy("slice"), batch_size=4, on_batch=lambda *a: calls.append(a), cancelled=lambda: len(calls) >= 1)
     assert len(calls) == 1
+
+
+def test_nonfinite_voxels_are_reported_not_scored(engine):
+    data = torch.rand(8, 64, 64, generator=torch.Generator().manual_seed(3)) * 300
+    data[2, 5, 5] = float("nan")
+    data[6, 0, 0] = float("inf")
+    clean = engine.run(Volume.from_tensor(torch.where(torch.isfinite(data), data, torch.zeros(()))), get_strategy("slice"))
+    prediction = engine.run(Volume.from_tensor(data), get_strategy("slice"))
+    assert prediction.nonfinite_slices == [2, 6]
+    assert np.isnan(prediction.scores[[2, 6]]).all()
+    others = [0, 1, 3, 4, 5, 7]
+    np.testing.assert_allclose(prediction.scores[others], clean.scores[others], rtol=1e-5)

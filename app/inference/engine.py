@@ -39,6 +39,7 @@ class Prediction:
     device: str
     batch_size: int
     timings: dict[str, float] = field(default_factory=dict)
+    nonfinite_slices: list[int] = field(default_factory=list)  # hold NaN/Inf voxels: scores left NaN
 
     @property
     def outputs(self) -> int:
@@ -99,7 +100,8 @@ class Engine:
         model = model or self.builtin(strategy)
         spec = preprocessing.parse_spec(normalize or model.normalize)
         plan = strategy.plan(volume.shape, model.spec, batch_size)
-        norm = preprocessing.fit(spec, volume.data)
+        nonfinite = preprocessing.nonfinite_slices(volume.data)
+        norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
         tf = self.runtime.tf
         scores: np.ndarray | None = None
@@ -134,6 +136,7 @@ class Engine:
                 if on_batch is not None:
                     on_batch(done, plan.calls, step.indices if step.indices is not None else np.empty(0, int), block)
         assert scores is not None
+        scores[nonfinite] = np.nan  # a score computed from NaN/Inf voxels would mean nothing
         total = time.perf_counter() - started
         return Prediction(
             scores=scores,
@@ -145,6 +148,7 @@ class Engine:
             device=self.runtime.label,
             batch_size=batch_size,
             timings={"prepare_s": prepare, "model_s": model_time, "total_s": total},
+            nonfinite_slices=nonfinite.tolist(),
         )
 
     def _traced_call(self, model: LoadedModel, signature: tuple) -> Callable:
