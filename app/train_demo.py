@@ -29,7 +29,7 @@ from app.volume import Volume
 TRAIN_SEEDS = range(0, 48)
 VALIDATION_SEEDS = range(10_000, 10_008)  # never used in training; tests use 20_000 and up
 DEPTH = 64
-NORMALIZE = "window:40,400"
+NORMALIZE = "window:60,200"  # soft tissue 40 HU → 0.5, lesions +60…120 HU → 0.8…1
 
 
 def phantoms(seeds, folder: Path, depth: int = DEPTH) -> list[tuple[Volume, np.ndarray]]:
@@ -78,8 +78,10 @@ def train(strategy: Strategy, data, epochs: int, seed: int = 0):
     spec = spec_of(model, strategy.slice_hint)
     inputs = [model_inputs(strategy, spec, volume).numpy() for volume, _ in data]
     labels = [truth for _, truth in data]
-    if strategy.name == "temporal":  # one whole volume is one sequence, scored per step
-        x, y = np.stack(inputs), np.stack(labels)[..., None]
+    if strategy.name == "temporal":  # overlapping runs of slices are the sequences, scored per step
+        starts = range(0, DEPTH - SEQUENCE + 1, SEQUENCE // 2)
+        x = np.concatenate([volume[:, a : a + SEQUENCE] for volume in inputs for a in starts])
+        y = np.stack([truth[a : a + SEQUENCE] for truth in labels for a in starts])[..., None]
         batch = 4
     else:
         x, y = np.concatenate(inputs), np.concatenate(labels)[:, None]
@@ -90,7 +92,8 @@ def train(strategy: Strategy, data, epochs: int, seed: int = 0):
     return model
 
 
-EPOCHS = {"slice": 12, "temporal": 30, "embedding": 40}
+EPOCHS = {"slice": 20, "temporal": 20, "embedding": 40}
+SEQUENCE = 16  # slices per training sequence of the temporal model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,11 @@ the device it runs on.  Call ``bootstrap()`` on the thread that will own the mod
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -39,18 +43,19 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
             return _runtime
         threads = threads or max(1, os.cpu_count() or 1)
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        import tensorflow as tf
+        with _native_stderr_held(os.environ["TF_CPP_MIN_LOG_LEVEL"] >= "2"):
+            import tensorflow as tf
 
-        torch.set_num_threads(threads)
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        except RuntimeError:  # TensorFlow already ran something in this process
-            pass
-        gpus = tf.config.list_physical_devices("GPU")
+            torch.set_num_threads(threads)
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+            except RuntimeError:  # TensorFlow already ran something in this process
+                pass
+            gpus = tf.config.list_physical_devices("GPU")
         try:
             for gpu in gpus:
                 tf.config.experimental.set_memory_growth(gpu, True)
@@ -64,6 +69,32 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
         else:
             _runtime = Runtime(tf, "/CPU:0", f"CPU ({threads} threads)")
         return _runtime
+
+
+@contextmanager
+def _native_stderr_held(hold: bool) -> Iterator[None]:
+    """Hold back what C++ code writes to stderr (fd 2) for the duration; replay it on failure.
+
+    TensorFlow's start-up chatter (oneDNN, CUDA probing) is logged before its log level applies,
+    and would otherwise precede every CLI message.
+    """
+    if not hold:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def to_tensorflow(runtime: Runtime, x: torch.Tensor):

@@ -15,7 +15,7 @@ class EmbeddingStrategy(Strategy):
     name = "embedding"
     title = "Depth-pooled embedding (dense)"
     summary = "slices pooled over depth into one feature vector, scored by dense layers"
-    default_normalize = "window:40,400"
+    default_normalize = "window:60,200"
     slice_hint = SLICE
 
     def build_model(self):

@@ -15,7 +15,7 @@ class SliceStrategy(Strategy):
     name = "slice"
     title = "Slice by slice (2D CNN)"
     summary = "each slice scored on its own by a 2D CNN"
-    default_normalize = "window:40,400"
+    default_normalize = "window:60,200"
 
     def build_model(self):
         import keras

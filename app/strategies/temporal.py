@@ -28,7 +28,7 @@ class TemporalStrategy(Strategy):
     name = "temporal"
     title = "Sequence along depth (temporal)"
     summary = "each slice scored in the context of its neighbours by a sequence model along depth"
-    default_normalize = "window:40,400"
+    default_normalize = "window:60,200"
 
     def build_model(self):
         import keras

@@ -1,0 +1,90 @@
+"""Decoding DICOM pixel data and mapping it to modality values (HU, ...) as float32."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+from app.io.messages import fail, one_line
+
+DECODERS_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+
+
+def n_frames(ds: Dataset) -> int:
+    """Number of frames (1 for single-frame images)."""
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def samples_per_pixel(ds: Dataset) -> int:
+    """Channels after decoding (palette colour images become RGB)."""
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
+        return 3
+    return int(ds.get("SamplesPerPixel", 1) or 1)
+
+
+def stored_dtype(ds: Dataset) -> str:
+    """Name of the stored pixel type, read from the header (no decoding)."""
+    if "FloatPixelData" in ds:
+        return "float32"
+    if "DoubleFloatPixelData" in ds:
+        return "float64"
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    if bits == 1:
+        return "bool"
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    return f"{'int' if signed else 'uint'}{bits}"
+
+
+def frames(ds: Dataset, path: Path) -> np.ndarray:
+    """All frames as ``(F, rows, cols[, samples])`` in stored values (colour converted to RGB)."""
+    try:
+        array = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and syntax.is_compressed and "missing" in str(exc):
+            fail(path, f"no decoder installed for {syntax.name} pixel data (try: {DECODERS_HINT})")
+        short = re.search(r"less than expected \((\d+) vs (\d+) bytes\)", str(exc))
+        if short:
+            fail(path, f"truncated pixel data ({short[1]} of {short[2]} bytes)")
+        fail(path, f"cannot decode pixel data ({type(exc).__name__}: {one_line(str(exc), 120)})")
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
+        array = apply_color_lut(array, ds)
+    if n_frames(ds) == 1:
+        array = array[None]
+    return array
+
+
+def rescale_of(ds: Dataset, frame_group: Dataset | None = None) -> tuple[float, float] | None:
+    """(slope, intercept) for one frame: per-frame group, then shared group, then top level."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    for group in (frame_group, shared[0] if shared else None):
+        seq = group.get("PixelValueTransformationSequence") if group is not None else None
+        if seq and ("RescaleSlope" in seq[0] or "RescaleIntercept" in seq[0]):
+            return float(seq[0].get("RescaleSlope", 1.0)), float(seq[0].get("RescaleIntercept", 0.0))
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        return float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return None
+
+
+def write_frame(target: np.ndarray, frame: np.ndarray, ds: Dataset, frame_group: Dataset | None = None) -> None:
+    """Store ``frame`` in the float32 ``target`` ``(rows, cols, C)``, modality LUT applied."""
+    if frame.ndim == 2:
+        if ds.get("ModalityLUTSequence"):
+            frame = apply_modality_lut(frame, ds)
+        else:
+            rescale = rescale_of(ds, frame_group)
+            if rescale is not None and rescale != (1.0, 0.0):
+                lut = Dataset()
+                lut.RescaleSlope, lut.RescaleIntercept = rescale
+                frame = apply_modality_lut(frame, lut)
+        if "DoseGridScaling" in ds:
+            frame = frame * float(ds.DoseGridScaling)
+        frame = frame[..., None]
+    np.copyto(target, frame, casting="unsafe")

@@ -1,0 +1,133 @@
+"""A folder of DICOM files: pick one series (the one with most slices) and stack it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from app.io import dicom_geometry as geometry
+from app.io.dicom_file import from_dataset
+from app.io.dicom_pixels import frames, n_frames, samples_per_pixel, stored_dtype, write_frame
+from app.io.messages import check_volume_index, fail
+from app.io.stored import StoredImage
+
+
+@dataclass
+class _Header:
+    """What the folder scan keeps of one image file (its header is dropped)."""
+
+    path: Path
+    series: str
+    label: str
+    frames: int
+    shape: tuple[int, int, int]  # rows, columns, samples
+    plane: geometry.Plane | None
+
+
+def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
+    """The largest series in ``folder`` (or, if it has no DICOM images, in its subfolders)."""
+    headers, skipped = _scan(sorted(p for p in folder.iterdir() if p.is_file()))
+    notes: list[str] = []
+    if not headers:
+        nested = sorted(p for p in folder.rglob("*") if p.is_file() and p.parent != folder)
+        headers, more = _scan(nested)
+        skipped += more
+        if headers:
+            notes.append("images found in subfolders")
+    if not headers:
+        fail(folder, "no DICOM images in this folder" + (f" ({skipped} other files)" if skipped else ""))
+    check_volume_index(folder, volume_index, 1)
+
+    series: dict[str, list[_Header]] = {}
+    for header in headers:
+        series.setdefault(header.series, []).append(header)
+    ranked = sorted(series.values(), key=lambda s: -sum(h.frames for h in s))  # stable: ties keep scan order
+    chosen, others = ranked[0], ranked[1:]
+    if others:
+        listed = ", ".join(f"{s[0].label} ({sum(h.frames for h in s)} slices)" for s in others)
+        notes.append(f"folder also holds series {listed}; loaded {chosen[0].label}")
+    if skipped:
+        notes.append(f"skipped {skipped} files that are not DICOM images")
+
+    if len(chosen) == 1:
+        path = chosen[0].path
+        image = from_dataset(_read(path), path, volume_index, files=[path])
+        image.notes = notes + image.notes
+        return image
+    if any(h.frames > 1 for h in chosen):
+        fail(folder, f"series {chosen[0].label} mixes several multi-frame files; open one file at a time")
+    if any(h.plane is None for h in chosen):
+        fail(folder, f"slices of series {chosen[0].label} lack ImagePositionPatient/ImageOrientationPatient, so their order is unknown")
+    if len({h.shape for h in chosen}) > 1:
+        fail(folder, f"slices of series {chosen[0].label} differ in size: {sorted({h.shape[:2] for h in chosen})}")
+    order, affine, stack_notes = geometry.stack([h.plane for h in chosen], folder)  # type: ignore[misc]
+    ordered = [chosen[i].path for i in order]
+    first = _read(ordered[0])
+
+    def fill(target: np.ndarray) -> None:
+        for k, path in enumerate(ordered):
+            ds = first if k == 0 else _read(path)
+            write_frame(target[k], frames(ds, path)[0], ds)
+
+    rows, cols, _ = chosen[0].shape
+    return StoredImage(
+        shape=(len(ordered), rows, cols),
+        channels=samples_per_pixel(first),
+        fill=fill,
+        original_dtype=stored_dtype(first),
+        files=[h.path for h in chosen],
+        affine=affine,
+        notes=notes + stack_notes,
+    )
+
+
+def _read(path: Path) -> Dataset:
+    try:
+        return pydicom.dcmread(path, force=True)
+    except Exception as exc:  # noqa: BLE001
+        fail(path, f"cannot read DICOM file ({type(exc).__name__}: {exc})")
+
+
+def _scan(paths: list[Path]) -> tuple[list[_Header], int]:
+    """Headers of the DICOM image files among ``paths``, and how many files were skipped."""
+    headers, skipped = [], 0
+    for path in paths:
+        if path.name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - anything unreadable is simply not part of a series
+            skipped += 1
+            continue
+        if "Rows" not in ds or "Columns" not in ds:
+            skipped += 1  # DICOMDIR, structured reports, RT structures, ...
+            continue
+        headers.append(
+            _Header(
+                path=path,
+                series=str(ds.get("SeriesInstanceUID", "")),
+                label=_label(ds),
+                frames=n_frames(ds),
+                shape=(int(ds.Rows), int(ds.Columns), samples_per_pixel(ds)),
+                plane=geometry.plane(
+                    ds.get("ImagePositionPatient"),
+                    ds.get("ImageOrientationPatient"),
+                    ds.get("PixelSpacing"),
+                    ds.get("SpacingBetweenSlices") or ds.get("SliceThickness"),
+                ),
+            )
+        )
+    return headers, skipped
+
+
+def _label(ds: Dataset) -> str:
+    """A short series name: number and description, else the end of its UID."""
+    number, text = ds.get("SeriesNumber"), str(ds.get("SeriesDescription", "") or "").strip()
+    parts = [str(number)] if number not in (None, "") else []
+    if text:
+        parts.append(f'"{text}"')
+    return " ".join(parts) or "…" + str(ds.get("SeriesInstanceUID", "?"))[-8:]

@@ -1,0 +1,102 @@
+"""`load_volume`: pick a reader by content or extension, then lay the image out as a `Volume`."""
+
+from __future__ import annotations
+
+import operator
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.errors import LoadError, SlicewiseError
+from app.io.arrays import NPY_MAGIC, ZIP_MAGIC, read_npy, read_npz, read_torch
+from app.io.dicom_file import read_dicom_file
+from app.io.dicom_series import read_dicom_folder
+from app.io.hashing import sha256_of_files
+from app.io.messages import describe, display_name, fail
+from app.io.nibabel_formats import read_nibabel
+from app.io.orientation import obliquity_deg, plan_layout, raw_affine
+from app.io.stored import StoredImage
+from app.volume import AXES, Volume
+
+OBLIQUE_NOTE_DEG = 1.0
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def load_volume(path: str | os.PathLike, axis: str = "axial", volume_index: int = 0) -> Volume:
+    """Read one 3D volume from ``path`` and lay it out along ``axis`` (see `Volume`).
+
+    ``path`` is a NIfTI/Analyze/MGH/MINC/... file, a DICOM file or folder, or a ``.npy`` /
+    ``.npz`` / ``.pt`` array; ``volume_index`` picks one volume of a 4D image.  Every failure
+    is a `LoadError` (`UnsafeFileError` for files that would run code) naming the file.
+    """
+    source = Path(path)
+    if axis not in AXES:
+        fail(source, f"unknown axis {axis!r} (expected one of {', '.join(AXES)})")
+    try:
+        index = operator.index(volume_index)
+    except TypeError:
+        fail(source, f"volume index must be an integer, got {volume_index!r}")
+    try:
+        stored = _read(source, index)
+        return _assemble(source, stored, axis, index)
+    except SlicewiseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no library exception may escape
+        raise LoadError(f"{display_name(source)}: {describe(exc)}") from exc
+
+
+def _read(path: Path, volume_index: int) -> StoredImage:
+    """Choose the reader: folder → DICOM series; DICM magic → DICOM; then by extension."""
+    if not path.exists():
+        fail(path, "no such file or folder")
+    if path.is_dir():
+        return read_dicom_folder(path, volume_index)
+    with open(path, "rb") as f:
+        head = f.read(132)
+    if not head:
+        fail(path, "file is empty")
+    name = path.name.lower()
+    if head[128:132] == b"DICM" or name.endswith(DICOM_SUFFIXES):
+        return read_dicom_file(path, volume_index)
+    if name.endswith(".npy") or head.startswith(NPY_MAGIC):
+        return read_npy(path, volume_index)
+    if name.endswith(".npz"):
+        return read_npz(path, volume_index)
+    if name.endswith((".pt", ".pth")):
+        return read_torch(path, volume_index)
+    if head.startswith(ZIP_MAGIC):
+        with zipfile.ZipFile(path) as archive:
+            is_torch = any(n.endswith("data.pkl") for n in archive.namelist())
+        return read_torch(path, volume_index) if is_torch else read_npz(path, volume_index)
+    return read_nibabel(path, volume_index)
+
+
+def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -> Volume:
+    """Lay ``stored`` out for ``axis``, read its voxels once into float32, hash its files."""
+    notes = list(stored.notes)
+    affine = stored.affine
+    try:
+        layout = plan_layout(affine, stored.shape, axis)
+    except ValueError:
+        affine = raw_affine()
+        layout = plan_layout(affine, stored.shape, axis)
+        notes.append("degenerate affine (zero voxel size?): axes taken as stored, 1 mm voxels")
+    oblique = obliquity_deg(affine)
+    if oblique > OBLIQUE_NOTE_DEG:
+        notes.append(f"oblique: voxel axes up to {oblique:.1f}° off the anatomical axes; shown without resampling")
+    data = np.empty((*layout.shape, stored.channels), dtype=np.float32)
+    stored.fill(layout.stored_view(data))
+    return Volume(
+        data=torch.from_numpy(data),
+        affine=affine @ layout.index_affine(),
+        axis=axis,
+        source=source,
+        sha256=sha256_of_files(stored.files),
+        original_dtype=stored.original_dtype,
+        volume_index=volume_index,
+        n_volumes=stored.n_volumes,
+        notes=tuple(notes),
+    )

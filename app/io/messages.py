@@ -1,0 +1,64 @@
+"""One-line, user-facing reasons for load failures."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from pathlib import Path
+from typing import NoReturn
+
+from app.errors import LoadError, UnsafeFileError
+
+
+def display_name(path: Path) -> str:
+    """The name a message uses for ``path`` (its last component, or the path itself)."""
+    return path.name or str(path)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """``text`` squeezed onto one line and cut to ``limit`` characters."""
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fail(path: Path, why: str) -> NoReturn:
+    """Raise ``LoadError("<name>: <why>")``."""
+    raise LoadError(f"{display_name(path)}: {one_line(why)}")
+
+
+def refuse(path: Path, why: str) -> NoReturn:
+    """Raise ``UnsafeFileError("<name>: <why>")``."""
+    raise UnsafeFileError(f"{display_name(path)}: {one_line(why)}")
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for a library exception, in words a user can act on."""
+    text = one_line(str(exc))
+    if isinstance(exc, EOFError) or "ended before the end-of-stream" in text:
+        return "truncated gzip stream (file ends before the image data)"
+    if isinstance(exc, (zlib.error, gzip.BadGzipFile)):
+        return f"corrupt gzip stream ({text})"
+    if isinstance(exc, MemoryError):
+        return "not enough memory to load this volume"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return f"a file it needs is missing ({Path(exc.filename).name if exc.filename else text})"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, expected a file"
+    match = re.search(r"Expected (\d+) bytes, got (\d+) bytes", text)
+    if match:
+        return f"truncated file (image data needs {match[1]} bytes, found {match[2]})"
+    if re.search(r"not fully written|EOF|could only read|unexpected end", text, re.IGNORECASE):
+        return f"truncated file ({text})"
+    if isinstance(exc, (ValueError, OSError, RuntimeError)) and text:
+        return f"cannot read ({text})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_volume_index(path: Path, index: int, n_volumes: int) -> None:
+    """Fail unless ``0 <= index < n_volumes``."""
+    if not 0 <= index < n_volumes:
+        held = "1 volume (index 0)" if n_volumes == 1 else f"{n_volumes} volumes (indices 0–{n_volumes - 1})"
+        fail(path, f"volume index {index} is out of range: the file holds {held}")

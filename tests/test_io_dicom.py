@@ -1,0 +1,334 @@
+"""DICOM through `load_volume`: series written here from known arrays and geometry (shuffled
+files and InstanceNumbers), multi-frame files, and the real files pydicom ships."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.pixels import apply_modality_lut
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from app.errors import LoadError
+from app.io import load_volume
+from app.volume import AXES
+
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+SERIES_DIRS = TEST_FILES / "dicomdirtests"
+LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
+
+
+def pydicom_file(name: str) -> Path:
+    found = pydicom.data.get_testdata_file(name, download=False)
+    if found is None:
+        pytest.skip(f"{name} is not available offline")
+    return Path(found)
+
+
+def base_dataset(path: Path, sop_class: str = CTImageStorage) -> FileDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.Modality, ds.PatientName = "1.2.3", "CT", "Test^Io"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    return ds
+
+
+def write_series(
+    folder: Path,
+    volume: np.ndarray,
+    iop: list[float],
+    origin: list[float],
+    spacing: tuple[float, float] = (0.5, 0.75),
+    step: float = 2.5,
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    series_uid: str | None = None,
+    number: int = 1,
+    positions: list[np.ndarray] | None = None,
+    seed: int = 0,
+) -> tuple[list[Path], list[np.ndarray]]:
+    """Write slice k of ``volume`` (int16, (K, rows, cols)) at origin + k*step*normal.
+
+    File names and InstanceNumbers are shuffled so that neither carries the slice order.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    normal = np.cross(row, col)
+    if positions is None:
+        positions = [np.array(origin) + k * step * normal for k in range(len(volume))]
+    names = [f"img{n:03d}" for n in rng.sample(range(100, 999), len(volume))]
+    instances = rng.sample(range(1, len(volume) + 1), len(volume))
+    series_uid = series_uid or generate_uid()
+    paths = []
+    for k, (name, instance) in enumerate(zip(names, instances)):
+        path = folder / name
+        ds = base_dataset(path)
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, number, f"series {number}"
+        ds.InstanceNumber = instance
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in positions[k]]
+        ds.PixelSpacing = [str(spacing[0]), str(spacing[1])]
+        ds.SliceThickness = str(step)
+        ds.Rows, ds.Columns = volume.shape[1:]
+        ds.RescaleSlope, ds.RescaleIntercept = str(slope), str(intercept)
+        ds.PixelData = np.ascontiguousarray(volume[k], dtype="<i2").tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths, positions
+
+
+def coded_volume(k: int = 5, rows: int = 6, cols: int = 7) -> np.ndarray:
+    """Each voxel's value encodes its (slice, row, column): 100*k + 10*r + c."""
+    kk, rr, cc = np.meshgrid(np.arange(k), np.arange(rows), np.arange(cols), indexing="ij")
+    return (100 * kk + 10 * rr + cc).astype(np.int16)
+
+
+def check_world_positions(volume, positions, iop, spacing) -> None:
+    """Every voxel sits where DICOM puts the pixel its value came from (LPS → RAS)."""
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    data = volume.data.numpy()[..., 0]
+    for d, h, w in np.ndindex(*data.shape):
+        code = int(round(data[d, h, w]))
+        k, r, c = code // 100, (code // 10) % 10, code % 10
+        lps = positions[k] + c * spacing[1] * row + r * spacing[0] * col
+        np.testing.assert_allclose(volume.world(d, h, w), lps * LPS_TO_RAS, atol=1e-3)
+
+
+IOPS = {
+    "axial": [1, 0, 0, 0, 1, 0],
+    "coronal": [1, 0, 0, 0, 0, -1],
+    "sagittal": [0, 1, 0, 0, 0, -1],
+    "oblique": [0.9659258, 0.2588190, 0, 0, 0, -1],
+}
+
+
+@pytest.mark.parametrize("acquisition", list(IOPS))
+@pytest.mark.parametrize("axis", AXES)
+def test_series_order_and_geometry_from_positions(tmp_path, acquisition, axis):
+    iop, spacing = IOPS[acquisition], (0.5, 0.75)
+    paths, positions = write_series(tmp_path / "series", coded_volume(), iop, [-20.0, 30.0, 40.0], spacing)
+    volume = load_volume(tmp_path / "series", axis=axis)
+    assert volume.shape[3] == 1 and volume.original_dtype == "int16"
+    assert sorted(volume.shape[:3]) == [5, 6, 7]
+    check_world_positions(volume, positions, iop, spacing)
+    assert np.all(np.diff(volume.positions_mm) > 0)
+    assert volume.sha256 == hashlib.sha256(b"".join(p.read_bytes() for p in sorted(paths))).hexdigest()
+
+
+def test_axial_series_layout_is_explicit(tmp_path):
+    """Standard axial CT: depth = slices inferior→superior, columns mirrored (patient left on the left)."""
+    stack = coded_volume()
+    # written with the origin at the top: slice k sits at z = 40 - 2.5 k (inferior as k grows)
+    positions = [np.array([-20.0, 30.0, 40.0 - 2.5 * k]) for k in range(len(stack))]
+    write_series(tmp_path / "ct", stack, IOPS["axial"], [0, 0, 0], positions=positions)
+    volume = load_volume(tmp_path / "ct")
+    expected = stack[::-1, :, ::-1].astype(np.float32)
+    np.testing.assert_array_equal(volume.data.numpy()[..., 0], expected)
+    np.testing.assert_allclose(volume.positions_mm, 40.0 - 2.5 * np.arange(5)[::-1], atol=1e-4)
+    np.testing.assert_allclose(volume.spacing, (2.5, 0.5, 0.75), atol=1e-6)
+    assert volume.orientation == ("S", "P", "R")
+
+
+def test_rescale_slope_and_intercept(tmp_path):
+    stack = coded_volume()
+    write_series(tmp_path / "hu", stack, IOPS["axial"], [0.0, 0.0, 0.0], slope=2.0, intercept=-1024.0)
+    volume = load_volume(tmp_path / "hu")
+    assert volume.data.dtype.is_floating_point and str(volume.data.dtype) == "torch.float32"
+    np.testing.assert_array_equal(volume.data.numpy()[..., 0], stack[:, :, ::-1] * 2.0 - 1024.0)
+
+
+def test_folder_with_several_series_loads_the_largest(tmp_path):
+    folder = tmp_path / "mixed"
+    big, _ = write_series(folder, coded_volume(6), IOPS["axial"], [0, 0, 0], number=3, seed=1)
+    write_series(folder, coded_volume(3), IOPS["coronal"], [0, 0, 0], number=7, seed=2)
+    write_series(folder, coded_volume(2), IOPS["sagittal"], [0, 0, 0], number=9, seed=3)
+    (folder / "README.txt").write_text("not dicom")
+    volume = load_volume(folder)
+    assert volume.depth == 6
+    note = next(n for n in volume.notes if "also holds" in n)
+    assert '7 "series 7" (3 slices)' in note and '9 "series 9" (2 slices)' in note
+    assert any("skipped 1" in n for n in volume.notes)
+    assert volume.sha256 == hashlib.sha256(b"".join(p.read_bytes() for p in sorted(big))).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [("gap", "spacing is not uniform"), ("tilted", "orientations differ"), ("duplicate", "share a position")],
+)
+def test_inconsistent_series_are_load_errors(tmp_path, problem, message):
+    folder = tmp_path / "broken"
+    paths, positions = write_series(folder, coded_volume(), IOPS["axial"], [0.0, 0.0, 0.0])
+    ds = pydicom.dcmread(paths[2])
+    if problem == "gap":
+        ds.ImagePositionPatient = [0.0, 0.0, float(positions[2][2]) + 1.0]
+    elif problem == "tilted":
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 0.9, 0.43589]
+    else:
+        ds.ImagePositionPatient = [float(v) for v in positions[3]]
+    ds.save_as(paths[2])
+    with pytest.raises(LoadError, match=rf"^broken: .*{message}"):
+        load_volume(folder)
+
+
+def test_folder_without_dicom(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(LoadError, match=r"no DICOM images in this folder"):
+        load_volume(tmp_path)
+
+
+def test_series_in_subfolders(tmp_path):
+    write_series(tmp_path / "study" / "SE1", coded_volume(4), IOPS["axial"], [0.0, 0.0, 0.0])
+    volume = load_volume(tmp_path / "study")
+    assert volume.depth == 4 and any("subfolders" in n for n in volume.notes)
+
+
+def test_enhanced_multiframe_uses_per_frame_positions(tmp_path):
+    stack = coded_volume(4)
+    order = [2, 0, 3, 1]  # frame f holds slice order[f]
+    iop, spacing = IOPS["coronal"], (0.5, 0.75)
+    normal = np.cross(iop[:3], iop[3:])
+    path = tmp_path / "enhanced.dcm"
+    ds = base_dataset(path, EnhancedCTImageStorage)
+    ds.SeriesInstanceUID, ds.NumberOfFrames = generate_uid(), len(order)
+    ds.Rows, ds.Columns = stack.shape[1:]
+    shared = Dataset()
+    orientation, measures = Dataset(), Dataset()
+    orientation.ImageOrientationPatient = iop
+    measures.PixelSpacing, measures.SliceThickness = list(spacing), 3.0
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = Sequence([orientation]), Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    positions = [np.array([5.0, -7.0, 11.0]) + 3.0 * k * normal for k in range(len(order))]
+    for k in order:
+        group, position, rescale = Dataset(), Dataset(), Dataset()
+        position.ImagePositionPatient = [float(v) for v in positions[k]]
+        rescale.RescaleSlope, rescale.RescaleIntercept, rescale.RescaleType = 1.0, 0.0, "HU"
+        group.PlanePositionSequence, group.PixelValueTransformationSequence = Sequence([position]), Sequence([rescale])
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.ascontiguousarray(stack[order], dtype="<i2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    for axis in AXES:
+        volume = load_volume(path, axis=axis)
+        check_world_positions(volume, positions, iop, spacing)
+    volume = load_volume(path, axis="coronal")
+    assert volume.depth == 4 and np.all(np.diff(volume.positions_mm) > 0)
+    folder = tmp_path / "only_one_file"
+    folder.mkdir()
+    (folder / "frames.dcm").write_bytes(path.read_bytes())
+    np.testing.assert_array_equal(load_volume(folder, axis="coronal").data.numpy(), volume.data.numpy())
+
+
+def test_enhanced_multiframe_per_frame_rescale(tmp_path):
+    stack = coded_volume(2)
+    path = tmp_path / "rescaled.dcm"
+    ds = base_dataset(path, EnhancedCTImageStorage)
+    ds.NumberOfFrames, (ds.Rows, ds.Columns) = 2, stack.shape[1:]
+    groups = []
+    for k, (slope, intercept) in enumerate([(2.0, -5.0), (0.5, 100.0)]):
+        group, position, orientation, rescale = Dataset(), Dataset(), Dataset(), Dataset()
+        position.ImagePositionPatient = [0.0, 0.0, float(k)]
+        orientation.ImageOrientationPatient = IOPS["axial"]
+        rescale.RescaleSlope, rescale.RescaleIntercept = slope, intercept
+        group.PlanePositionSequence = Sequence([position])
+        group.PlaneOrientationSequence = Sequence([orientation])
+        group.PixelValueTransformationSequence = Sequence([rescale])
+        groups.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(groups)
+    ds.PixelData = np.ascontiguousarray(stack, dtype="<i2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    data = load_volume(path).data.numpy()[..., 0]
+    np.testing.assert_array_equal(data[0], stack[0, :, ::-1] * 2.0 - 5.0)
+    np.testing.assert_array_equal(data[1], stack[1, :, ::-1] * 0.5 + 100.0)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_real_single_slice(name):
+    path = pydicom_file(name)
+    ds = pydicom.dcmread(path)
+    volume = load_volume(path)
+    expected = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)[:, ::-1]  # LPS columns → left on the left
+    assert volume.shape == (1, ds.Rows, ds.Columns, 1) and volume.n_volumes == 1
+    np.testing.assert_array_equal(volume.data.numpy()[0, ..., 0], expected)
+    assert volume.original_dtype == "int16"
+    assert volume.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    np.testing.assert_allclose(volume.spacing[1:], [float(s) for s in ds.PixelSpacing])
+    corner = np.array([float(v) for v in ds.ImagePositionPatient]) * LPS_TO_RAS
+    np.testing.assert_allclose(volume.world(0, 0, ds.Columns - 1), corner, atol=1e-4)
+    for axis in ("coronal", "sagittal"):
+        assert load_volume(path, axis=axis).data.numel() == ds.Rows * ds.Columns
+
+
+def test_real_multiframe_rt_dose_uses_grid_offsets():
+    path = pydicom_file("rtdose.dcm")
+    ds = pydicom.dcmread(path)
+    volume = load_volume(path)
+    assert volume.shape == (15, 10, 10, 1)
+    offsets = np.asarray(ds.GridFrameOffsetVector, dtype=float)
+    np.testing.assert_allclose(volume.positions_mm, float(ds.ImagePositionPatient[2]) + np.sort(offsets - offsets[0]), atol=1e-4)
+    expected = ds.pixel_array.astype(np.float32) * np.float32(ds.DoseGridScaling)
+    np.testing.assert_allclose(volume.data.numpy()[..., 0], expected[:, :, ::-1], rtol=1e-6)
+
+
+def test_real_multiframe_rgb_without_geometry_is_shown_as_stored():
+    path = pydicom_file("SC_rgb_rle_2frame.dcm")
+    volume = load_volume(path)
+    assert volume.shape == (2, 100, 100, 3) and volume.original_dtype == "uint8"
+    np.testing.assert_array_equal(volume.data.numpy(), pydicom.dcmread(path).pixel_array.astype(np.float32))
+    assert any("no patient geometry" in n for n in volume.notes)
+
+
+def test_emri_multiframe_if_available():
+    path = pydicom_file("emri_small.dcm")
+    volume = load_volume(path)
+    assert volume.depth == int(pydicom.dcmread(path).NumberOfFrames)
+
+
+def test_real_series_folder_is_sorted_by_position_not_instance_number():
+    folder = SERIES_DIRS / "98892001" / "CT5N"  # InstanceNumber grows as z falls
+    volume = load_volume(folder)
+    assert volume.shape == (5, 16, 16, 1)
+    positions = sorted(float(pydicom.dcmread(p).ImagePositionPatient[2]) for p in folder.iterdir())
+    np.testing.assert_allclose(volume.positions_mm, positions, atol=1e-4)
+    first = min(folder.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    ds = pydicom.dcmread(first)
+    np.testing.assert_array_equal(volume.data.numpy()[0, :, :, 0], apply_modality_lut(ds.pixel_array, ds)[:, ::-1])
+
+
+@pytest.mark.parametrize(
+    ("relative", "message"),
+    [
+        ("77654033/CT2", "spacing is not uniform"),
+        ("98892003/MR700", "orientations differ"),
+        ("DICOMDIR", "DICOMDIR index"),
+    ],
+)
+def test_real_inconsistent_inputs(relative, message):
+    with pytest.raises(LoadError, match=message):
+        load_volume(SERIES_DIRS / relative)
+
+
+@pytest.mark.parametrize("name", ["MR_truncated.dcm", "rtplan.dcm"])
+def test_real_unusable_files(name):
+    with pytest.raises(LoadError, match=rf"^{name.replace('.', '[.]')}: "):
+        load_volume(pydicom_file(name))
+
+
+def test_compressed_without_decoder_is_a_load_error():
+    path = pydicom_file("JPEG2000.dcm")
+    try:
+        load_volume(path)
+    except LoadError as exc:
+        assert str(exc).startswith("JPEG2000.dcm: ") and "\n" not in str(exc)
