@@ -1,0 +1,43 @@
+"""``slicewise [VOLUME]``: the QApplication and the main window."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import app
+
+DEMO = Path(app.__file__).resolve().parents[1] / "resources" / "demo" / "phantom.nii.gz"
+
+
+def ensure_app(offscreen: bool = False):
+    """The process's QApplication (created once), with pyqtgraph configured."""
+    if offscreen and not os.environ.get("QT_QPA_PLATFORM") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtWidgets import QApplication
+
+    qapp = QApplication.instance()
+    if qapp is None:
+        QApplication.setOrganizationName("Slicewise")
+        QApplication.setApplicationName("Slicewise")
+        qapp = QApplication(sys.argv[:1])
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(antialias=True, background="k", foreground="#d0d0d0")
+    return qapp
+
+
+def run_gui(path: str | os.PathLike | None = None, axis: str = "axial", volume_index: int = 0) -> int:
+    """Open the viewer on ``path`` (default: the bundled demo, if there is one); returns the exit code."""
+    qapp = ensure_app()
+    from PySide6.QtCore import QTimer
+
+    from app.ui.window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    target = Path(path) if path else (DEMO if DEMO.is_file() else None)
+    if target is not None:
+        QTimer.singleShot(0, lambda: window.open_path(target, axis, volume_index))
+    return qapp.exec()

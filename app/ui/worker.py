@@ -1,0 +1,256 @@
+"""The inference worker: ONE long-lived QThread that owns TensorFlow and every Keras call.
+
+Protocol (job ids and cancellation):
+
+1. The GUI asks for work through ``InferenceService.submit`` → a queued signal carrying an
+   immutable ``Job`` whose ``id`` increases monotonically.  Submitting first cancels every
+   earlier job, so a new run (or a newly opened file) supersedes the running one.
+2. The worker runs jobs one after another on its thread: it creates the ``Engine`` on the first
+   job (importing TensorFlow there, lazily), loads the model, warms it up and calls
+   ``Engine.run``, whose ``on_batch`` callback emits ``sigProgress`` with the job id.
+3. Cancel is a thread-safe "cancelled up to job id N" counter (``CancelToken``) set directly from
+   the GUI thread; ``Engine.run`` polls it between batches (a queued signal would wait behind
+   the running job and never be seen in time).
+4. Every signal the worker emits carries its job id; the window drops any whose id is not
+   ``InferenceService.current`` (superseded, cancelled or from a closed volume).
+5. Shutdown: cancel everything, ``thread.quit()``, ``thread.wait()``; ``thread.finished``
+   deletes the worker and the thread.
+
+The worker never touches a widget: it only emits signals with numpy arrays and core objects.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.errors import Cancelled, SlicewiseError
+from app.volume import Volume
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scoring request; everything in it is immutable (``Volume`` is frozen)."""
+
+    id: int
+    volume: Volume
+    strategy: str
+    model_path: str | None = None  # None: the strategy's built-in model
+    normalize: str | None = None  # None: what the model expects
+    unsafe_model: bool = False
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Load (and check) a user's model file ahead of a run, so errors show up at once."""
+
+    id: int
+    path: str
+    normalize: str | None
+    unsafe: bool
+
+
+class CancelToken:
+    """Jobs with ``id <= cancelled_upto`` are cancelled.  Written by the GUI, read by the worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._upto = 0
+
+    def cancel_upto(self, job_id: int) -> None:
+        with self._lock:
+            self._upto = max(self._upto, job_id)
+
+    def is_cancelled(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id <= self._upto
+
+
+def worker_threads() -> int:
+    """Leave one core to the GUI."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class InferenceWorker(QObject):
+    """Lives on the inference thread; its slots run there, one job at a time."""
+
+    sigStatus = Signal(int, str)  # job id, phase ("Starting TensorFlow…", "Warming up…")
+    sigProgress = Signal(int, int, int, object, object)  # job id, done, total, slice indices, scores (n, K)
+    sigFinished = Signal(int, object)  # job id, Prediction
+    sigFailed = Signal(int, str)  # job id, message for the user
+    sigCancelled = Signal(int)  # job id
+    sigModelLoaded = Signal(int, str)  # request id, description of the model
+    sigModelFailed = Signal(int, str)  # request id, message
+
+    def __init__(self, cancel: CancelToken, threads: int | None = None):
+        super().__init__()
+        self._cancel = cancel
+        self._threads = threads or worker_threads()
+        self._engine = None
+        self._models: dict[tuple, object] = {}  # (path, mtime, normalize, unsafe) → LoadedModel
+        self._warm: set[tuple[str, int]] = set()
+
+    # -- runs on the worker thread ------------------------------------------------------------
+
+    def _get_engine(self):
+        if self._engine is None:
+            from app.inference.engine import Engine  # TensorFlow is imported by engine.runtime below
+
+            engine = Engine(threads=self._threads)
+            engine.runtime
+            self._engine = engine
+        return self._engine
+
+    def _model(self, path: str, normalize: str | None, unsafe: bool):
+        key = (str(Path(path).resolve()), _mtime(path), normalize or "none", unsafe)
+        if key not in self._models:
+            self._models[key] = self._get_engine().load(path, normalize or "none", unsafe)
+        return self._models[key]
+
+    @Slot(object)
+    def run_job(self, job: Job) -> None:
+        if self._cancel.is_cancelled(job.id):  # superseded while it waited in the queue
+            self.sigCancelled.emit(job.id)
+            return
+        try:
+            from app.strategies import get_strategy
+
+            strategy = get_strategy(job.strategy)
+            if self._engine is None:
+                self.sigStatus.emit(job.id, "Starting TensorFlow…")
+            engine = self._get_engine()
+            self._check(job)
+            if job.model_path:
+                self.sigStatus.emit(job.id, f"Loading {Path(job.model_path).name}…")
+                model = self._model(job.model_path, job.normalize, job.unsafe_model)
+            else:
+                self.sigStatus.emit(job.id, "Loading built-in model…")
+                model = engine.builtin(strategy)
+            self._check(job)
+            if (strategy.name, id(model)) not in self._warm:
+                self.sigStatus.emit(job.id, "Warming up the model…")
+                engine.warm_up(strategy, model)
+                self._warm.add((strategy.name, id(model)))
+            self._check(job)
+            self.sigStatus.emit(job.id, "Scoring…")
+
+            def on_batch(done: int, total: int, indices: np.ndarray, scores: np.ndarray) -> None:
+                self.sigProgress.emit(job.id, done, total, np.array(indices, copy=True), np.array(scores, copy=True))
+
+            prediction = engine.run(
+                job.volume,
+                strategy,
+                model,
+                normalize=job.normalize,
+                batch_size=job.batch_size,
+                on_batch=on_batch,
+                cancelled=lambda: self._cancel.is_cancelled(job.id),
+            )
+        except Cancelled:
+            self.sigCancelled.emit(job.id)
+        except SlicewiseError as exc:
+            self.sigFailed.emit(job.id, str(exc))
+        except Exception as exc:  # noqa: BLE001 - keep the worker alive; report the bug
+            traceback.print_exc()
+            self.sigFailed.emit(job.id, f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            self.sigFinished.emit(job.id, prediction)
+
+    @Slot(object)
+    def load_model(self, request: ModelRequest) -> None:
+        try:
+            model = self._model(request.path, request.normalize, request.unsafe)
+        except SlicewiseError as exc:
+            self.sigModelFailed.emit(request.id, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.sigModelFailed.emit(request.id, f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            self.sigModelLoaded.emit(request.id, f"{model.name}: {model.spec.describe()}")
+
+    def _check(self, job: Job) -> None:
+        if self._cancel.is_cancelled(job.id):
+            raise Cancelled("cancelled")
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+class _PythonThread(QThread):
+    """A QThread whose event loop runs inside a Python ``run``, so the thread keeps ONE Python
+    thread state for its whole life.
+
+    With the default ``run`` every queued slot call enters Python afresh and gets a new thread
+    state, which drops Python thread-locals between jobs; TensorFlow keeps its graph-building
+    context in thread-locals and crashes (segfault) on the second job that traces a model.
+    """
+
+    def run(self) -> None:
+        self.exec()
+
+
+class InferenceService(QObject):
+    """The GUI thread's handle on the worker: the thread, job ids and the cancel token."""
+
+    sigJob = Signal(object)  # Job → InferenceWorker.run_job (queued: the worker lives on its thread)
+    sigModel = Signal(object)  # ModelRequest → InferenceWorker.load_model
+
+    def __init__(self, parent: QObject | None = None, threads: int | None = None):
+        super().__init__(parent)
+        self.cancel_token = CancelToken()
+        self.thread = _PythonThread()
+        self.thread.setObjectName("slicewise-inference")
+        self.worker = InferenceWorker(self.cancel_token, threads)
+        self.worker.moveToThread(self.thread)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.thread.finished.connect(self.thread.deleteLater)
+        self.sigJob.connect(self.worker.run_job)
+        self.sigModel.connect(self.worker.load_model)
+        self._last_id = 0
+        self.current = 0  # the job whose signals the window accepts; 0 = none
+        self._stopped = False
+        self.thread.start()
+
+    def submit(self, volume: Volume, strategy: str, model_path: str | None = None, normalize: str | None = None,
+               unsafe_model: bool = False, batch_size: int = 32) -> int:
+        """Queue a job, superseding (cancelling) every earlier one; return its id."""
+        self.cancel_token.cancel_upto(self._last_id)
+        self._last_id += 1
+        self.current = self._last_id
+        self.sigJob.emit(Job(self._last_id, volume, strategy, model_path, normalize, unsafe_model, batch_size))
+        return self._last_id
+
+    def load_model(self, path: str, normalize: str | None, unsafe: bool) -> int:
+        self._last_id += 1
+        self.sigModel.emit(ModelRequest(self._last_id, path, normalize, unsafe))
+        return self._last_id
+
+    def cancel(self) -> int:
+        """Cancel the current (and every earlier) job; its signals are dropped from now on."""
+        cancelled = self.current
+        self.cancel_token.cancel_upto(self._last_id)
+        self.current = 0
+        return cancelled
+
+    def is_current(self, job_id: int) -> bool:
+        return job_id != 0 and job_id == self.current
+
+    def shutdown(self) -> None:
+        """Cancel, stop the thread and wait for it (at most one batch)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.cancel()
+        self.thread.quit()
+        self.thread.wait()
