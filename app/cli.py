@@ -24,8 +24,11 @@ def _volume_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume-index", type=int, default=0, metavar="N", help="which 3D volume of a 4D file (default: 0)")
 
 
-def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None) -> None:
-    parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
+def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None, several: bool = False) -> None:
+    if several:
+        parser.add_argument("--strategy", choices=STRATEGY_NAMES, action="append", help="how the model sees the volume (repeat to overlay runs)")
+    else:
+        parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
     parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, or legacy .h5) instead of the built-in one")
     parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off: the model file may run code; only for files you trust")
     parser.add_argument(
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--slice", type=int, metavar="N", help="slice to show (default: the middle one)")
     render.add_argument("--size", default="1280x800", metavar="WxH", help="window size (default: 1280x800)")
     _volume_options(render)
-    _model_options(render, None)
+    _model_options(render, None, several=True)
 
     demo = sub.add_parser("demo", help="write a synthetic phantom with lesion labels")
     demo.add_argument("--out", required=True, metavar="DIR")

@@ -67,7 +67,7 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
             name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
             _runtime = Runtime(tf, "/GPU:0", f"GPU ({name})")
         else:
-            _runtime = Runtime(tf, "/CPU:0", f"CPU ({threads} threads)")
+            _runtime = Runtime(tf, "/CPU:0", f"CPU ({threads} thread{'s' if threads > 1 else ''})")
         return _runtime
 
 

@@ -38,8 +38,15 @@ class Loaded:
     value_range: tuple[float, float]  # finite min / max
 
 
+CT_SOFT_TISSUE = (-160.0, 240.0)
+
+
 def display_levels(volume: Volume) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Initial window (1st-99th percentile) and the finite value range, from a subsample."""
+    """Initial window and the finite value range, from a subsample.
+
+    CT in Hounsfield units (air at about -1000) opens in a soft-tissue window (40/400), as
+    radiology viewers do; anything else in its 1st-99th percentile range.
+    """
     flat = volume.data.numpy().reshape(-1)
     sample = flat[:: max(1, flat.size // 2_000_000)]
     sample = sample[np.isfinite(sample)]
@@ -47,6 +54,8 @@ def display_levels(volume: Volume) -> tuple[tuple[float, float], tuple[float, fl
         return (0.0, 1.0), (0.0, 1.0)
     lo, hi = (float(v) for v in np.percentile(sample, [1.0, 99.0]))
     vmin, vmax = float(sample.min()), float(sample.max())
+    if -1100 <= lo <= -900 and hi > 0:
+        lo, hi = CT_SOFT_TISSUE
     if hi <= lo:
         lo, hi = vmin, vmax
     if hi <= lo:

@@ -48,13 +48,17 @@ def render(args) -> Path:
         if not 0 <= index < volume.depth:
             raise SlicewiseError(f"slice {index} out of range: {volume.source.name} has slices 0…{volume.depth - 1} along {volume.axis}")
         window.set_slice(index)
-        if getattr(args, "strategy", None) or getattr(args, "model", None):
-            window.set_strategy(args.strategy or "slice")
+        strategies = getattr(args, "strategy", None) or []
+        if isinstance(strategies, str):
+            strategies = [strategies]
+        if strategies or getattr(args, "model", None):
             window.set_normalize(getattr(args, "normalize", None))
             window.batch_size = getattr(args, "batch_size", 32) or 32
             if args.model:
                 window.set_model(args.model, unsafe=getattr(args, "unsafe_model", False), check=False)
-            _run_and_wait(window, errors)
+            for strategy in strategies or ["slice"]:  # each run adds a curve to the plot
+                window.set_strategy(strategy)
+                _run_and_wait(window, errors)
         qapp.processEvents()
         if window.size().width() != width or window.size().height() != height:
             window.resize(width, height)
