@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from pathlib import Path
 
-        from app.export import write_atomic
+        from app.atomic import write_atomic
 
         write_atomic(Path(args.json), json.dumps([asdict(f) for f in figures], indent=2) + "\n")
     return 0

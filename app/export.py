@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from app import __version__
+from app.atomic import write_atomic
 from app.errors import SlicewiseError
 from app.inference.engine import Prediction
 from app.volume import Volume
@@ -86,22 +86,3 @@ def write_predictions(path: str | os.PathLike, results: Sequence[Scored]) -> tup
     write_atomic(path, table)
     write_atomic(sidecar_path, meta)
     return path, sidecar_path
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename over it: all or nothing."""
-    data = text.encode() if isinstance(text, str) else text
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    except OSError as exc:
-        raise SlicewiseError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise SlicewiseError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -40,9 +40,9 @@ least ``LABEL_THRESHOLD_HU`` from a lesion, computed from the rendered lesion fi
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,7 @@ import nibabel as nib
 import numpy as np
 
 from app.errors import SlicewiseError
+from app.atomic import write_atomic
 
 __all__ = ["Phantom", "make_phantom", "write_demo", "LABEL_THRESHOLD_HU", "HU"]
 
@@ -122,8 +123,8 @@ def write_demo(out_dir: str | os.PathLike, seed: int = 0, depth: int = 64, size:
         raise SlicewiseError(f"cannot create {out}: {exc.strerror or exc}") from None
     image_path, labels_path = out / "phantom.nii.gz", out / "labels.csv"
     rows = "".join(f"{k},{int(v)}\n" for k, v in enumerate(phantom.labels))
-    _atomic(image_path, ".nii.gz", lambda tmp: nib.save(phantom.image, tmp))
-    _atomic(labels_path, ".csv", lambda tmp: Path(tmp).write_text("slice_index,label\n" + rows, newline="\n"))
+    write_atomic(image_path, gzip.compress(phantom.image.to_bytes(), compresslevel=6, mtime=0))
+    write_atomic(labels_path, "slice_index,label\n" + rows)
     return image_path, labels_path
 
 
@@ -429,17 +430,3 @@ def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     header.set_slope_inter(1.0, 0.0)
     header["descrip"] = b"Slicewise synthetic phantom"
     return img
-
-
-def _atomic(path: Path, suffix: str, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
