@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from app import preprocessing
 from app.errors import ModelError
 from app.strategies import get_strategy
 from app.volume import Volume
@@ -76,7 +77,7 @@ def test_temporal_per_step_model_in_one_pass(engine, seed_tensor):
     import keras
 
     x = torch.nn.functional.interpolate(torch.from_numpy(seed_tensor[..., :1] * 400).permute(0, 3, 1, 2), size=(64, 64)).permute(0, 2, 3, 1)
-    x = ((x - (40 - 200)) / 400).clamp(0, 1)
+    x = preprocessing.fit(builtin.normalize, x)(x)
     expected = keras.ops.convert_to_numpy(builtin.keras_model(x[None].numpy(), training=False))[0]
     np.testing.assert_allclose(prediction.scores, expected, rtol=1e-4, atol=1e-5)
 
