@@ -102,3 +102,18 @@ def test_library_errors_are_chained(tmp_path):
     with pytest.raises(LoadError) as info:
         load_volume(path)
     assert str(info.value).startswith("scan.nii.gz: ")
+
+
+def test_volume_larger_than_memory_is_refused_up_front(tmp_path):
+    """A header that promises more voxels than memory holds is refused before any allocation."""
+    from app.io.loader import available_memory
+
+    side = int((available_memory() / 4) ** (1 / 3)) + 64  # float32 size just above what is free
+    header = nib.Nifti1Header()
+    header.set_data_shape((side, side, side))
+    header.set_data_dtype(np.int16)
+    path = tmp_path / "huge.nii"
+    with open(path, "wb") as f:
+        f.write(header.binaryblock + b"\0" * 4)  # the data is never read: the check comes first
+    with pytest.raises(LoadError, match=r"huge\.nii: too large to open: .* GiB as float32, but only .* GiB"):
+        load_volume(path)

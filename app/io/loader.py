@@ -74,6 +74,28 @@ def _read(path: Path, volume_index: int) -> StoredImage:
     return read_nibabel(path, volume_index)
 
 
+def available_memory() -> int:
+    """Bytes of memory the system can still give without swapping (MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(source: Path, shape: tuple[int, ...], headroom: float = 0.8) -> None:
+    """Refuse up front a volume whose float32 copy would not fit in memory, with the numbers."""
+    needed = int(np.prod(shape, dtype=np.int64)) * 4
+    available = available_memory()
+    if needed > headroom * available:
+        gib = 1024**3
+        dims = "×".join(map(str, shape))
+        fail(source, f"too large to open: {dims} voxels need {needed / gib:.1f} GiB as float32, but only {available / gib:.1f} GiB of memory is available")
+
+
 def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -> Volume:
     """Lay ``stored`` out for ``axis``, read its voxels once into float32, hash its files."""
     notes = list(stored.notes)
@@ -87,7 +109,9 @@ def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -
     oblique = obliquity_deg(affine)
     if oblique > OBLIQUE_NOTE_DEG:
         notes.append(f"oblique: voxel axes up to {oblique:.1f}° off the anatomical axes; shown without resampling")
-    data = np.empty((*layout.shape, stored.channels), dtype=np.float32)
+    shape = (*layout.shape, stored.channels)
+    check_memory(source, shape)
+    data = np.empty(shape, dtype=np.float32)
     stored.fill(layout.stored_view(data))
     return Volume(
         data=torch.from_numpy(data),
