@@ -1,0 +1,72 @@
+"""What identifies the model and settings of a run, found on the client without TensorFlow
+where possible: the model's hash, the normalisation the engine will apply, and the identity
+under which an untrained built-in model's hash is remembered."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from app import __version__
+from app.errors import ModelError
+
+
+def builtin_identity(strategy) -> str:
+    """What an untrained built-in model's weights follow from: its code (seeded), Slicewise and
+    the versions of the libraries that draw them.  Its hash is remembered per identity in the
+    parts folder, so a re-run with nothing left to score needs no cluster to learn it."""
+    from importlib import metadata
+
+    from app.strategies import base
+
+    digest = hashlib.sha256(f"{strategy.name}\0{__version__}".encode())
+    for dist in ("keras", "tensorflow", "numpy"):
+        try:
+            digest.update(f"\0{dist}={metadata.version(dist)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"\0{dist}=?".encode())
+    for source in (sys.modules[type(strategy).__module__].__file__, base.__file__):
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
+def effective_normalize(args: argparse.Namespace, strategy) -> str:
+    """The normalisation the engine will apply, in canonical form, known before any worker runs:
+    ``--normalize``, else ``none`` for a user's model, else the built-in model's own (as
+    ``app.inference.models.builtin_model`` decides it).  It is part of each result's key."""
+    from app import preprocessing
+    from app.inference.models import RESOURCES
+
+    if args.normalize:
+        return preprocessing.parse_spec(args.normalize)
+    if args.model:
+        return "none"
+    trained = RESOURCES / f"{strategy.name}.keras"
+    meta_path = trained.with_suffix(".json")
+    meta = {}
+    if trained.is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+    return preprocessing.parse_spec(meta.get("normalize", strategy.default_normalize))
+
+
+def model_sha_on_client(model_path: str | None, strategy: str) -> str | None:
+    """The model's hash without TensorFlow, where a file holds it: the user's model, or a
+    shipped trained built-in model.  None for an untrained built-in model."""
+    from app.inference.models import RESOURCES, file_sha256
+
+    if model_path is None:
+        trained = RESOURCES / f"{strategy}.keras"
+        return file_sha256(trained) if trained.is_file() else None
+    if not os.path.isfile(model_path):
+        raise ModelError(f"{model_path}: no such model file")
+    try:
+        return file_sha256(Path(model_path))
+    except OSError as exc:
+        raise ModelError(f"{model_path}: cannot read: {exc.strerror or exc}") from None

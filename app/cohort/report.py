@@ -1,0 +1,72 @@
+"""The end of a cohort run: the table and sidecar assembled from the parts in input order, and
+one line per failed volume on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from app import __version__
+from app.cohort.run import Outcome, Run, _now
+from app.cohort.store import Parts, Settings, assemble
+from app.export import write_atomic
+
+
+def finish(args, out: Path, parts: Parts, run: Run, settings: Settings | None, cluster_label: str | None) -> int:
+    """Write the table and sidecar from the parts, in input order; report failures."""
+    ok = [(item, outcome) for item, outcome in zip(run.items, run.outcomes) if outcome is not None and outcome.status == "ok"]
+    table = assemble(parts, [(item.display, outcome.key) for item, outcome in ok])
+    metas = {outcome.key: parts.read_meta(outcome.key) for _, outcome in ok}
+    entries = []
+    for item, outcome in zip(run.items, run.outcomes):
+        if outcome is None:
+            outcome = Outcome("failed", reason="internal error: no result")
+        if outcome.status == "ok":
+            meta = metas[outcome.key]
+            entry = meta["sidecar"]["volumes"][0]
+            extra = {"device": meta["sidecar"]["device"], "worker": meta.get("worker"), "scored": meta.get("created")}
+            entries.append({"path": item.display, "status": "ok", "reused": outcome.reused, **{k: v for k, v in entry.items() if k != "path"}, **extra})
+            if entry.get("nonfinite_slices"):
+                print(f"warning: {item.display}: {len(entry['nonfinite_slices'])} slices hold NaN/Inf voxels; their scores are left empty (NaN)", file=sys.stderr)
+        else:
+            entries.append({"path": item.display, "status": "failed", "reason": outcome.reason})
+    first = metas[ok[0][1].key]["sidecar"] if ok else None
+    failed = [(e["path"], e["reason"]) for e in entries if e["status"] == "failed"]
+    sidecar = {
+        "slicewise_version": __version__,
+        "created": _now(),
+        "strategy": args.strategy,
+        "model": first["model"] if first else {"source": args.model or f"built-in:{args.strategy}", "sha256": settings.model_sha256 if settings else None},
+        "normalize": first["normalize"] if first else (settings.normalize if settings else args.normalize),
+        "batch_size": args.batch_size,
+        "device": first["device"] if first else None,
+        "cohort": {
+            "inputs": list(args.volumes),
+            "total": len(run.items),
+            "ok": len(ok),
+            "failed": len(failed),
+            "reused": sum(1 for _, o in ok if o.reused),
+            "scored": run.scored,
+            "cluster": cluster_label,
+            "scoring_s": round(run.elapsed, 3) if run.scored else 0.0,
+            "volumes_per_s": round(run.rate, 3) if run.scored else None,
+            "parts": str(parts.folder),
+        },
+        "volumes": entries,
+    }
+    sidecar_path = out.with_name(out.name + ".json")
+    write_atomic(out, table)
+    write_atomic(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
+    for path, reason in failed:
+        name = os.path.basename(path.rstrip("/")) + ": "
+        print(f"error: {path}: {reason[len(name):] if reason.startswith(name) else reason}", file=sys.stderr)
+    slices = sum(metas[o.key].get("slices", 0) for _, o in ok)
+    rate = f", {run.rate:.2f} volumes/s" if run.scored else ""
+    print(
+        f"wrote {out} and {sidecar_path.name}: {len(ok)} of {len(run.items)} volumes ({slices} slices; {run.scored} scored now, "
+        f"{len(ok) - run.scored} reused{rate}), {len(failed)} failed",
+        file=sys.stderr,
+    )
+    return 2 if failed else 0
