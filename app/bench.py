@@ -1,20 +1,54 @@
-"""Speed figures, measured side by side in one run: ``python -m app.bench [--quick] [--json FILE]``.
+"""Speed figures, measured side by side in one run: ``python -m app.bench [--quick] [--json FILE] [--only A,B]``.
 
-Each figure is a ratio of two times taken in the same process (or fresh processes started one
-after the other), so it holds on a noisy machine; both raw times are printed with it.  No test
-asserts a time.
+Each figure is a ratio of two times taken in the same process, one after the other and
+interleaved (or in fresh processes started one after the other), so it holds on a noisy machine;
+both raw times are printed with it.  No test asserts a time.
+
+=====================  ==========================================================  ==========
+figure                 what is timed                                                target
+=====================  ==========================================================  ==========
+seed_loop_speedup      the seed article's Example 1 (one ``predict`` per slice) on   >= 50 x
+                       its 4x10x64x64x3 tensor / the ``slice`` strategy, same model
+vs_bare_call           the ``slice`` strategy on 300 slices (one batch) / one bare   <= 1.1 x
+                       traced ``model(x)`` call on the same batch, prepared
+load_vs_nibabel        ``load_volume`` of a 512x512x300 int16 ``.nii.gz`` (when it   <= 0.5 x
+                       returns, the viewer can show it) / ``nibabel.load(f)
+                       .get_fdata(dtype=float32)``
+scrub_p95_ms           slider change -> repaint done, 512x512 slices, 200 random     <= 16 ms
+                       steps while the worker scores (95th percentile)
+startup_vs_import      ``slicewise`` launch -> main window painted / ``import        <= 0.25 x
+                       torch, tensorflow``, each in a fresh process
+ui_stall_ms            longest gap between ticks of a 5 ms QTimer while the          <= 50 ms
+                       worker scores a 512x512x300 volume
+peak_mem_ratio         peak extra resident memory while that volume is opened and    <= 2 x
+                       scored / its float32 size
+=====================  ==========================================================  ==========
+
+The GUI figures run in fresh processes (``python -m app.ui.bench_ui``); this module itself
+never imports Qt.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+BIG_SIZE = 512  # slice side of the large volume
+BIG_DEPTH = 300
 
 
 @dataclass
@@ -22,25 +56,80 @@ class Figure:
     name: str
     value: float
     unit: str
-    target: str
+    target: str  # e.g. ">= 50" or "<= 1.1"
     raw: dict[str, float]
+    notes: str = ""
+    met: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        op, bound = self.target.split()
+        self.met = bool(self.value >= float(bound) if op == ">=" else self.value <= float(bound))
 
     def line(self) -> str:
         raw = "  ".join(f"{k}={v:.4g}" for k, v in self.raw.items())
-        return f"{self.name} {self.value:.3g} {self.unit}  (target {self.target}; {raw})"
+        return f"{self.name} {self.value:.3g} {self.unit}  (target {self.target}: {'met' if self.met else 'NOT met'}; {raw})"
+
+
+@dataclass
+class Context:
+    """What the figures share: repeats, a work folder, one engine, one large volume file."""
+
+    quick: bool
+    workdir: Path
+    _engine: object = None
+    _big: Path | None = None
+
+    @property
+    def repeats(self) -> int:
+        return 3 if self.quick else 7
+
+    @property
+    def big_depth(self) -> int:
+        return 60 if self.quick else BIG_DEPTH
+
+    def engine(self):
+        if self._engine is None:
+            from app.inference import Engine
+
+            self._engine = Engine()
+        return self._engine
+
+    def big_volume(self) -> Path:
+        """A 512 x 512 x depth int16 CT-like phantom, written once by nibabel as ``.nii.gz``."""
+        if self._big is None:
+            import nibabel as nib
+
+            from app.phantom import make_phantom
+
+            path = self.workdir / f"phantom_{BIG_SIZE}x{BIG_SIZE}x{self.big_depth}.nii.gz"
+            nib.save(make_phantom(seed=0, depth=self.big_depth, size=BIG_SIZE).image, path)
+            self._big = path
+        return self._big
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     """The fastest of ``repeats`` timed calls (the least disturbed by the machine)."""
-    times = []
+    return interleaved({"fn": fn}, repeats)["fn"]
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """The fastest of ``repeats`` timed calls of each function, taken in turns (A B A B ...), so
+    that a disturbance of the machine hits both sides alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in fns.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            result = fn()
+            times[name].append(time.perf_counter() - t0)
+            del result
+    return {name: min(values) for name, values in times.items()}
 
 
-def seed_loop_speedup(engine, repeats: int) -> Figure:
+# -- inference ------------------------------------------------------------------------------
+
+
+def seed_loop_speedup(ctx: Context) -> Figure:
     """The seed article's Example 1 (one ``predict`` per slice) against the ``slice`` strategy."""
     import keras
     from keras import layers
@@ -49,6 +138,8 @@ def seed_loop_speedup(engine, repeats: int) -> Figure:
     from app.strategies import get_strategy
     from app.volume import Volume
 
+    engine = ctx.engine()
+    engine.runtime
     batch, depth, height, width, channels = 4, 10, 64, 64, 3
     tensor = torch.rand(batch, depth, height, width, channels, generator=torch.Generator().manual_seed(0))
     keras.utils.set_random_seed(0)
@@ -73,57 +164,198 @@ def seed_loop_speedup(engine, repeats: int) -> Figure:
     def slicewise():
         return [engine.run(v, strategy, loaded).scores for v in volumes]
 
-    seed_loop(), slicewise()  # warm both
-    t_seed, t_ours = best_of(seed_loop, repeats), best_of(slicewise, repeats)
-    return Figure("seed_loop_speedup", t_seed / t_ours, "x", ">= 50", {"seed_loop_s": t_seed, "slicewise_s": t_ours})
+    ours = np.stack(slicewise())
+    np.testing.assert_allclose(ours, seed_loop().reshape(ours.shape), rtol=1e-4, atol=1e-5)  # same numbers
+    t = interleaved({"seed_loop_s": seed_loop, "slicewise_s": slicewise}, ctx.repeats)
+    return Figure("seed_loop_speedup", t["seed_loop_s"] / t["slicewise_s"], "x", ">= 50", t)
 
 
-def vs_bare_call(engine, repeats: int, depth: int = 300) -> Figure:
-    """The ``slice`` strategy on a 300-slice volume at the model's input size, against one bare
-    traced ``model(x)`` call on the same batch, already normalised and in TensorFlow."""
+def vs_bare_call(ctx: Context, depth: int = 300) -> Figure:
+    """The ``slice`` strategy on a 300-slice volume at the model's input size, as one batch,
+    against one bare traced ``model(x)`` call on the same batch, already normalised and in
+    TensorFlow: what Slicewise adds to the model call (checks, normalisation, hand-over, scores).
+
+    Also timed: the strategy at its default batch size (32, as the viewer and ``slicewise
+    predict`` run it) and bare calls on batches of 32 (the limit for that batch size)."""
     from app import preprocessing
     from app.strategies import get_strategy
     from app.volume import Volume
 
+    engine = ctx.engine()
     strategy = get_strategy("slice")
     model = engine.builtin(strategy)
     height, width, channels = model.spec.input_shape
     volume = Volume.from_tensor(torch.randn(depth, height, width, channels, generator=torch.Generator().manual_seed(1)) * 300)
     tf = engine.runtime.tf
-    prepared = tf.constant(preprocessing.fit(model.normalize, volume.data)(volume.data).numpy())
+    prepared_np = preprocessing.fit(model.normalize, volume.data)(volume.data).numpy()
+    prepared = tf.constant(prepared_np)
+    chunks = [tf.constant(prepared_np[i : i + 32]) for i in range(0, depth, 32)]
     bare = tf.function(lambda x: model.keras_model(x, training=False), input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32)], autograph=False)
 
     def bare_call():
         return bare(prepared).numpy()
 
+    def bare_calls_of_32():
+        return [bare(c).numpy() for c in chunks]
+
     def slicewise():
         return engine.run(volume, strategy, model, batch_size=depth).scores
 
-    bare_call(), slicewise()
-    t_bare, t_ours = best_of(bare_call, repeats), best_of(slicewise, repeats)
-    return Figure("vs_bare_call", t_ours / t_bare, "x", "<= 1.1", {"slicewise_s": t_ours, "bare_call_s": t_bare})
+    def slicewise_batches_of_32():
+        return engine.run(volume, strategy, model).scores
+
+    np.testing.assert_allclose(slicewise(), bare_call(), rtol=1e-4, atol=1e-5)
+    bare_calls_of_32(), slicewise_batches_of_32()
+    t = interleaved(
+        {"slicewise_s": slicewise, "bare_call_s": bare_call, "slicewise_batches_of_32_s": slicewise_batches_of_32, "bare_calls_of_32_s": bare_calls_of_32},
+        ctx.repeats * 3,
+    )
+    return Figure("vs_bare_call", t["slicewise_s"] / t["bare_call_s"], "x", "<= 1.1", t)
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def load_vs_nibabel(ctx: Context) -> Figure:
+    """``load_volume`` (returns a float32 Volume laid out for display, hashed: what the viewer
+    waits for) against ``nibabel.load(f).get_fdata(dtype=float32)`` on a 512x512x300 int16
+    ``.nii.gz`` written by nibabel."""
+    import nibabel as nib
+
+    from app.io import load_volume
+
+    path = ctx.big_volume()
+
+    def slicewise():
+        return load_volume(path)
+
+    def nibabel():
+        return nib.load(path).get_fdata(dtype=np.float32)
+
+    slicewise(), nibabel()  # page cache and allocator warm for both
+    t = interleaved({"slicewise_s": slicewise, "nibabel_s": nibabel}, max(3, ctx.repeats - 2))
+    raw = {**t, "file_mib": path.stat().st_size / 2**20, "depth": ctx.big_depth}
+    return Figure("load_vs_nibabel", t["slicewise_s"] / t["nibabel_s"], "x", "<= 0.5", raw)
+
+
+# -- the viewer (fresh processes) -------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+
+
+def _ui_child(ctx: Context, what: str, *args: str, timeout: float = 600) -> dict:
+    """Run ``python -m app.ui.bench_ui WHAT ...`` and return the JSON it ends with."""
+    cmd = [sys.executable, "-m", "app.ui.bench_ui", what, *args, *(["--quick"] if ctx.quick else [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ctx.workdir)
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not results:
+        raise RuntimeError(f"{' '.join(cmd[2:])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(results[-1][len("RESULT ") :])
+
+
+def scrub_p95_ms(ctx: Context) -> Figure:
+    r = _ui_child(ctx, "scrub", str(ctx.big_volume()), "--steps", "50" if ctx.quick else "200")
+    raw = {"p95_ms": r["p95_ms"], "median_ms": r["median_ms"], "max_ms": r["max_ms"], "steps": r["steps"], "steps_while_scoring": r["steps_while_scoring"]}
+    return Figure("scrub_p95_ms", r["p95_ms"], "ms", "<= 16", raw)
+
+
+def _time_to_line(cmd: list[str], marker: str, timeout: float = 300) -> float:
+    """Seconds from starting ``cmd`` until it prints a line starting with ``marker``; then it is ended."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith(marker):
+                return time.perf_counter() - t0
+        raise RuntimeError(f"{' '.join(cmd)} ended without printing {marker!r}")
+    finally:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def startup_vs_import(ctx: Context) -> Figure:
+    """``slicewise`` launch (its CLI module, the QApplication, the main window shown and
+    painted) against ``import torch, tensorflow``, each in a fresh process, in turns."""
+    launch = [sys.executable, "-m", "app.ui.bench_ui", "startup"]
+    window_only = [sys.executable, "-m", "app.ui.bench_ui", "startup", "--window-only"]
+    imports = [sys.executable, "-c", "import torch, tensorflow; print('imported', flush=True)"]
+    interpreter = [sys.executable, "-c", "print('started', flush=True)"]
+    runs = {"launch_s": (launch, "shown"), "import_torch_tensorflow_s": (imports, "imported"), "window_only_s": (window_only, "shown"), "python_s": (interpreter, "started")}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(max(3, ctx.repeats - 2)):
+        for name, (cmd, marker) in runs.items():
+            times[name].append(_time_to_line(cmd, marker))
+    t = {name: min(v) for name, v in times.items()}
+    return Figure("startup_vs_import", t["launch_s"] / t["import_torch_tensorflow_s"], "x", "<= 0.25", t)
+
+
+def ui_stall_ms(ctx: Context) -> Figure:
+    r = _ui_child(ctx, "stall", str(ctx.big_volume()))
+    raw = {k: r[k] for k in ("max_gap_ms", "p99_gap_ms", "scoring_s", "runs", "ticks", "first_run_max_gap_ms")}
+    return Figure("ui_stall_ms", r["max_gap_ms"], "ms", "<= 50", raw)
+
+
+def peak_mem_ratio(ctx: Context) -> Figure:
+    r = _ui_child(ctx, "memory", str(ctx.big_volume()))
+    raw = {"peak_extra_mib": r["peak_extra_mib"], "float32_mib": r["float32_mib"], "baseline_mib": r["baseline_mib"], "after_mib": r["after_mib"]}
+    return Figure("peak_mem_ratio", r["peak_extra_mib"] / r["float32_mib"], "x", "<= 2", raw)
+
+
+FIGURES: dict[str, Callable[[Context], Figure]] = {
+    f.__name__: f for f in (seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, startup_vs_import, ui_stall_ms, peak_mem_ratio)
+}
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": str(os.cpu_count()), "torch": torch.__version__}
+    if hasattr(os, "getloadavg"):
+        info["load_average_1_5_15"] = " ".join(f"{v:.2f}" for v in os.getloadavg())  # other work on the machine
+    try:
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = f"{int(f.readline().split()[1]) / 2**20:.1f}"
+        with open("/proc/cpuinfo") as f:
+            model = re.search(r"model name\s*:\s*(.*)", f.read())
+            if model:
+                info["cpu"] = model.group(1).strip()
+    except OSError:
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("tensorflow", "keras", "nibabel", "PySide6-Essentials", "pyqtgraph", "isal"):
+        try:
+            info[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller volumes")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, a smaller large volume (60 slices)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--only", metavar="A,B", help=f"comma-separated figures to run (default: all of {', '.join(FIGURES)})")
     args = parser.parse_args(argv)
-    from app.inference import Engine
-
-    engine = Engine()
-    repeats = 3 if args.quick else 7
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure(s) {', '.join(unknown)}: choose from {', '.join(FIGURES)}")
     figures = []
-    for measure in (seed_loop_speedup, vs_bare_call):
-        figure = measure(engine, repeats)
-        print(figure.line(), flush=True)
-        figures.append(figure)
+    with tempfile.TemporaryDirectory(prefix="slicewise-bench-") as tmp:
+        ctx = Context(quick=args.quick, workdir=Path(tmp))
+        for name in names:
+            figure = FIGURES[name](ctx)
+            print(figure.line(), flush=True)
+            figures.append(figure)
     if args.json:
-        from pathlib import Path
-
         from app.atomic import write_atomic
 
-        write_atomic(Path(args.json), json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+        report = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "machine": machine(), "figures": [asdict(f) for f in figures]}
+        write_atomic(Path(args.json), json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch  # imported where used: the window must not wait for torch to appear
 
 AXES = ("axial", "coronal", "sagittal")
 
@@ -84,6 +87,8 @@ class Volume:
     @classmethod
     def from_tensor(cls, data: torch.Tensor | np.ndarray, source: str | Path = "<memory>", axis: str = "axial") -> Volume:
         """An in-memory volume from ``(D, H, W)`` or ``(D, H, W, C)`` data, 1 mm voxels, identity-like geometry."""
+        import torch
+
         data = torch.as_tensor(data)
         original = str(data.dtype).removeprefix("torch.")
         if data.ndim == 3:

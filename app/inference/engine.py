@@ -157,12 +157,32 @@ class Engine:
         if key not in self._traced:
             tf = self.runtime.tf
             keras_model = model.keras_model
-            self._traced[key] = tf.function(
-                lambda x: keras_model(x, training=False),
-                input_signature=[tf.TensorSpec(signature, tf.float32)],
-                autograph=False,
+            self._traced[key] = _Traced(
+                tf.function(
+                    lambda x: keras_model(x, training=False),
+                    input_signature=[tf.TensorSpec(signature, tf.float32)],
+                    autograph=False,
+                )
             )
         return self._traced[key]
+
+
+class _Traced:
+    """A ``tf.function`` with a fixed input signature, called through its one concrete function.
+
+    That skips the function's per-call dispatch (binding the arguments, looking the trace up):
+    about 0.15 ms a call here, a tenth of a 32-slice batch of the built-in model.  It is traced
+    on the first call, so a model that cannot take the input fails there, as before.
+    """
+
+    def __init__(self, function):
+        self.function = function
+        self.concrete = None
+
+    def __call__(self, x):
+        if self.concrete is None:
+            self.concrete = self.function.get_concrete_function()
+        return self.concrete(x)
 
 
 def _first_line(exc: BaseException) -> str:

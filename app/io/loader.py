@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -111,14 +112,23 @@ def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -
         notes.append(f"oblique: voxel axes up to {oblique:.1f}° off the anatomical axes; shown without resampling")
     shape = (*layout.shape, stored.channels)
     check_memory(source, shape)
-    data = np.empty(shape, dtype=np.float32)
-    stored.fill(layout.stored_view(data))
+    # the files are hashed on a second thread while the voxels are read (hashlib and file reads
+    # release the GIL); a read error still comes first, as it would one after the other
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slicewise-hash") as pool:
+        digest = pool.submit(sha256_of_files, stored.files)
+        data = np.empty(shape, dtype=np.float32)
+        try:
+            stored.fill(layout.stored_view(data))
+        except BaseException:
+            digest.cancel()
+            raise
+        sha256 = digest.result()
     return Volume(
         data=torch.from_numpy(data),
         affine=affine @ layout.index_affine(),
         axis=axis,
         source=source,
-        sha256=sha256_of_files(stored.files),
+        sha256=sha256,
         original_dtype=stored.original_dtype,
         volume_index=volume_index,
         n_volumes=stored.n_volumes,

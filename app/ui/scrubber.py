@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QSlider, QSpinBox, QWidget
 
-from app.volume import AXES
+AXES = ("axial", "coronal", "sagittal")  # app.volume.AXES, literal so the window opens without torch
 
 
 class Scrubber(QWidget):

@@ -6,12 +6,15 @@ Mouse wheel over the image scrolls slices (``sigWheelSlices``); Ctrl+wheel zooms
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
-from app.volume import Volume
+if TYPE_CHECKING:
+    from app.volume import Volume
 
 COLORMAPS = ("grey", "viridis", "inferno", "magma", "plasma", "turbo", "thermal")
 OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
@@ -72,6 +75,9 @@ class SliceView(QWidget):
         lut = self.histogram.item.getLookupTable  # 256 entries (pyqtgraph's default is 512 for float images): the fast path
         self.histogram.item.getLookupTable = lambda img=None, n=None, alpha=None: lut(img, 256, alpha)
         self.histogram.item.gradient.loadPreset("grey")
+        # the histogram is the whole volume's, set once per volume (set_volume): recomputing it
+        # for every slice shown would add a histogram and a repaint of its plot to each step
+        self.image.sigImageChanged.disconnect(self.histogram.item.imageChanged)
         self.colormap = QComboBox()
         self.colormap.addItems(COLORMAPS)
         self.colormap.setToolTip("Colormap (also: right-click the gradient bar)")
@@ -102,13 +108,20 @@ class SliceView(QWidget):
 
     # -- volume and slice ---------------------------------------------------------------------
 
-    def set_volume(self, volume: Volume, levels: tuple[float, float], value_range: tuple[float, float], index: int) -> None:
-        """Show a new volume: aspect from its spacing, initial window, orientation letters."""
+    def set_volume(self, volume: Volume, levels: tuple[float, float], value_range: tuple[float, float], index: int,
+                   histogram: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Show a new volume: aspect from its spacing, initial window, orientation letters, and
+        the histogram of its values (``(bin left edges, counts)``; default: from the volume)."""
         self.volume = volume
         _, rows_mm, cols_mm = volume.spacing
         # ViewBox ratio is x-scale / y-scale (screen pixels per column over per row)
         self.view.setAspectLocked(True, ratio=(cols_mm / rows_mm) if rows_mm > 0 and cols_mm > 0 else 1.0)
         self.histogram.item.setHistogramRange(*value_range, padding=0.02)
+        if histogram is None:
+            from app.ui.loader import sample_voxels, volume_histogram
+
+            histogram = volume_histogram(sample_voxels(volume), value_range)
+        self.histogram.item.plot.setData(*histogram)
         self.histogram.item.setLevels(*levels)
         self.index = -1
         self.show_slice(index, levels=levels)

@@ -6,6 +6,7 @@ inference worker.  Every slice change goes through ``set_slice``; every volume t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -16,15 +17,16 @@ from PySide6.QtWidgets import (
 
 from app import __version__
 from app.errors import SlicewiseError
-from app.strategies import STRATEGIES
-from app.ui.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
+from app.ui.actions import SHORTCUT_HELP, STRATEGY_TITLES, Toolbar, build_menus, install_shortcuts
 from app.ui.loader import Loaded, LoadRequest, VolumeLoader
 from app.ui.score_plot import Run, ScorePlot
 from app.ui.scrubber import Scrubber
 from app.ui.settings import RecentFiles
 from app.ui.slice_view import SliceView
 from app.ui.worker import InferenceService
-from app.volume import Volume
+
+if TYPE_CHECKING:  # torch (under app.volume) is imported only once a volume is opened: the window shows first
+    from app.volume import Volume
 
 VOLUME_FILTER = (
     "Volumes (*.nii *.nii.gz *.mgh *.mgz *.mnc *.img *.hdr *.dcm *.ima *.npy *.npz *.pt *.pth);;"
@@ -196,7 +198,7 @@ class MainWindow(QMainWindow):
         else:
             index = volume.depth // 2
         self._focus_hw = None
-        self.slice_view.set_volume(volume, loaded.levels, loaded.value_range, index)
+        self.slice_view.set_volume(volume, loaded.levels, loaded.value_range, index, loaded.histogram)
         self.scrubber.set_depth(volume.depth)
         self.score_plot.set_volume(volume.depth, volume.positions_mm)
         self.scrubber.set_volume_choice(volume.axis, volume.volume_index, volume.n_volumes)
@@ -320,7 +322,7 @@ class MainWindow(QMainWindow):
         self._cancel_current(status=False)
         strategy = self.strategy()
         job = self.inference.submit(self.volume, strategy, self.model_path, normalize, self.unsafe_model, self.batch_size)
-        title = STRATEGIES[strategy].name
+        title = strategy
         if self.model_path:
             title += f" · {Path(self.model_path).name}"
         if normalize:
@@ -329,7 +331,7 @@ class MainWindow(QMainWindow):
         progress = self.toolbar.progress
         progress.setRange(0, 0)
         progress.setFormat("starting…")
-        self.statusBar().showMessage(f"Scoring {self.volume.source.name} with {STRATEGIES[strategy].title}…")
+        self.statusBar().showMessage(f"Scoring {self.volume.source.name} with {STRATEGY_TITLES[strategy]}…")
         self._update_enabled()
         return job
 

@@ -1,0 +1,256 @@
+"""The viewer's speed figures, each measured in a fresh process: ``python -m app.ui.bench_ui WHAT``.
+
+Run by ``python -m app.bench`` (which prints and records them); each ends with one line
+``RESULT {json}`` (``startup`` prints ``shown`` as soon as the window has been painted).
+
+- ``startup [--window-only]``  what ``slicewise`` does up to the first paint of its window
+  (``--window-only``: without importing its command-line module first)
+- ``scrub VOLUME``   slider change -> repaint finished, random steps, while the worker scores
+- ``stall VOLUME``   longest gap between ticks of a 5 ms timer while the worker scores it
+  (three runs, after a first one that starts TensorFlow, whose longest gap is reported apart)
+- ``memory VOLUME``  peak extra resident memory while the volume is opened and scored
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+MIB = 2**20
+
+
+def _rss(field: str = "VmRSS") -> int:
+    """Bytes of ``field`` (VmRSS, VmHWM) in /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _window(settings_dir: str):
+    from PySide6.QtCore import QSettings
+
+    from app.ui.main import ensure_app
+    from app.ui.window import MainWindow
+
+    qapp = ensure_app(offscreen=True)
+    window = MainWindow(settings=QSettings(os.path.join(settings_dir, "settings.ini"), QSettings.Format.IniFormat), remember_recent=False, interactive=False)
+    window.resize(1280, 860)
+    window.show()
+    return qapp, window
+
+
+class _PaintWatch:
+    """Counts the paint events a widget receives (an event filter: no subclassing)."""
+
+    def __init__(self, widget):
+        from PySide6.QtCore import QEvent, QObject
+
+        paint = QEvent.Type.Paint
+
+        class Filter(QObject):
+            def eventFilter(inner, obj, event):  # noqa: N805
+                if event.type() == paint:
+                    self.count += 1
+                return False
+
+        self.count = 0
+        self._filter = Filter()
+        widget.installEventFilter(self._filter)
+
+
+def _wait(qapp, ms: float) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(int(ms), loop.quit)
+    loop.exec()
+
+
+def _until(qapp, condition, timeout_s: float = 300) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the viewer did not get there in time")
+        _wait(qapp, 5)
+
+
+def _score_and_wait(qapp, window) -> object:
+    outcome: list = []
+    finished = window.sigPredictionFinished.connect(lambda job, prediction: outcome.append(prediction))
+    failed = window.sigError.connect(lambda title, message: outcome.append(RuntimeError(message)))
+    window.run_prediction()
+    _until(qapp, lambda: outcome)
+    window.sigPredictionFinished.disconnect(finished)
+    window.sigError.disconnect(failed)
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+def startup(window_only: bool) -> None:
+    if not window_only:
+        import app.cli  # noqa: F401 - the `slicewise` console script imports it first
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp)
+        watch = _PaintWatch(window)
+        while watch.count == 0:
+            qapp.processEvents()
+        qapp.processEvents()
+        print("shown", flush=True)
+        print("RESULT " + json.dumps({"torch_imported": "torch" in sys.modules, "tensorflow_imported": "tensorflow" in sys.modules}), flush=True)
+        os._exit(0)  # the parent has what it needs; skip the teardown
+
+
+def scrub(volume: str, steps: int) -> None:
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp)
+        loaded = window.load_now(volume)
+        viewport = window.slice_view.graphics.viewport()
+        watch = _PaintWatch(viewport)
+        # keep the worker scoring for the whole run: every finished run starts the next one
+        window.sigPredictionFinished.connect(lambda job, prediction: window.run_prediction())
+        batches: list[int] = []
+        window.sigBatchPlotted.connect(lambda job, done, total: batches.append(done))
+        window.run_prediction()
+        _until(qapp, lambda: batches)  # TensorFlow started, model warm, scores streaming in
+        rng = np.random.default_rng(0)
+        times, while_scoring = [], 0
+        for _ in range(steps):
+            index = int(rng.integers(0, loaded.depth))
+            while index == window.current_slice():
+                index = int(rng.integers(0, loaded.depth))
+            while_scoring += bool(window.inference.current)
+            before = watch.count
+            t0 = time.perf_counter()
+            window.scrubber.slider.setValue(index)  # what dragging the slider does
+            while watch.count == before:
+                qapp.processEvents()
+            times.append(time.perf_counter() - t0)
+            assert window.slice_view.index == index
+            _wait(qapp, 10)  # a hand on a slider moves it every frame or so, not back to back
+        ms = np.array(times) * 1000
+        result = {
+            "p95_ms": float(np.percentile(ms, 95)), "median_ms": float(np.median(ms)), "max_ms": float(ms.max()),
+            "steps": steps, "steps_while_scoring": while_scoring, "batches_plotted": len(batches),
+        }
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _ticks_while_scoring(qapp, window) -> tuple[list[float], float]:
+    from PySide6.QtCore import QTimer
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    _wait(qapp, 50)
+    t0 = time.perf_counter()
+    _score_and_wait(qapp, window)
+    elapsed = time.perf_counter() - t0
+    _wait(qapp, 20)
+    timer.stop()
+    return ticks, elapsed
+
+
+def stall(volume: str, runs: int = 3) -> None:
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp)
+        window.load_now(volume)
+        _wait(qapp, 200)
+        cold, _ = _ticks_while_scoring(qapp, window)  # starts TensorFlow on the worker, warms the model
+        runs = [_ticks_while_scoring(qapp, window) for _ in range(runs)]
+        gaps = np.concatenate([np.diff(ticks) for ticks, _ in runs]) * 1000
+        result = {
+            "max_gap_ms": float(gaps.max()), "p99_gap_ms": float(np.percentile(gaps, 99)), "ticks": int(gaps.size + len(runs)),
+            "scoring_s": min(elapsed for _, elapsed in runs), "runs": len(runs), "first_run_max_gap_ms": float(np.diff(cold).max() * 1000),
+        }
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def memory(volume: str) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp)
+        small = Path(tmp) / "small.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros((64, 64, 8), np.int16), np.eye(4)), small)
+        window.load_now(small)
+        _score_and_wait(qapp, window)  # TensorFlow started and the model traced: not the volume's cost
+        _wait(qapp, 200)
+        gc.collect()
+        baseline = _rss()
+        peak = [baseline]
+        stop = threading.Event()
+
+        def sample() -> None:  # a second measure, in case the kernel's peak cannot be reset
+            while not stop.is_set():
+                peak[0] = max(peak[0], _rss())
+                time.sleep(0.002)
+
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+            hwm_reset = True
+        except OSError:
+            hwm_reset = False
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        shown: list = []
+        window.sigVolumeShown.connect(lambda v: shown.append(v))
+        window.open_path(volume)  # on the loader thread, as File > Open does
+        _until(qapp, lambda: shown)
+        _score_and_wait(qapp, window)
+        _wait(qapp, 100)
+        stop.set()
+        sampler.join()
+        top = max(peak[0], _rss("VmHWM")) if hwm_reset else peak[0]
+        after = _rss()
+        depth, height, width, channels = shown[0].shape
+        result = {
+            "peak_extra_mib": (top - baseline) / MIB, "float32_mib": depth * height * width * channels * 4 / MIB,
+            "baseline_mib": baseline / MIB, "after_mib": (after - baseline) / MIB, "hwm_reset": hwm_reset,
+        }
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.ui.bench_ui", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("startup", "scrub", "stall", "memory"))
+    parser.add_argument("volume", nargs="?")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--window-only", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.what == "startup":
+        startup(args.window_only)
+    elif args.volume is None:
+        parser.error(f"{args.what} needs a volume")
+    elif args.what == "scrub":
+        scrub(args.volume, args.steps)
+    elif args.what == "stall":
+        stall(args.volume, 2 if args.quick else 3)
+    else:
+        memory(args.volume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
