@@ -545,3 +545,19 @@ def test_user_model_with_two_outputs_draws_two_curves(qtbot, window, volumes, tm
     window.use_builtin_model()
     assert window.model_path is None and window.toolbar.model.text() == "built-in model"
     assert window.dialogs == []
+
+
+def test_slider_drag_is_rate_limited_and_lands_on_the_last_position(qtbot, window, volumes):
+    """A burst of drag moves repaints a few times, not once per move, and ends where the mouse did."""
+    volume = open_volume(qtbot, window, volumes["deep"])
+    shown = []
+    window.scrubber.sigIndexChanged.connect(shown.append)
+    slider = window.scrubber.slider
+    slider.setSliderDown(True)
+    for value in range(10, 210):  # 200 moves in a few milliseconds
+        slider.setSliderPosition(value)
+    qtbot.waitUntil(lambda: bool(shown) and shown[-1] == 209, timeout=2000)
+    slider.setSliderDown(False)
+    assert len(shown) < 20, f"{len(shown)} repaints for 200 moves"
+    assert window.current_slice() == 209 and volume.depth > 209
+    assert window.score_plot.cursor.value() == pytest.approx(209)

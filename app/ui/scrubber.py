@@ -3,8 +3,11 @@ slider and a spin box that always agree) with the slice's position."""
 
 from __future__ import annotations
 
+import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QSlider, QSpinBox, QWidget
+
+DRAG_RATE_HZ = 60  # a dragged slider repaints at most this often; the last position always lands
 
 AXES = ("axial", "coronal", "sagittal")  # app.volume.AXES, literal so the window opens without torch
 
@@ -52,6 +55,9 @@ class Scrubber(QWidget):
         layout.addWidget(self.total)
         layout.addWidget(self.position)
         self.slider.valueChanged.connect(self._on_slider)
+        # A drag fires valueChanged per mouse move: condense the burst into a steady stream.
+        self._drag = pg.SignalProxy(self.slider.sliderMoved, rateLimit=DRAG_RATE_HZ, slot=self._on_drag, threadSafe=False)
+        self.slider.sliderReleased.connect(lambda: self.sigIndexChanged.emit(self.slider.value()))
         self.spin.valueChanged.connect(self._on_spin)
         self.set_depth(0)
 
@@ -93,7 +99,11 @@ class Scrubber(QWidget):
     def _on_slider(self, value: int) -> None:
         with QSignalBlocker(self.spin):
             self.spin.setValue(value)
-        self.sigIndexChanged.emit(value)
+        if not self.slider.isSliderDown():  # clicks, keys, page steps: at once; drags: via the proxy
+            self.sigIndexChanged.emit(value)
+
+    def _on_drag(self, args: tuple) -> None:
+        self.sigIndexChanged.emit(int(args[0]))
 
     def _on_spin(self, value: int) -> None:
         with QSignalBlocker(self.slider):
