@@ -131,10 +131,8 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
 
 def seed_loop_speedup(ctx: Context) -> Figure:
     """The seed article's Example 1 (one ``predict`` per slice) against the ``slice`` strategy."""
-    import keras
-    from keras import layers
-
     from app.inference.models import LoadedModel, spec_of
+    from app.seed_models import seed_slice_model
     from app.strategies import get_strategy
     from app.volume import Volume
 
@@ -142,17 +140,7 @@ def seed_loop_speedup(ctx: Context) -> Figure:
     engine.runtime
     batch, depth, height, width, channels = 4, 10, 64, 64, 3
     tensor = torch.rand(batch, depth, height, width, channels, generator=torch.Generator().manual_seed(0))
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((height, width, channels)),
-            layers.Conv2D(32, (3, 3), activation="relu"),
-            layers.MaxPooling2D((2, 2)),
-            layers.Flatten(),
-            layers.Dense(10, activation="relu"),
-            layers.Dense(1),
-        ]
-    )
+    model = seed_slice_model(height, width, channels)
 
     def seed_loop():
         return np.stack([np.stack([model.predict(tensor[b, d].numpy()[None], verbose=0) for d in range(depth)]) for b in range(batch)])

@@ -287,7 +287,7 @@ def _depths(table: Path) -> dict[str, int]:
 def test_user_model_on_the_cluster_and_a_model_that_cannot_load(study, cluster, tmp_path, engine):
     """A user's .keras file is hashed on the client and loaded once per worker; one that cannot
     load stops the run with Keras's reason (it is no volume's fault)."""
-    from seed_models import seed_slice_model
+    from app.seed_models import seed_slice_model
 
     from app.errors import ModelError
     from app.io import load_volume

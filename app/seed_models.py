@@ -1,4 +1,9 @@
-"""The seed article's three architectures (Example 2 corrected: the sequence runs along depth)."""
+"""The seed article's three architectures, as reference models for the tests and the benchmark.
+
+Example 2 is corrected: its Conv1D runs along depth (a sequence of flattened slices), not over
+the flattened pixels with depth as channels.  Importing this module imports Keras: only the
+tests and the benchmark do.
+"""
 
 from __future__ import annotations
 
