@@ -93,6 +93,8 @@ def _predict(args: argparse.Namespace) -> int:
     from app.strategies import get_strategy
 
     strategy = get_strategy(args.strategy)
+    if args.unsafe_model and args.model:
+        print(f"warning: --unsafe-model: Keras safe mode is off; {args.model} may run any code it holds", file=sys.stderr)
     from app import cohort
 
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):

@@ -50,8 +50,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from app.errors import SlicewiseError
 from app.atomic import write_atomic
+from app.errors import SlicewiseError
 
 __all__ = ["Phantom", "make_phantom", "write_demo", "LABEL_THRESHOLD_HU", "HU"]
 

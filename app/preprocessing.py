@@ -118,7 +118,8 @@ def _nonfinite_slices_cpu(volume: np.ndarray) -> np.ndarray:
     if volume.size == 0:
         return np.empty(0, dtype=np.int64)
     flat = volume.reshape(depth, -1)
-    suspects = np.flatnonzero(~np.isfinite(np.add.reduce(flat, axis=1)))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only makes a slice a suspect
+        suspects = np.flatnonzero(~np.isfinite(np.add.reduce(flat, axis=1)))
     return np.array([d for d in suspects if not np.isfinite(flat[d]).all()], dtype=np.int64)
 
 

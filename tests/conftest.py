@@ -17,3 +17,11 @@ def engine():
     from app.inference import Engine
 
     return Engine()
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    """A shown main window (GUI tests only: Qt is imported when a test asks for it)."""
+    from tests.ui_helpers import shown_window
+
+    yield from shown_window(qtbot, tmp_path, monkeypatch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +114,10 @@ def test_model_that_does_not_fit(tmp_path):
     np.save(tmp_path / "two_channels.npy", np.zeros((3, 32, 32, 2), np.float32))
     done = slicewise("predict", tmp_path / "two_channels.npy", "--model", tmp_path / "rgb.keras", "--out", tmp_path / "o.csv")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["error: model expects 3 channels per slice; the volume has 2"]
+    assert done.stderr.strip().splitlines() == [
+        "error: rgb.keras (input (32, 32, 3)) does not fit the volume 3×32×32×2 (slices × height × width × channels): "
+        "model expects 3 channels per slice; the volume has 2"
+    ]
     assert not (tmp_path / "o.csv").exists()
 
 
@@ -122,3 +126,44 @@ def test_help_and_version_do_not_import_tensorflow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["False", "False"]
     assert slicewise("--version").stdout.startswith("slicewise ")
+
+
+@pytest.mark.parametrize(
+    "make_model, strategy, expected",
+    [
+        (  # wrong rank: a 3D-volume model given to the slice strategy
+            lambda: keras_model((4, 8, 8, 1), "Conv3D"),
+            "slice",
+            r"error: model\.keras \(input \(4, 8, 8, 1\)\) does not fit the volume 3×10×10×1 \(slices × height × width × channels\): "
+            r"the slice strategy needs a model that takes one slice",
+        ),
+        (  # a model that raises on this volume: its Reshape fits 8×8 slices only
+            lambda: keras_model((None, None, 1), "Reshape"),
+            "slice",
+            r"error: model\.keras \(input \(None, None, 1\)\) failed on the volume 3×10×10×1 \(slices × height × width × channels\) "
+            r"\(a batch of shape \(3, 10, 10, 1\)\): Reshape: .*target_shape=\(64,\)",
+        ),
+    ],
+)
+def test_models_that_do_not_fit_name_both_shapes(tmp_path, capsys, make_model, strategy, expected):
+    from app.cli import main
+
+    make_model().save(tmp_path / "model.keras")
+    np.save(tmp_path / "volume.npy", np.random.default_rng(0).random((3, 10, 10), np.float32))
+    out = tmp_path / "o.csv"
+    code = main(["predict", str(tmp_path / "volume.npy"), "--model", str(tmp_path / "model.keras"), "--strategy", strategy, "--out", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and re.match(expected, lines[0]), lines
+    assert not out.exists()
+
+
+def keras_model(input_shape: tuple, kind: str):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    if kind == "Conv3D":
+        x = layers.GlobalAveragePooling3D()(layers.Conv3D(2, 3, padding="same")(inputs))
+    else:
+        x = layers.Reshape((64,))(inputs)
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))

@@ -287,10 +287,9 @@ def _depths(table: Path) -> dict[str, int]:
 def test_user_model_on_the_cluster_and_a_model_that_cannot_load(study, cluster, tmp_path, engine):
     """A user's .keras file is hashed on the client and loaded once per worker; one that cannot
     load stops the run with Keras's reason (it is no volume's fault)."""
-    from app.seed_models import seed_slice_model
-
     from app.errors import ModelError
     from app.io import load_volume
+    from app.seed_models import seed_slice_model
     from app.strategies import get_strategy
 
     model_path = tmp_path / "mine.keras"

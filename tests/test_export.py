@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,3 +62,35 @@ def test_failed_write_keeps_earlier_file(tmp_path):
         export.write_atomic(target_dir, "x")
     assert target.read_text() == "earlier results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "p.csv"]
+
+
+def test_disk_full_keeps_earlier_file_and_leaves_no_half_file(tmp_path, monkeypatch):
+    """A write that fails part-way (here: the disk fills up at fsync) leaves the earlier file as
+    it was and no temporary file behind."""
+    out = tmp_path / "p.csv"
+    out.write_text("earlier results\n")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(SlicewiseError, match=r"cannot write .*p\.csv: No space left on device"):
+        export.write_atomic(out, "new results\n" * 1000)
+    assert out.read_text() == "earlier results\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.csv"]
+
+
+def test_killed_mid_write_keeps_earlier_file(tmp_path):
+    """A process killed after writing the new table but before the rename: the earlier file is
+    intact (at most a hidden temporary file is left beside it)."""
+    out = tmp_path / "p.csv"
+    out.write_text("earlier results\n")
+    code = (
+        "import os, signal, sys; from pathlib import Path; from app import atomic\n"
+        "atomic.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "atomic.write_atomic(Path(sys.argv[1]), 'new results\\n' * 100000)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    assert out.read_text() == "earlier results\n"
+    assert all(p.name == "p.csv" or (p.name.startswith(".p.csv.") and p.name.endswith(".tmp")) for p in tmp_path.iterdir())

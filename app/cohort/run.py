@@ -77,7 +77,6 @@ class CohortProgress(ProgressBar):
 
 def predict_cohort(args: argparse.Namespace, *, on_result: OnResult | None = None) -> int:
     """Score every volume the arguments name; 0 if all were scored, 2 if any failed."""
-    from app.cohort import worker
     from app.strategies import get_strategy
 
     if not args.out:
@@ -101,6 +100,10 @@ def predict_cohort(args: argparse.Namespace, *, on_result: OnResult | None = Non
     for pattern in unmatched:
         print(f"warning: {pattern} matches no volume", file=sys.stderr)
     if not items:
+        if len(args.volumes) == 1 and Path(args.volumes[0]).is_dir():
+            given = Path(args.volumes[0])
+            others = sum(1 for p in given.rglob("*") if p.is_file())
+            raise SlicewiseError(f"{given.name or given}: no volume files or DICOM images in this folder ({others} other files)")
         raise SlicewiseError(f"no volumes found in {' '.join(args.volumes)}")
     parts.create()
 

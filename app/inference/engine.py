@@ -18,7 +18,7 @@ import torch
 
 from app import preprocessing
 from app.errors import Cancelled, ModelError
-from app.inference.models import LoadedModel, builtin_model, load_model_file
+from app.inference.models import LoadedModel, builtin_model, load_model_file, misfit, model_failed
 from app.inference.runtime import Runtime, bootstrap, to_tensorflow
 from app.strategies import Strategy
 from app.volume import Volume
@@ -99,7 +99,10 @@ class Engine:
         started = time.perf_counter()
         model = model or self.builtin(strategy)
         spec = preprocessing.parse_spec(normalize or model.normalize)
-        plan = strategy.plan(volume.shape, model.spec, batch_size)
+        try:
+            plan = strategy.plan(volume.shape, model.spec, batch_size)
+        except ModelError as exc:
+            raise misfit(model, volume.shape, str(exc)) from None
         nonfinite = preprocessing.nonfinite_slices(volume.data)
         norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
@@ -114,14 +117,17 @@ class Engine:
                 if cancelled is not None and cancelled():
                     raise Cancelled("cancelled")
                 t0 = time.perf_counter()
-                step = next(steps, None)
+                try:
+                    step = next(steps, None)
+                except ModelError as exc:  # the adapter cannot fit the volume to the model's input
+                    raise misfit(model, volume.shape, str(exc)) from None
                 if step is None:
                     break
                 t1 = time.perf_counter()
                 try:
                     y = call(to_tensorflow(self.runtime, step.x)).numpy()
                 except Exception as exc:  # noqa: BLE001 - a model that raises is reported, not fatal
-                    raise ModelError(f"{model.name} failed on input {tuple(step.x.shape)}: {_first_line(exc)}") from None
+                    raise model_failed(model, volume.shape, tuple(step.x.shape), exc) from None
                 t2 = time.perf_counter()
                 prepare, model_time = prepare + t1 - t0, model_time + t2 - t1
                 rows = 1 if step.indices is None else len(step.indices)
@@ -183,8 +189,3 @@ class _Traced:
         if self.concrete is None:
             self.concrete = self.function.get_concrete_function()
         return self.concrete(x)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,19 +1,38 @@
 """Keras models: a user's file loaded safely, or a strategy's built-in model, with what
-Slicewise needs to know about it (shapes, preprocessing, a content hash)."""
+Slicewise needs to know about it (shapes, preprocessing, a content hash).
+
+Model files are code.  Before Keras sees a file, `scan_model_file` reads its configuration
+(``config.json`` of a ``.keras`` archive, the ``model_config`` attribute of a legacy ``.h5``) and
+its HDF5 storage, and Slicewise refuses, unless the user opts in with ``--unsafe-model``:
+
+- Python code stored in the file (a ``Lambda`` layer holding bytecode, any serialised lambda);
+- objects that are not built into Keras (custom layers, functions, modules outside Keras);
+- HDF5 links or datasets that read other files on this computer (a legacy ``.h5``).
+
+Keras then loads the file with ``safe_mode=True`` as a second line of defence.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.errors import ModelError
 from app.strategies import ModelSpec, Strategy
+from app.strategies.base import shape_text
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "models"
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+KERAS_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")
+KERAS_FUNCTION_MODULES = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers", "regularizers")
+MODEL_CLASSES = ("Functional", "Sequential", "Model", "InputLayer")
+OPT_IN = "use --unsafe-model only for a file you trust"
+MAX_LISTED = 3
 
 
 @dataclass(frozen=True)
@@ -45,33 +64,244 @@ def spec_of(model: Any, slice_hint: tuple | None = None) -> ModelSpec:
         raise ModelError(f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; Slicewise needs one of each")
     inp = tuple(model.inputs[0].shape)[1:]
     out = tuple(model.outputs[0].shape)[1:]
-    if not str(model.outputs[0].dtype).startswith(("float", "bfloat")):
-        raise ModelError(f"model output has dtype {model.outputs[0].dtype}; scores must be floating point")
+    dtype = str(model.outputs[0].dtype)
+    if not dtype.startswith(("float", "bfloat")):
+        raise ModelError(
+            f"model output is {dtype}, not floating point (input {shape_text(inp)} → output {shape_text(out)}); "
+            "scores must be numbers such as probabilities or logits, not class indices (an argmax) or flags"
+        )
     return ModelSpec(inp, out, tuple(slice_hint) if slice_hint else None)
 
 
-def load_model_file(path: str | Path, normalize: str = "none", unsafe: bool = False) -> LoadedModel:
-    """Load a ``.keras`` (or legacy ``.h5``) model with Keras ``safe_mode`` on.
+# -- fit of a model to a volume (used by the engine to word its errors) -----------------------
 
-    ``unsafe=True`` turns safe mode off, for a file the user trusts; it may run code in the file.
+
+def misfit(model: LoadedModel, volume_shape: tuple, reason: str) -> ModelError:
+    """A `ModelError` saying that ``model`` cannot score a volume of ``volume_shape`` ``(D, H, W, C)``,
+    naming the model, its input shape and the volume's shape, then ``reason``."""
+    return ModelError(f"{model.name} (input {shape_text(model.spec.input_shape)}) does not fit the volume {_volume_text(volume_shape)}: {reason}")
+
+
+def model_failed(model: LoadedModel, volume_shape: tuple, batch_shape: tuple, exc: BaseException) -> ModelError:
+    """A `ModelError` for a model that raised when called on a batch made from the volume."""
+    return ModelError(
+        f"{model.name} (input {shape_text(model.spec.input_shape)}) failed on the volume {_volume_text(volume_shape)} "
+        f"(a batch of shape {shape_text(tuple(batch_shape))}): {failure_reason(exc)}"
+    )
+
+
+def failure_reason(exc: BaseException, limit: int = 240) -> str:
+    """The useful part of what a Keras/TensorFlow call raised, on one line.
+
+    Keras wraps layer errors as "Exception encountered when calling Conv2D.call(). <the reason>
+    Arguments received by ...": keep the layer's name and the reason; drop TensorFlow's node dumps.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    layer = None
+    match = re.match(r"\s*Exception encountered when calling (?:layer )?'?([\w.]+?)'?(?:\.call\(\))?\W*\n", text)
+    if match:
+        layer, text = match[1], text[match.end() :]
+    text = text.split("Arguments received by", 1)[0]
+    text = re.sub(r"\s*for '\{\{node [^}]*\}\}.*?'(?= with |$)", "", text, flags=re.DOTALL)
+    text = " ".join(text.split())
+    if not text:
+        text = type(exc).__name__
+    if layer:
+        text = f"{layer}: {text}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _volume_text(shape: tuple) -> str:
+    if len(shape) == 4:
+        d, h, w, c = shape
+        return f"{d}×{h}×{w}×{c} (slices × height × width × channels)"
+    return shape_text(tuple(shape))
+
+
+# -- safety scan ---------------------------------------------------------------------------------
+
+
+def scan_model_file(path: Path) -> list[str]:
+    """What in ``path`` would run code, need code from outside Keras, or read other files.
+
+    Returns short descriptions ("Lambda layer 'lambda' with Python bytecode"); an empty list when
+    nothing was found.  Files that cannot be read are left for Keras to report.
+    """
+    suffix = path.suffix.lower()
+    found: list[str] = []
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, RuntimeError):
+            return []
+        _scan_config(config, found)
+    else:
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                _scan_h5_storage(f, found)
+                raw = f.attrs.get("model_config")
+                if raw is not None:
+                    config = json.loads(raw.decode("utf-8") if hasattr(raw, "decode") else str(raw))
+                    _scan_config(config, found)
+        except (OSError, ValueError, TypeError, KeyError):
+            return found
+    return list(dict.fromkeys(found))
+
+
+def _scan_config(node: Any, found: list[str], in_layers: bool = False) -> None:
+    """Walk a Keras model config, noting stored code and objects from outside Keras."""
+    if isinstance(node, list):
+        for item in node:
+            _scan_config(item, found, in_layers)
+        return
+    if not isinstance(node, dict):
+        return
+    name = node.get("class_name")
+    if isinstance(name, str):
+        label = _layer_label(node)
+        config = node.get("config")
+        if name == "__lambda__":
+            found.append("a serialised Python lambda (bytecode)")
+        elif name == "Lambda" and isinstance(config, dict) and _holds_bytecode(config):
+            found.append(f"Lambda layer {label} with Python bytecode".replace("  ", " "))
+            config = {k: v for k, v in config.items() if k not in ("function", "output_shape")}
+        elif "module" in node:
+            outside = _outside_keras(node)
+            if outside:
+                found.append(f"{outside}{label and ' in layer ' + label}")
+        elif in_layers and not name.startswith("__") and not _keras_layer(name):
+            found.append(f"custom layer class {name!r}{label and ' ' + label}")  # a legacy (tf.keras 2) config
+        for key, value in node.items():
+            if key != "class_name":
+                _scan_config(config if key == "config" else value, found, in_layers=key == "layers")
+        return
+    for key, value in node.items():
+        _scan_config(value, found, in_layers=key == "layers")
+
+
+def _layer_label(node: dict) -> str:
+    config = node.get("config")
+    name = node.get("name") or (config.get("name") if isinstance(config, dict) else None)
+    return repr(name) if isinstance(name, str) else ""
+
+
+def _holds_bytecode(config: dict) -> bool:
+    """A Lambda config whose function (or output shape) is serialised Python code."""
+    for key in ("function", "output_shape"):
+        value = config.get(key)
+        if isinstance(value, dict) and value.get("class_name") == "__lambda__":
+            return True
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):  # tf.keras 2: [code, defaults, closure]
+            return key == "function" or config.get("output_shape_type") == "lambda"
+    return config.get("function_type") == "lambda"
+
+
+def _outside_keras(node: dict) -> str:
+    """Why the object ``node`` (a Keras 3 config with a ``module``) is not built into Keras, or ''."""
+    module, name, registered = node.get("module"), node["class_name"], node.get("registered_name")
+    if name.startswith("__") and name.endswith("__"):
+        return ""  # tensors, bytes, slices, ...: data, not code
+    if module == "builtins" and name == "function":
+        function = node.get("config")
+        if isinstance(function, str) and not _keras_function(function):
+            return f"custom function {function!r}"
+        return ""
+    if module is None:
+        return f"custom class {registered or name!r}" if registered else ""
+    if not isinstance(module, str) or module.split(".", 1)[0] not in KERAS_PACKAGES:
+        return f"custom class {registered or name!r} from module {module!r}"
+    return ""
+
+
+def _keras_function(name: str) -> bool:
+    import keras
+
+    return any(getattr(getattr(keras, module, None), name, None) is not None for module in KERAS_FUNCTION_MODULES)
+
+
+def _keras_layer(name: str) -> bool:
+    import keras
+
+    return name in MODEL_CLASSES or isinstance(getattr(keras.layers, name, None), type)
+
+
+def _scan_h5_storage(group: Any, found: list[str], prefix: str = "") -> None:
+    """HDF5 links and datasets of ``group`` that would read other files (or elsewhere in this one)."""
+    import h5py
+
+    for key in group:
+        where = f"{prefix}/{key}"
+        link = group.get(key, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            found.append(f"HDF5 link {where} to another file ({link.filename})")
+            continue
+        if isinstance(link, h5py.SoftLink):
+            found.append(f"HDF5 soft link {where} → {link.path}")
+            continue
+        item = group[key]
+        if isinstance(item, h5py.Group):
+            _scan_h5_storage(item, found, where)
+        elif isinstance(item, h5py.Dataset):
+            if item.external:
+                files = ", ".join(str(entry[0]) for entry in item.external[:MAX_LISTED])
+                found.append(f"HDF5 dataset {where} stored in another file ({files})")
+            elif item.is_virtual:
+                found.append(f"HDF5 virtual dataset {where} (reads other files)")
+
+
+def _refusal(path: Path, found: list[str]) -> ModelError:
+    listed = "; ".join(found[:MAX_LISTED]) + (f"; and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else "")
+    code = any("bytecode" in f for f in found)
+    files = any(f.startswith("HDF5") for f in found)
+    if code:
+        why, then = "it holds Python code that loading would run", OPT_IN
+    elif files:
+        why, then = "it reads data from other files on this computer", OPT_IN
+    else:
+        why, then = "it needs code from outside Keras, which could do anything", "re-save the model with built-in Keras layers only"
+    return ModelError(f"{path.name}: refused by safe mode: {why} ({listed}); {then}")
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def load_model_file(path: str | Path, normalize: str = "none", unsafe: bool = False) -> LoadedModel:
+    """Load a ``.keras`` (or legacy ``.h5``) model: scanned first, then Keras ``safe_mode`` on.
+
+    ``unsafe=True`` skips the scan and turns safe mode off, for a file the user trusts; it may
+    run code in the file.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ModelError(f"{path.name}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)})")
+    if not unsafe:
+        found = scan_model_file(path)
+        if found:
+            raise _refusal(path, found)
     import keras
 
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; all mean "cannot load"
-        text = " ".join(str(exc).split())
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+        located = re.search(r"Could not (?:locate|deserialize) (?:class|function) '?([\w.>]+)'?", text)
         if "safe_mode" in text:
-            reason = "refused by Keras safe mode: it holds code (e.g. a Lambda layer) that loading would run; use --unsafe-model only for a file you trust"
+            reason = f"refused by Keras safe mode: it holds code (e.g. a Lambda layer) that loading would run; {OPT_IN}"
+        elif located:
+            reason = f"it needs {located[1]!r}, which is not built into Keras (re-save the model with built-in layers only)"
         else:
             reason = (text[:300] + "…" if len(text) > 300 else text) or type(exc).__name__
         raise ModelError(f"{path.name}: cannot load Keras model: {reason}") from None
-    return LoadedModel(model, str(path), file_sha256(path), normalize, spec_of(model))
+    try:
+        spec = spec_of(model)
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    return LoadedModel(model, str(path), file_sha256(path), normalize, spec)
 
 
 def builtin_model(strategy: Strategy) -> LoadedModel:

@@ -14,6 +14,7 @@ from types import ModuleType
 
 import torch
 
+CPU_ALIGNMENT = 64  # bytes: what TensorFlow's CPU kernels assume of a tensor's buffer
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 
@@ -101,11 +102,12 @@ def to_tensorflow(runtime: Runtime, x: torch.Tensor):
     """Hand a torch tensor to TensorFlow without a copy where the two share a device.
 
     DLPack passes a CUDA tensor to TensorFlow on the GPU and a CPU tensor to TensorFlow on the
-    CPU; otherwise (or if DLPack refuses, e.g. a misaligned buffer) it goes through NumPy and
-    TensorFlow copies it to its device.
+    CPU; otherwise it goes through NumPy and TensorFlow copies it to its device.  A CPU buffer
+    that does not start on a 64-byte boundary is never lent: TensorFlow's oneDNN kernels would
+    abort the process on it (``Check failed: IsAligned()`` in a MatMul fed by the input).
     """
     x = x.detach().contiguous()
-    if x.is_cuda == runtime.on_gpu:
+    if x.is_cuda == runtime.on_gpu and (x.is_cuda or x.data_ptr() % CPU_ALIGNMENT == 0):
         try:
             return runtime.tf.experimental.dlpack.from_dlpack(torch.utils.dlpack.to_dlpack(x))
         except Exception:  # noqa: BLE001 - any refusal falls back to the copying path

@@ -8,6 +8,7 @@ Arrays carry no geometry: axis 0 is depth, shape ``(D, H, W)`` or ``(D, H, W, C)
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,7 +73,9 @@ def read_torch(path: Path, volume_index: int) -> StoredImage:
 
     head = _head(path, 4)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses: not for users
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         pickled = head.startswith(ZIP_MAGIC) or head[:1] == b"\x80"  # torch zip archive, or a bare pickle

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from app.io import dicom_geometry as geometry
-from app.io.dicom_pixels import frames, n_frames, samples_per_pixel, stored_dtype, write_frame
+from app.io.dicom_pixels import check_pixel_size, frames, n_frames, samples_per_pixel, stored_dtype, write_frame
 from app.io.messages import check_volume_index, fail
 from app.io.orientation import raw_affine
 from app.io.stored import StoredImage
@@ -36,14 +36,16 @@ def from_dataset(ds: Dataset, path: Path, volume_index: int, files: list[Path]) 
         sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ds.get("SOPClassUID", "")))
         if sop == DICOMDIR_CLASS:
             fail(path, "a DICOMDIR index, not an image; open the folder that holds the images")
-        kind = getattr(ds.get("SOPClassUID"), "name", "") or "this DICOM object"
-        hint = "; truncated?" if "Rows" in ds else ""
+        sop_class = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+        kind = getattr(sop_class, "name", "") or "this DICOM object"
+        hint = "; truncated?" if "Rows" in ds or "Image Storage" in kind else ""
         fail(path, f"holds no pixel data ({kind}{hint})")
     check_volume_index(path, volume_index, 1)
     count = n_frames(ds)
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows == 0 or cols == 0:
         fail(path, f"image has an empty dimension ({rows} x {cols} pixels)")
+    check_pixel_size(ds, path, count, rows, cols)
     notes: list[str] = []
     planes, plane_note = frame_planes(ds, count)
     if planes is not None:

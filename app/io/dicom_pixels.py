@@ -42,6 +42,49 @@ def stored_dtype(ds: Dataset) -> str:
     return f"{'int' if signed else 'uint'}{bits}"
 
 
+def check_pixel_size(ds: Dataset, path: Path, count: int, rows: int, cols: int, headroom: float = 0.8) -> None:
+    """Refuse, before any per-frame work or decoding, pixel data that cannot hold what the header
+    promises (``count`` frames of ``rows`` x ``cols``), or that would not fit in memory decoded.
+
+    A damaged header can claim billions of frames or pixels in a file of a few kilobytes; without
+    this check the stack geometry and the decoder would try to allocate all of them.
+    """
+    from app.io.loader import available_memory  # late: the loader imports this module
+
+    samples = samples_per_pixel(ds)
+    voxels = count * rows * cols * samples
+    keyword = next((k for k in ("FloatPixelData", "DoubleFloatPixelData", "PixelData") if k in ds), "PixelData")
+    bits = {"FloatPixelData": 32, "DoubleFloatPixelData": 64}.get(keyword) or _bits_allocated(ds)
+    stored = -(-voxels * bits // 8)  # bytes, rounded up (1-bit images are packed)
+    needed, available = voxels * 4 + stored, available_memory()
+    if needed > headroom * available:
+        gib = 1024**3
+        fail(
+            path,
+            f"too large to open: the header promises {count}×{rows}×{cols}×{samples} voxels, {needed / gib:.1f} GiB to decode "
+            f"as float32, but only {available / gib:.1f} GiB of memory is available",
+        )
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_compressed:
+        return  # encapsulated: the length says nothing about the decoded size
+    element = ds.get(keyword)
+    value = getattr(element, "value", None)
+    if isinstance(value, (bytes, bytearray)) and len(value) < stored:
+        frame_bytes = -(-rows * cols * samples * bits // 8)
+        held = len(value) // frame_bytes if frame_bytes else 0
+        if count > 1 and held >= 1 and len(value) % frame_bytes <= 1:
+            fail(path, f"pixel data holds {held} frames, but the header says {count} (NumberOfFrames damaged, or the file is truncated)")
+        fail(path, f"truncated pixel data ({len(value)} of {stored} bytes)")
+
+
+def _bits_allocated(ds: Dataset) -> int:
+    try:
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+    except (TypeError, ValueError):
+        return 16
+    return bits if bits > 0 else 16
+
+
 def frames(ds: Dataset, path: Path) -> np.ndarray:
     """All frames as ``(F, rows, cols[, samples])`` in stored values (colour converted to RGB)."""
     try:

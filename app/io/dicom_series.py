@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,11 +11,12 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from app.errors import LoadError
 from app.io import dicom_geometry as geometry
 from app.io.dicom_file import from_dataset
 from app.io.dicom_pixels import frames, n_frames, samples_per_pixel, stored_dtype, write_frame
 from app.io.messages import check_volume_index, fail
-from app.io.stored import StoredImage
+from app.io.stored import Filler, StoredImage
 
 
 @dataclass
@@ -47,6 +50,11 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
         series.setdefault(header.series, []).append(header)
     ranked = sorted(series.values(), key=lambda s: -sum(h.frames for h in s))  # stable: ties keep scan order
     chosen, others = ranked[0], ranked[1:]
+    size = sum(h.frames for h in chosen)
+    tied = [s for s in ranked if sum(h.frames for h in s) == size]
+    if len(tied) > 1:
+        listed = ", ".join(s[0].label for s in tied[:4]) + (", …" if len(tied) > 4 else "")
+        fail(folder, f"{len(tied)} series of {size} slices each ({listed}) and no way to tell which one to show; open a folder that holds only one of them")
     if others:
         listed = ", ".join(f"{s[0].label} ({sum(h.frames for h in s)} slices)" for s in others)
         notes.append(f"folder also holds series {listed}; loaded {chosen[0].label}")
@@ -55,8 +63,10 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
 
     if len(chosen) == 1:
         path = chosen[0].path
-        image = from_dataset(_read(path), path, volume_index, files=[path])
+        with _within(folder, path):
+            image = from_dataset(_read(path), path, volume_index, files=[path])
         image.notes = notes + image.notes
+        image.fill = _filler_within(folder, path, image.fill)
         return image
     if any(h.frames > 1 for h in chosen):
         fail(folder, f"series {chosen[0].label} mixes several multi-frame files; open one file at a time")
@@ -66,14 +76,19 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
         fail(folder, f"slices of series {chosen[0].label} differ in size: {sorted({h.shape[:2] for h in chosen})}")
     order, affine, stack_notes = geometry.stack([h.plane for h in chosen], folder)  # type: ignore[misc]
     ordered = [chosen[i].path for i in order]
-    first = _read(ordered[0])
+    with _within(folder, ordered[0]):
+        first = _read(ordered[0])
+    rows, cols, _ = chosen[0].shape
 
     def fill(target: np.ndarray) -> None:
         for k, path in enumerate(ordered):
-            ds = first if k == 0 else _read(path)
-            write_frame(target[k], frames(ds, path)[0], ds)
+            with _within(folder, path):
+                ds = first if k == 0 else _read(path)
+                pixels = frames(ds, path)
+                if pixels.shape[1:3] != (rows, cols):
+                    fail(path, f"pixel data is {pixels.shape[1]} x {pixels.shape[2]}, not the {rows} x {cols} of the other slices")
+                write_frame(target[k], pixels[0], ds)
 
-    rows, cols, _ = chosen[0].shape
     return StoredImage(
         shape=(len(ordered), rows, cols),
         channels=samples_per_pixel(first),
@@ -83,6 +98,27 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
         affine=affine,
         notes=notes + stack_notes,
     )
+
+
+@contextmanager
+def _within(folder: Path, path: Path) -> Iterator[None]:
+    """Name a failing file of a folder as ``folder/file`` (the user opened the folder)."""
+    try:
+        yield
+    except LoadError as exc:
+        text, prefix = str(exc), f"{path.name}: "
+        if not text.startswith(prefix):
+            raise
+        where = f"{folder.name or folder}/{path.relative_to(folder).as_posix()}"
+        raise type(exc)(f"{where}: {text[len(prefix):]}") from exc.__cause__
+
+
+def _filler_within(folder: Path, path: Path, fill: Filler) -> Filler:
+    def named(target: np.ndarray) -> None:
+        with _within(folder, path):
+            fill(target)
+
+    return named
 
 
 def _read(path: Path) -> Dataset:

@@ -20,6 +20,7 @@ from app.io.messages import describe, display_name, fail
 from app.io.nibabel_formats import read_nibabel
 from app.io.orientation import obliquity_deg, plan_layout, raw_affine
 from app.io.stored import StoredImage
+from app.preprocessing import aligned_empty, nonfinite_slices
 from app.volume import AXES, Volume
 
 OBLIQUE_NOTE_DEG = 1.0
@@ -116,13 +117,15 @@ def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -
     # release the GIL); a read error still comes first, as it would one after the other
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slicewise-hash") as pool:
         digest = pool.submit(sha256_of_files, stored.files)
-        data = np.empty(shape, dtype=np.float32)
+        data = aligned_empty(shape)  # lent to TensorFlow as it is when no preprocessing is asked
         try:
             stored.fill(layout.stored_view(data))
         except BaseException:
             digest.cancel()
             raise
         sha256 = digest.result()
+    if not stored.original_dtype.startswith(("int", "uint", "bool")):  # stored integers cannot hold NaN/Inf
+        notes.extend(nonfinite_note(data))
     return Volume(
         data=torch.from_numpy(data),
         affine=affine @ layout.index_affine(),
@@ -134,3 +137,12 @@ def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -
         n_volumes=stored.n_volumes,
         notes=tuple(notes),
     )
+
+
+def nonfinite_note(data: np.ndarray) -> list[str]:
+    """A note naming the slices (along axis 0) that hold NaN or infinite voxels; none if there are none."""
+    bad = nonfinite_slices(torch.from_numpy(data)).tolist()
+    if not bad:
+        return []
+    listed = ", ".join(map(str, bad[:5])) + (", …" if len(bad) > 5 else "")
+    return [f"NaN/Inf voxels in {len(bad)} of {data.shape[0]} slices ({listed}); those slices are left unscored"]

@@ -49,9 +49,16 @@ def describe(exc: BaseException) -> str:
         return "is a folder, expected a file"
     match = re.search(r"Expected (\d+) bytes, got (\d+) bytes", text)
     if match:
-        return f"truncated file (image data needs {match[1]} bytes, found {match[2]})"
+        return (
+            f"holds less image data than its header promises (needs {match[1]} bytes, found {match[2]}): "
+            "the file is truncated, or its header has wrong dimensions or data offset (vox_offset)"
+        )
+    if "mmap length is greater than file size" in text:
+        return "holds less image data than its header promises: the file is truncated, or its header has wrong dimensions or data offset (vox_offset)"
     if re.search(r"not fully written|EOF|could only read|unexpected end", text, re.IGNORECASE):
         return f"truncated file ({text})"
+    if type(exc).__name__ in ("HeaderDataError", "HeaderTypeError"):  # nibabel: a header it cannot use
+        return f"invalid header ({text})" if text else "invalid header"
     if isinstance(exc, (ValueError, OSError, RuntimeError)) and text:
         return f"cannot read ({text})"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -29,7 +29,7 @@ class ModelSpec:
     slice_hint: tuple[int, int, int] | None = None  # (H, W, C) behind a flattened input
 
     def describe(self) -> str:
-        return f"input {_fmt(self.input_shape)} → output {_fmt(self.output_shape)}"
+        return f"input {shape_text(self.input_shape)} → output {shape_text(self.output_shape)}"
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def slice_input(volume_shape: tuple, spec: ModelSpec, strategy: str) -> SliceSha
         return flat_shape(dims[0], volume_shape, spec.slice_hint)
     raise ModelError(
         f"the {strategy} strategy needs a model that takes one slice, (H, W, C) or flattened (F,); "
-        f"this model takes {_fmt(dims)} (the volume's slices are {_fmt(volume_shape[1:])})"
+        f"this model takes {shape_text(dims)} (the volume's slices are {shape_text(volume_shape[1:])})"
     )
 
 
@@ -115,8 +115,9 @@ def score_vector(spec: ModelSpec, strategy: str) -> int:
     """The number K of scores a model gives per input; raise ModelError unless its output is ``(K,)``."""
     if len(spec.output_shape) == 1 and spec.output_shape[0]:
         return int(spec.output_shape[0])
-    raise ModelError(f"the {strategy} strategy needs a model whose output is a score vector (K,); this one gives {_fmt(spec.output_shape)}")
+    raise ModelError(f"the {strategy} strategy needs a model whose output is a score vector (K,); this one gives {shape_text(spec.output_shape)}")
 
 
-def _fmt(shape: tuple) -> str:
+def shape_text(shape: tuple) -> str:
+    """``(None, 64, 64, 1)``-style text for a shape (``(5,)`` for one dimension)."""
     return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -19,7 +19,7 @@ import torch
 
 from app.errors import ModelError
 from app.strategies.adapt import SliceShape, fit_slices, flat_shape, image_shape
-from app.strategies.base import ModelSpec, Normalize, Plan, Step, Strategy, _fmt
+from app.strategies.base import ModelSpec, Normalize, Plan, Step, Strategy, shape_text
 
 INPUT = (None, 64, 64, 1)
 
@@ -62,14 +62,14 @@ class TemporalStrategy(Strategy):
         else:
             raise ModelError(
                 "the temporal strategy needs a model that takes a sequence of slices, (n, H, W, C) or "
-                f"(n, F) with n fixed or None; this model takes {_fmt(dims)} (the volume is {_fmt(volume_shape)})"
+                f"(n, F) with n fixed or None; this model takes {shape_text(dims)} (the volume is {shape_text(volume_shape)})"
             )
         length = dims[0]
         per_step = len(out) == 2 and out[1] is not None
         if not per_step and not (len(out) == 1 and out[0]):
-            raise ModelError(f"the temporal strategy needs an output (K,) per sequence or (n, K) per step; this model gives {_fmt(out)}")
+            raise ModelError(f"the temporal strategy needs an output (K,) per sequence or (n, K) per step; this model gives {shape_text(out)}")
         if length is None and not per_step:
-            raise ModelError(f"a model taking sequences of any length must give one output per step, (None, K); this one gives {_fmt(out)}")
+            raise ModelError(f"a model taking sequences of any length must give one output per step, (None, K); this one gives {shape_text(out)}")
         if length is None:
             return WholeSequence(volume_shape[0], shape)
         return CentredWindows(volume_shape[0], shape, int(length), per_step, batch_size)
