@@ -16,8 +16,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
+
+from tests.dicom_writer import IOPS, write_series
 
 MARKER = "payload_ran"
 
@@ -176,32 +177,14 @@ def write_slices(
     count: int,
     series_uid: str | None = None,
     number: int = 1,
-    orientation=(1, 0, 0, 0, 1, 0),
+    orientation=IOPS["axial"],
     prefix: str = "slice",
 ) -> list[Path]:
-    """``count`` CT slices of one series, 12 x 7 int16 pixels, slice k at 2.5 k mm along the normal."""
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid = series_uid or generate_uid()
-    normal = np.cross(orientation[:3], orientation[3:])
-    paths = []
-    for k in range(count):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"{prefix}{k}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientName, ds.StudyInstanceUID = "CT", "Bad^Input", "1.2.3"
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, number, f"series {number}"
-        ds.InstanceNumber = k + 1
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.Rows, ds.Columns = 12, 7
-        ds.ImageOrientationPatient = [float(v) for v in orientation]
-        ds.ImagePositionPatient = [float(v) for v in 2.5 * k * normal]
-        ds.PixelSpacing, ds.SliceThickness = [0.5, 0.5], 2.5
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.PixelData = (np.arange(84, dtype="<i2") * (k + 1)).tobytes()
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
+    """``count`` CT slices of one series, 12 x 7 int16 pixels, slice k at 2.5 k mm along the
+    normal, named ``<prefix><k>.dcm``."""
+    volume = np.stack([np.arange(84, dtype=np.int16).reshape(12, 7) * (k + 1) for k in range(count)])
+    paths, _ = write_series(
+        folder, volume, list(orientation), [0.0, 0.0, 0.0], spacing=(0.5, 0.5), step=2.5, intercept=-1024.0,
+        series_uid=series_uid, number=number, prefix=prefix,
+    )
     return paths

@@ -20,38 +20,13 @@ from app.cli import build_parser
 from app.cohort import is_cohort, predict_cohort
 from app.cohort.inputs import expand
 from app.errors import LoadError, SlicewiseError
+from tests.dicom_writer import IOPS, write_series
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 
 
 # ---------------------------------------------------------------- data
-
-
-def write_dicom_series(folder: Path, volume: np.ndarray) -> None:
-    """Slice k of ``volume`` (int16, (K, rows, cols)) as an axial CT file at z = 2k mm."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    series = generate_uid()
-    for k, plane in enumerate(volume):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"slice{k:03d}"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = "1.2.3", series, "CT"
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.InstanceNumber = k + 1
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-        ds.ImagePositionPatient = ["0", "0", f"{2.0 * k}"]
-        ds.PixelSpacing, ds.SliceThickness = ["0.8", "0.8"], "2"
-        ds.Rows, ds.Columns = plane.shape
-        ds.PixelData = np.ascontiguousarray(plane, dtype="<i2").tobytes()
-        ds.save_as(path, enforce_file_format=True)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +42,7 @@ def study(tmp_path_factory) -> Path:
     np.save(root / "a" / "deep" / "p03.npy", rng.random((16, 24, 24), dtype=np.float32))
     nib.save(nib.Nifti1Image(rng.random((30, 30, 11)).astype(np.float32), np.diag([0.9, 0.9, 2.0, 1.0])), root / "a" / "p04.nii.gz")
     nib.save(nib.Nifti1Image((rng.random((20, 28, 7)) * 500).astype(np.int16), np.eye(4)), root / "b" / "p05.nii")
-    write_dicom_series(root / "b" / "series1", (rng.random((6, 20, 20)) * 1000).astype(np.int16))
+    write_series(root / "b" / "series1", (rng.random((6, 20, 20)) * 1000).astype(np.int16), IOPS["axial"], [0.0, 0.0, 0.0], (0.8, 0.8), step=2.0)
     (root / "b" / "broken.nii.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 8)
     (root / "README.txt").write_text("not a volume")
     (root / "a" / "labels.csv").write_text("slice,label\n")

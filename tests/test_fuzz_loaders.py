@@ -23,12 +23,11 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from app.errors import LoadError
 from app.io import load_volume
 from app.io.loader import available_memory
+from tests.dicom_writer import IOPS, write_series
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -217,31 +216,6 @@ def dicom_mutation(draw):
     return base, draw(st.integers(0, 3)), changes
 
 
-def write_series(folder: Path) -> list[Path]:
-    """Four axial CT slices of 6 x 7 pixels, 2.5 mm apart."""
-    folder.mkdir()
-    series, paths = generate_uid(), []
-    for k in range(4):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"slice{k}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = "CT", series, 1, 4 - k
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.Rows, ds.Columns = 6, 7
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0.0, 0.0, 2.5 * k]
-        ds.PixelSpacing, ds.SliceThickness = [0.5, 0.75], 2.5
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.PixelData = (np.arange(42, dtype="<i2") + 100 * k).tobytes()
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
 def mutate_dicom(path: Path, changes: list) -> None:
     """Apply ``changes`` to the file at ``path``; values are written unchecked."""
     ds = pydicom.dcmread(path, force=True)
@@ -263,7 +237,8 @@ def mutate_dicom(path: Path, changes: list) -> None:
 def dicom_sources(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("dicom_bases")
     sources = {name: PYDICOM_DATA / name for name in DICOM_BASES if name != "series"}
-    write_series(folder / "series")
+    stack = np.stack([np.arange(42, dtype=np.int16).reshape(6, 7) + 100 * k for k in range(4)])  # 4 axial CT slices
+    write_series(folder / "series", stack, IOPS["axial"], [0.0, 0.0, 0.0], spacing=(0.5, 0.75), step=2.5, intercept=-1024.0)
     sources["series"] = folder / "series"
     return sources
 

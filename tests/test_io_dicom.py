@@ -4,20 +4,20 @@ files and InstanceNumbers), multi-frame files, and the real files pydicom ships.
 from __future__ import annotations
 
 import hashlib
-import random
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import EnhancedCTImageStorage, generate_uid
 
 from app.errors import LoadError
 from app.io import load_volume
 from app.volume import AXES
+from tests.dicom_writer import IOPS, base_dataset, write_series
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 SERIES_DIRS = TEST_FILES / "dicomdirtests"
@@ -29,64 +29,6 @@ def pydicom_file(name: str) -> Path:
     if found is None:
         pytest.skip(f"{name} is not available offline")
     return Path(found)
-
-
-def base_dataset(path: Path, sop_class: str = CTImageStorage) -> FileDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.Modality, ds.PatientName = "1.2.3", "CT", "Test^Io"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    return ds
-
-
-def write_series(
-    folder: Path,
-    volume: np.ndarray,
-    iop: list[float],
-    origin: list[float],
-    spacing: tuple[float, float] = (0.5, 0.75),
-    step: float = 2.5,
-    slope: float = 1.0,
-    intercept: float = 0.0,
-    series_uid: str | None = None,
-    number: int = 1,
-    positions: list[np.ndarray] | None = None,
-    seed: int = 0,
-) -> tuple[list[Path], list[np.ndarray]]:
-    """Write slice k of ``volume`` (int16, (K, rows, cols)) at origin + k*step*normal.
-
-    File names and InstanceNumbers are shuffled so that neither carries the slice order.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    row, col = np.array(iop[:3]), np.array(iop[3:])
-    normal = np.cross(row, col)
-    if positions is None:
-        positions = [np.array(origin) + k * step * normal for k in range(len(volume))]
-    names = [f"img{n:03d}" for n in rng.sample(range(100, 999), len(volume))]
-    instances = rng.sample(range(1, len(volume) + 1), len(volume))
-    series_uid = series_uid or generate_uid()
-    paths = []
-    for k, (name, instance) in enumerate(zip(names, instances)):
-        path = folder / name
-        ds = base_dataset(path)
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, number, f"series {number}"
-        ds.InstanceNumber = instance
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
-        ds.ImagePositionPatient = [f"{v:.4f}" for v in positions[k]]
-        ds.PixelSpacing = [str(spacing[0]), str(spacing[1])]
-        ds.SliceThickness = str(step)
-        ds.Rows, ds.Columns = volume.shape[1:]
-        ds.RescaleSlope, ds.RescaleIntercept = str(slope), str(intercept)
-        ds.PixelData = np.ascontiguousarray(volume[k], dtype="<i2").tobytes()
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths, positions
 
 
 def coded_volume(k: int = 5, rows: int = 6, cols: int = 7) -> np.ndarray:
@@ -106,12 +48,6 @@ def check_world_positions(volume, positions, iop, spacing) -> None:
         np.testing.assert_allclose(volume.world(d, h, w), lps * LPS_TO_RAS, atol=1e-3)
 
 
-IOPS = {
-    "axial": [1, 0, 0, 0, 1, 0],
-    "coronal": [1, 0, 0, 0, 0, -1],
-    "sagittal": [0, 1, 0, 0, 0, -1],
-    "oblique": [0.9659258, 0.2588190, 0, 0, 0, -1],
-}
 
 
 @pytest.mark.parametrize("acquisition", list(IOPS))
