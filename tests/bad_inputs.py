@@ -98,6 +98,16 @@ class Payload:
         return (Path.write_text, (self.marker, "ran"))
 
 
+def lambda_model(marker: Path, input_shape: tuple = (4,)):
+    """A Keras model whose Lambda layer writes ``marker`` whenever it runs (as it would on loading)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    write_marker = eval(f"lambda x: (open({str(marker)!r}, 'w').write('ran'), x)[1]")  # no closure: Keras stores bytecode
+    return keras.Model(inputs, layers.Dense(1)(layers.Flatten()(layers.Lambda(write_marker)(inputs))))
+
+
 def nifti_volume(shape=(32, 32, 24), seed: int = 0) -> nib.Nifti1Image:
     data = np.random.default_rng(seed).integers(-1000, 1000, shape).astype(np.int16)
     return nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.0, 1.0]))

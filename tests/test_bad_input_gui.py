@@ -12,7 +12,7 @@ from keras import layers
 pytest.importorskip("pytestqt")
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from tests.bad_inputs import EXPECTED, MARKER, write_corpus  # noqa: E402
+from tests.bad_inputs import EXPECTED, MARKER, lambda_model, write_corpus  # noqa: E402
 from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, write_nifti  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -91,10 +91,7 @@ def test_model_that_does_not_fit_keeps_the_finished_scores(qtbot, scored, tmp_pa
 def test_hostile_model_is_refused_without_running(qtbot, scored, tmp_path):
     window, volume, prediction = scored
     marker = tmp_path / "payload_ran"
-    inputs = keras.Input((48, 40, 1))
-    write_marker = eval(f"lambda x: (open({str(marker)!r}, 'w').write('ran'), x)[1]")  # Keras stores its bytecode
-    outputs = layers.Dense(1)(layers.Flatten()(layers.Lambda(write_marker)(inputs)))
-    keras.Model(inputs, outputs).save(tmp_path / "hostile.keras")
+    lambda_model(marker, (48, 40, 1)).save(tmp_path / "hostile.keras")
     marker.unlink(missing_ok=True)
     count = len(window.dialogs)
     window.set_model(tmp_path / "hostile.keras")

@@ -7,24 +7,18 @@ import pytest
 from keras import layers
 
 from app.errors import ModelError
+from tests.bad_inputs import lambda_model
 
 
-def lambda_model(marker) -> keras.Model:
-    """A model whose Lambda layer writes ``marker`` whenever it runs."""
-    inputs = keras.Input((4,))
-    write_marker = eval(f"lambda x: (open({str(marker)!r}, 'w').write('ran'), x)[1]")  # no closure: Keras stores bytecode
-    payload = layers.Lambda(write_marker)(inputs)
-    return keras.Model(inputs, layers.Dense(1)(payload))
-
-
-def test_lambda_layer_refused_and_payload_not_run(engine, tmp_path):
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_layer_refused_and_payload_not_run(engine, tmp_path, suffix):
     marker = tmp_path / "payload_ran"
-    lambda_model(marker).save(tmp_path / "lambda.keras")
+    lambda_model(marker).save(tmp_path / f"lambda{suffix}")
     marker.unlink(missing_ok=True)
-    with pytest.raises(ModelError, match=r"lambda\.keras: .*safe mode.*--unsafe-model"):
-        engine.load(tmp_path / "lambda.keras")
+    with pytest.raises(ModelError, match=rf"lambda\{suffix}: refused by safe mode: it holds Python code .*Lambda layer 'lambda.*--unsafe-model"):
+        engine.load(tmp_path / f"lambda{suffix}")
     assert not marker.exists()
-    engine.load(tmp_path / "lambda.keras", unsafe=True)  # the user's explicit opt-in
+    engine.load(tmp_path / f"lambda{suffix}", unsafe=True)  # the user's explicit opt-in
     assert marker.exists()
 
 
@@ -73,15 +67,6 @@ def test_custom_object_refused_even_when_registered(engine, tmp_path):
         MarkerLayer.marker = None
 
 
-def test_legacy_h5_lambda_refused_and_payload_not_run(engine, tmp_path):
-    marker = tmp_path / "payload_ran"
-    lambda_model(marker).save(tmp_path / "lambda.h5")
-    marker.unlink(missing_ok=True)
-    with pytest.raises(ModelError, match=r"lambda\.h5: refused by safe mode: it holds Python code .*Lambda layer 'lambda.*--unsafe-model"):
-        engine.load(tmp_path / "lambda.h5")
-    assert not marker.exists()
-
-
 def test_h5_reading_other_files_refused(engine, tmp_path):
     import h5py
 
@@ -111,9 +96,7 @@ def test_unsafe_opt_in_is_explicit_and_loud(tmp_path, capsys):
     from app.cli import main
 
     marker = tmp_path / "payload_ran"
-    inputs = keras.Input((8, 8, 1))
-    write_marker = eval(f"lambda x: (open({str(marker)!r}, 'w').write('ran'), x)[1]")
-    keras.Model(inputs, layers.Dense(1)(layers.Flatten()(layers.Lambda(write_marker)(inputs)))).save(tmp_path / "trusted.keras")
+    lambda_model(marker, (8, 8, 1)).save(tmp_path / "trusted.keras")
     marker.unlink(missing_ok=True)
     np.save(tmp_path / "v.npy", np.zeros((2, 8, 8), np.float32))
     args = ["predict", str(tmp_path / "v.npy"), "--model", str(tmp_path / "trusted.keras"), "--out", str(tmp_path / "o.csv")]
