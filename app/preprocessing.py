@@ -14,6 +14,8 @@ import torch
 
 from app.errors import SlicewiseError
 
+ALIGNMENT = 64  # bytes: what TensorFlow's CPU kernels assume of a buffer they borrow through DLPack
+
 MODES = ("none", "minmax", "zscore", "window:CENTER,WIDTH")
 
 
@@ -60,9 +62,8 @@ class Normalization:
         return torch.from_numpy(buf)
 
 
-def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
-    """An uninitialised float32 array whose data starts on an ``align``-byte boundary (what
-    TensorFlow's kernels want of a buffer it borrows through DLPack)."""
+def aligned_empty(shape: tuple[int, ...], align: int = ALIGNMENT) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on an ``align``-byte boundary."""
     count = int(np.prod(shape, dtype=np.int64))
     raw = np.empty(count + align // 4, dtype=np.float32)
     start = (-raw.ctypes.data % align) // 4

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from app.errors import LoadError
 from app.io import load_volume
-from app.io.loader import available_memory
+from app.io.memory import available_memory
 from tests.dicom_writer import IOPS, write_series
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"

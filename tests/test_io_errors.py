@@ -106,7 +106,7 @@ def test_library_errors_are_chained(tmp_path):
 
 def test_volume_larger_than_memory_is_refused_up_front(tmp_path):
     """A header that promises more voxels than memory holds is refused before any allocation."""
-    from app.io.loader import available_memory
+    from app.io.memory import available_memory
 
     side = int((available_memory() / 4) ** (1 / 3)) + 64  # float32 size just above what is free
     header = nib.Nifti1Header()

@@ -96,7 +96,7 @@ def failure_reason(exc: BaseException, limit: int = 240) -> str:
     Keras wraps layer errors as "Exception encountered when calling Conv2D.call(). <the reason>
     Arguments received by ...": keep the layer's name and the reason; drop TensorFlow's node dumps.
     """
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    text = _plain(exc)
     layer = None
     match = re.match(r"\s*Exception encountered when calling (?:layer )?'?([\w.]+?)'?(?:\.call\(\))?\W*\n", text)
     if match:
@@ -109,6 +109,11 @@ def failure_reason(exc: BaseException, limit: int = 240) -> str:
     if layer:
         text = f"{layer}: {text}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _plain(exc: BaseException) -> str:
+    """What ``exc`` says, without the terminal colour codes Keras puts in some messages."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
 
 
 def _volume_text(shape: tuple) -> str:
@@ -288,7 +293,7 @@ def load_model_file(path: str | Path, normalize: str = "none", unsafe: bool = Fa
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; all mean "cannot load"
-        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+        text = " ".join(_plain(exc).split())
         located = re.search(r"Could not (?:locate|deserialize) (?:class|function) '?([\w.>]+)'?", text)
         if "safe_mode" in text:
             reason = f"refused by Keras safe mode: it holds code (e.g. a Lambda layer) that loading would run; {OPT_IN}"

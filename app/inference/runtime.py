@@ -14,7 +14,8 @@ from types import ModuleType
 
 import torch
 
-CPU_ALIGNMENT = 64  # bytes: what TensorFlow's CPU kernels assume of a tensor's buffer
+from app.preprocessing import ALIGNMENT
+
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 
@@ -107,7 +108,7 @@ def to_tensorflow(runtime: Runtime, x: torch.Tensor):
     abort the process on it (``Check failed: IsAligned()`` in a MatMul fed by the input).
     """
     x = x.detach().contiguous()
-    if x.is_cuda == runtime.on_gpu and (x.is_cuda or x.data_ptr() % CPU_ALIGNMENT == 0):
+    if x.is_cuda == runtime.on_gpu and (x.is_cuda or x.data_ptr() % ALIGNMENT == 0):
         try:
             return runtime.tf.experimental.dlpack.from_dlpack(torch.utils.dlpack.to_dlpack(x))
         except Exception:  # noqa: BLE001 - any refusal falls back to the copying path

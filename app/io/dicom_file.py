@@ -33,10 +33,9 @@ def read_dicom_file(path: Path, volume_index: int) -> StoredImage:
 def from_dataset(ds: Dataset, path: Path, volume_index: int, files: list[Path]) -> StoredImage:
     """A `StoredImage` for the dataset ``ds`` (pixels decoded only when filled)."""
     if not any(k in ds for k in PIXEL_KEYWORDS):
-        sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ds.get("SOPClassUID", "")))
-        if sop == DICOMDIR_CLASS:
-            fail(path, "a DICOMDIR index, not an image; open the folder that holds the images")
         sop_class = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+        if str(sop_class) == DICOMDIR_CLASS:
+            fail(path, "a DICOMDIR index, not an image; open the folder that holds the images")
         kind = getattr(sop_class, "name", "") or "this DICOM object"
         hint = "; truncated?" if "Rows" in ds or "Image Storage" in kind else ""
         fail(path, f"holds no pixel data ({kind}{hint})")

@@ -9,6 +9,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
+from app.io.memory import check_memory
 from app.io.messages import fail, one_line
 
 DECODERS_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
@@ -49,21 +50,12 @@ def check_pixel_size(ds: Dataset, path: Path, count: int, rows: int, cols: int, 
     A damaged header can claim billions of frames or pixels in a file of a few kilobytes; without
     this check the stack geometry and the decoder would try to allocate all of them.
     """
-    from app.io.loader import available_memory  # late: the loader imports this module
-
     samples = samples_per_pixel(ds)
     voxels = count * rows * cols * samples
     keyword = next((k for k in ("FloatPixelData", "DoubleFloatPixelData", "PixelData") if k in ds), "PixelData")
     bits = {"FloatPixelData": 32, "DoubleFloatPixelData": 64}.get(keyword) or _bits_allocated(ds)
     stored = -(-voxels * bits // 8)  # bytes, rounded up (1-bit images are packed)
-    needed, available = voxels * 4 + stored, available_memory()
-    if needed > headroom * available:
-        gib = 1024**3
-        fail(
-            path,
-            f"too large to open: the header promises {count}×{rows}×{cols}×{samples} voxels, {needed / gib:.1f} GiB to decode "
-            f"as float32, but only {available / gib:.1f} GiB of memory is available",
-        )
+    check_memory(path, (count, rows, cols, samples), extra_bytes=stored, headroom=headroom)
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None and syntax.is_compressed:
         return  # encapsulated: the length says nothing about the decoded size

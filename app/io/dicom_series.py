@@ -48,15 +48,15 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
     series: dict[str, list[_Header]] = {}
     for header in headers:
         series.setdefault(header.series, []).append(header)
-    ranked = sorted(series.values(), key=lambda s: -sum(h.frames for h in s))  # stable: ties keep scan order
+    ranked = sorted(series.values(), key=_slices, reverse=True)  # stable: ties keep scan order
     chosen, others = ranked[0], ranked[1:]
-    size = sum(h.frames for h in chosen)
-    tied = [s for s in ranked if sum(h.frames for h in s) == size]
+    size = _slices(chosen)
+    tied = [s for s in ranked if _slices(s) == size]
     if len(tied) > 1:
         listed = ", ".join(s[0].label for s in tied[:4]) + (", …" if len(tied) > 4 else "")
         fail(folder, f"{len(tied)} series of {size} slices each ({listed}) and no way to tell which one to show; open a folder that holds only one of them")
     if others:
-        listed = ", ".join(f"{s[0].label} ({sum(h.frames for h in s)} slices)" for s in others)
+        listed = ", ".join(f"{s[0].label} ({_slices(s)} slices)" for s in others)
         notes.append(f"folder also holds series {listed}; loaded {chosen[0].label}")
     if skipped:
         notes.append(f"skipped {skipped} files that are not DICOM images")
@@ -98,6 +98,10 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
         affine=affine,
         notes=notes + stack_notes,
     )
+
+
+def _slices(series: list[_Header]) -> int:
+    return sum(h.frames for h in series)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from app.io.arrays import NPY_MAGIC, ZIP_MAGIC, read_npy, read_npz, read_torch
 from app.io.dicom_file import read_dicom_file
 from app.io.dicom_series import read_dicom_folder
 from app.io.hashing import sha256_of_files
+from app.io.memory import check_memory
 from app.io.messages import describe, display_name, fail
 from app.io.nibabel_formats import read_nibabel
 from app.io.orientation import obliquity_deg, plan_layout, raw_affine
@@ -74,28 +75,6 @@ def _read(path: Path, volume_index: int) -> StoredImage:
             is_torch = any(n.endswith("data.pkl") for n in archive.namelist())
         return read_torch(path, volume_index) if is_torch else read_npz(path, volume_index)
     return read_nibabel(path, volume_index)
-
-
-def available_memory() -> int:
-    """Bytes of memory the system can still give without swapping (MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def check_memory(source: Path, shape: tuple[int, ...], headroom: float = 0.8) -> None:
-    """Refuse up front a volume whose float32 copy would not fit in memory, with the numbers."""
-    needed = int(np.prod(shape, dtype=np.int64)) * 4
-    available = available_memory()
-    if needed > headroom * available:
-        gib = 1024**3
-        dims = "×".join(map(str, shape))
-        fail(source, f"too large to open: {dims} voxels need {needed / gib:.1f} GiB as float32, but only {available / gib:.1f} GiB of memory is available")
 
 
 def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -> Volume:

@@ -48,13 +48,12 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, IsADirectoryError):
         return "is a folder, expected a file"
     match = re.search(r"Expected (\d+) bytes, got (\d+) bytes", text)
-    if match:
+    if match or "mmap length is greater than file size" in text:
+        counts = f" (needs {match[1]} bytes, found {match[2]})" if match else ""
         return (
-            f"holds less image data than its header promises (needs {match[1]} bytes, found {match[2]}): "
+            f"holds less image data than its header promises{counts}: "
             "the file is truncated, or its header has wrong dimensions or data offset (vox_offset)"
         )
-    if "mmap length is greater than file size" in text:
-        return "holds less image data than its header promises: the file is truncated, or its header has wrong dimensions or data offset (vox_offset)"
     if re.search(r"not fully written|EOF|could only read|unexpected end", text, re.IGNORECASE):
         return f"truncated file ({text})"
     if type(exc).__name__ in ("HeaderDataError", "HeaderTypeError"):  # nibabel: a header it cannot use

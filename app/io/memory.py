@@ -1,0 +1,34 @@
+"""The memory guard: a volume that would not fit is refused before any large allocation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from app.io.messages import fail
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can still give without swapping (MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(source: Path, shape: tuple[int, ...], extra_bytes: int = 0, headroom: float = 0.8) -> None:
+    """Refuse up front a volume whose float32 copy (plus ``extra_bytes``, e.g. its stored data
+    held while decoding) would not fit in memory, with the numbers."""
+    needed = int(np.prod(shape, dtype=np.int64)) * 4 + extra_bytes
+    available = available_memory()
+    if needed > headroom * available:
+        gib = 1024**3
+        dims = "×".join(map(str, shape))
+        also = " and as stored" if extra_bytes else ""
+        fail(source, f"too large to open: {dims} voxels need {needed / gib:.1f} GiB as float32{also}, but only {available / gib:.1f} GiB of memory is available")
