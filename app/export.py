@@ -19,7 +19,7 @@ import numpy as np
 from app import __version__
 from app.atomic import write_atomic
 from app.errors import SlicewiseError
-from app.inference.engine import Prediction
+from app.prediction import Prediction
 from app.volume import Volume
 
 Scored = tuple[Volume, Prediction]

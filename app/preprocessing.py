@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from app.buffers import aligned_empty
 from app.errors import SlicewiseError
-
-ALIGNMENT = 64  # bytes: what TensorFlow's CPU kernels assume of a buffer they borrow through DLPack
 
 MODES = ("none", "minmax", "zscore", "window:CENTER,WIDTH")
 
@@ -60,14 +59,6 @@ class Normalization:
         if self.zero_nonfinite:
             np.nan_to_num(buf, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return torch.from_numpy(buf)
-
-
-def aligned_empty(shape: tuple[int, ...], align: int = ALIGNMENT) -> np.ndarray:
-    """An uninitialised float32 array whose data starts on an ``align``-byte boundary."""
-    count = int(np.prod(shape, dtype=np.int64))
-    raw = np.empty(count + align // 4, dtype=np.float32)
-    start = (-raw.ctypes.data % align) // 4
-    return raw[start : start + count].reshape(shape)
 
 
 def parse_spec(spec: str) -> str:

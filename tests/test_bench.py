@@ -39,7 +39,7 @@ def python(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def test_quick_run_prints_one_line_per_figure_and_writes_json(tmp_path):
     only = ["vs_bare_call", "load_vs_nibabel", "scrub_p95_ms"]
     out = tmp_path / "bench.json"
-    done = python("-m", "app.bench", "--quick", "--only", ",".join(only), "--json", str(out))
+    done = python("-m", "app.tools.bench", "--quick", "--only", ",".join(only), "--json", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [LINE.match(line) for line in done.stdout.splitlines()]
     assert all(lines), done.stdout
@@ -60,14 +60,14 @@ def test_quick_run_prints_one_line_per_figure_and_writes_json(tmp_path):
 
 
 def test_unknown_figure_is_refused():
-    done = python("-m", "app.bench", "--only", "warp_speed")
+    done = python("-m", "app.tools.bench", "--only", "warp_speed")
     assert done.returncode == 2 and "unknown figure(s) warp_speed" in done.stderr
 
 
 def test_bench_and_window_modules_import_lightly():
-    """``app.bench`` imports no Qt; the main window's modules import neither torch nor TensorFlow
+    """``app.tools.bench`` imports no Qt; the main window's modules import neither torch nor TensorFlow
     (so the window can show before they load)."""
-    done = python("-c", "import sys, app.bench; print(sorted({m.split('.')[0] for m in sys.modules} & {'PySide6', 'pyqtgraph', 'tensorflow'}))")
+    done = python("-c", "import sys, app.tools.bench; print(sorted({m.split('.')[0] for m in sys.modules} & {'PySide6', 'pyqtgraph', 'tensorflow'}))")
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
     done = python("-c", "import sys, app.ui.window; print('torch' in sys.modules, 'tensorflow' in sys.modules)")
     assert done.returncode == 0 and done.stdout.strip() == "False False", done.stderr[-2000:]

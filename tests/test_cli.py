@@ -66,7 +66,7 @@ def test_predict_user_model_several_volumes_to_stdout(tmp_path):
     """A user's .keras model with two outputs, two .npy volumes, the table on stdout."""
     import keras
 
-    from app.seed_models import seed_temporal_model
+    from app.tools.seed_models import seed_temporal_model
 
     model_path = tmp_path / "two.keras"
     seed_temporal_model(4, 16 * 16, outputs=2).save(model_path)
@@ -108,7 +108,7 @@ def test_bad_input_exit_code_2_one_line_no_output(tmp_path, make_args, reason):
 
 
 def test_model_that_does_not_fit(tmp_path):
-    from app.seed_models import seed_slice_model
+    from app.tools.seed_models import seed_slice_model
 
     seed_slice_model(32, 32, 3).save(tmp_path / "rgb.keras")
     np.save(tmp_path / "two_channels.npy", np.zeros((3, 32, 32, 2), np.float32))

@@ -264,7 +264,7 @@ def test_user_model_on_the_cluster_and_a_model_that_cannot_load(study, cluster, 
     load stops the run with Keras's reason (it is no volume's fault)."""
     from app.errors import ModelError
     from app.io import load_volume
-    from app.seed_models import seed_slice_model
+    from app.tools.seed_models import seed_slice_model
     from app.strategies import get_strategy
 
     model_path = tmp_path / "mine.keras"

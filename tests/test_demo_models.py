@@ -16,7 +16,7 @@ from app.inference.models import RESOURCES
 from app.io import load_volume
 from app.phantom import make_phantom, write_demo
 from app.strategies import get_strategy
-from app.train_demo import TRAIN_SEEDS, VALIDATION_SEEDS, roc_auc
+from app.tools.train_demo import TRAIN_SEEDS, VALIDATION_SEEDS, roc_auc
 
 TEST_SEEDS = range(20_000, 20_004)
 # What the shipped models reach on unseen phantoms (the training script prints the same figure);

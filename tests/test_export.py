@@ -15,7 +15,7 @@ import torch
 
 from app import export
 from app.errors import SlicewiseError
-from app.inference.engine import Prediction
+from app.prediction import Prediction
 from app.volume import Volume
 
 

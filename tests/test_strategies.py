@@ -9,7 +9,7 @@ import torch
 
 from app import preprocessing
 from app.errors import ModelError
-from app.seed_models import seed_embedding_model, seed_slice_model, seed_temporal_model
+from app.tools.seed_models import seed_embedding_model, seed_slice_model, seed_temporal_model
 from app.strategies import get_strategy
 from app.volume import Volume
 

@@ -462,7 +462,7 @@ def test_volume_index_of_a_4d_file(qtbot, window, tmp_path):
 
 
 def test_user_model_with_two_outputs_draws_two_curves(qtbot, window, volumes, tmp_path):
-    from app.seed_models import seed_temporal_model
+    from app.tools.seed_models import seed_temporal_model
 
     model_path = tmp_path / "two_outputs.keras"
     seed_temporal_model(5, 16 * 16, outputs=2).save(model_path)

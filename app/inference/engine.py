@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,30 +19,11 @@ from app import preprocessing
 from app.errors import Cancelled, ModelError
 from app.inference.models import LoadedModel, builtin_model, load_model_file, misfit, model_failed
 from app.inference.runtime import Runtime, bootstrap, to_tensorflow
+from app.prediction import Prediction
 from app.strategies import Strategy
 from app.volume import Volume
 
 OnBatch = Callable[[int, int, np.ndarray, np.ndarray], None]  # done, total, slice indices, scores
-
-
-@dataclass
-class Prediction:
-    """Per-slice scores ``(depth, K)`` of one volume by one strategy and model, with provenance."""
-
-    scores: np.ndarray
-    volume_score: np.ndarray | None
-    strategy: str
-    model_source: str
-    model_sha256: str
-    normalize: str
-    device: str
-    batch_size: int
-    timings: dict[str, float] = field(default_factory=dict)
-    nonfinite_slices: list[int] = field(default_factory=list)  # hold NaN/Inf voxels: scores left NaN
-
-    @property
-    def outputs(self) -> int:
-        return int(self.scores.shape[1])
 
 
 class Engine:

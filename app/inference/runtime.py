@@ -14,7 +14,7 @@ from types import ModuleType
 
 import torch
 
-from app.preprocessing import ALIGNMENT
+from app.buffers import ALIGNMENT
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None

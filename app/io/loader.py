@@ -21,7 +21,8 @@ from app.io.messages import describe, display_name, fail
 from app.io.nibabel_formats import read_nibabel
 from app.io.orientation import obliquity_deg, plan_layout, raw_affine
 from app.io.stored import StoredImage
-from app.preprocessing import aligned_empty, nonfinite_slices
+from app.buffers import aligned_empty
+from app.preprocessing import nonfinite_slices
 from app.volume import AXES, Volume
 
 OBLIQUE_NOTE_DEG = 1.0

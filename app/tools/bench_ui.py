@@ -1,6 +1,6 @@
-"""The viewer's speed figures, each measured in a fresh process: ``python -m app.ui.bench_ui WHAT``.
+"""The viewer's speed figures, each measured in a fresh process: ``python -m app.tools.bench_ui WHAT``.
 
-Run by ``python -m app.bench`` (which prints and records them); each ends with one line
+Run by ``python -m app.tools.bench`` (which prints and records them); each ends with one line
 ``RESULT {json}`` (``startup`` prints ``shown`` as soon as the window has been painted).
 
 - ``startup [--window-only]``  what ``slicewise`` does up to the first paint of its window
@@ -232,7 +232,7 @@ def memory(volume: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.ui.bench_ui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.tools.bench_ui", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("startup", "scrub", "stall", "memory"))
     parser.add_argument("volume", nargs="?")
     parser.add_argument("--steps", type=int, default=200)

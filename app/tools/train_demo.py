@@ -1,4 +1,4 @@
-"""Train the three built-in demo models on synthetic phantoms: ``python -m app.train_demo``.
+"""Train the three built-in demo models on synthetic phantoms: ``python -m app.tools.train_demo``.
 
 Reproducible: fixed seeds for phantoms and weights; phantoms go through the same loader,
 normalisation and strategy adapters as at inference, so training sees exactly what scoring
@@ -97,7 +97,7 @@ SEQUENCE = 16  # slices per training sequence of the temporal model
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.train_demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.tools.train_demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESOURCES, help="where to write the models (default: resources/models)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     args = parser.parse_args(argv)

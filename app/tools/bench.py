@@ -1,4 +1,4 @@
-"""Speed figures, measured side by side in one run: ``python -m app.bench [--quick] [--json FILE] [--only A,B]``.
+"""Speed figures, measured side by side in one run: ``python -m app.tools.bench [--quick] [--json FILE] [--only A,B]``.
 
 Each figure is a ratio of two times taken in the same process, one after the other and
 interleaved (or in fresh processes started one after the other), so it holds on a noisy machine;
@@ -24,7 +24,7 @@ peak_mem_ratio         peak extra resident memory while that volume is opened an
                        scored / its float32 size
 =====================  ==========================================================  ==========
 
-The GUI figures run in fresh processes (``python -m app.ui.bench_ui``); this module itself
+The GUI figures run in fresh processes (``python -m app.tools.bench_ui``); this module itself
 never imports Qt.
 """
 
@@ -132,7 +132,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
 def seed_loop_speedup(ctx: Context) -> Figure:
     """The seed article's Example 1 (one ``predict`` per slice) against the ``slice`` strategy."""
     from app.inference.models import LoadedModel, spec_of
-    from app.seed_models import seed_slice_model
+    from app.tools.seed_models import seed_slice_model
     from app.strategies import get_strategy
     from app.volume import Volume
 
@@ -236,8 +236,8 @@ def _env() -> dict[str, str]:
 
 
 def _ui_child(ctx: Context, what: str, *args: str, timeout: float = 600) -> dict:
-    """Run ``python -m app.ui.bench_ui WHAT ...`` and return the JSON it ends with."""
-    cmd = [sys.executable, "-m", "app.ui.bench_ui", what, *args, *(["--quick"] if ctx.quick else [])]
+    """Run ``python -m app.tools.bench_ui WHAT ...`` and return the JSON it ends with."""
+    cmd = [sys.executable, "-m", "app.tools.bench_ui", what, *args, *(["--quick"] if ctx.quick else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ctx.workdir)
     results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not results:
@@ -268,8 +268,8 @@ def _time_to_line(cmd: list[str], marker: str, timeout: float = 300) -> float:
 def startup_vs_import(ctx: Context) -> Figure:
     """``slicewise`` launch (its CLI module, the QApplication, the main window shown and
     painted) against ``import torch, tensorflow``, each in a fresh process, in turns."""
-    launch = [sys.executable, "-m", "app.ui.bench_ui", "startup"]
-    window_only = [sys.executable, "-m", "app.ui.bench_ui", "startup", "--window-only"]
+    launch = [sys.executable, "-m", "app.tools.bench_ui", "startup"]
+    window_only = [sys.executable, "-m", "app.tools.bench_ui", "startup", "--window-only"]
     imports = [sys.executable, "-c", "import torch, tensorflow; print('imported', flush=True)"]
     interpreter = [sys.executable, "-c", "print('started', flush=True)"]
     runs = {"launch_s": (launch, "shown"), "import_torch_tensorflow_s": (imports, "imported"), "window_only_s": (window_only, "shown"), "python_s": (interpreter, "started")}
@@ -323,7 +323,7 @@ def machine() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, a smaller large volume (60 slices)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--only", metavar="A,B", help=f"comma-separated figures to run (default: all of {', '.join(FIGURES)})")
