@@ -73,8 +73,12 @@ class Volume:
         d = np.arange(self.depth, dtype=np.float64)
         index = np.stack([d, np.full_like(d, (h - 1) / 2), np.full_like(d, (w - 1) / 2), np.ones_like(d)])
         world = (self.affine @ index)[:3]
-        ras_axis = int(np.argmax(np.abs(self.affine[:3, 0])))
-        return world[ras_axis]
+        return world[self.depth_world_axis]
+
+    @property
+    def depth_world_axis(self) -> int:
+        """The RAS axis (0 = x, 1 = y, 2 = z) closest to the depth direction: what ``positions_mm`` measures."""
+        return int(np.argmax(np.abs(self.affine[:3, 0])))
 
     def world(self, d: float, h: float, w: float) -> np.ndarray:
         """RAS+ world coordinates (mm) of voxel index (d, h, w)."""
