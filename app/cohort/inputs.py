@@ -11,11 +11,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from app.io.formats import NOT_DICOM_SUFFIXES, is_volume_name
+
 GLOB_CHARS = frozenset("*?[")
 DICOM_MAGIC = b"DICM"
-# Files below a cohort folder that are taken as volumes (an Analyze pair is named by its .hdr).
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".hdr.gz", ".mgh", ".mgz", ".mnc", ".npy", ".npz", ".pt", ".pth", ".dcm", ".dicom", ".ima")
-_NOT_DICOM = tuple(s for s in VOLUME_SUFFIXES if s not in (".dcm", ".dicom", ".ima")) + (".img", ".img.gz", ".json", ".csv", ".txt", ".md")
+# Names never read as DICOM when a folder is tested for holding a series (outputs and notes too).
+_NOT_DICOM = NOT_DICOM_SUFFIXES + (".json", ".csv", ".txt", ".md")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def expand(args: list[str] | tuple[str, ...], skip: tuple[str, ...] = ()) -> tup
     for arg in args:
         if is_glob(arg):
             matches = sorted(glob.glob(arg, recursive=True))
-            found = [m for m in matches if os.path.isdir(m) or _is_volume_name(m)]
+            found = [m for m in matches if os.path.isdir(m) or is_volume_name(m)]
             if not found:
                 unmatched.append(arg)
             for match in found:
@@ -83,11 +84,6 @@ def expand(args: list[str] | tuple[str, ...], skip: tuple[str, ...] = ()) -> tup
         else:
             _expand_one(arg, add, skip)
     return items, unmatched
-
-
-def _is_volume_name(name: str) -> bool:
-    base = os.path.basename(name)
-    return not base.startswith(".") and base.lower().endswith(VOLUME_SUFFIXES)
 
 
 def _expand_one(arg: str, add, skip: tuple[str, ...]) -> None:
@@ -101,7 +97,7 @@ def _expand_one(arg: str, add, skip: tuple[str, ...]) -> None:
             add(root)
             continue
         for name in sorted(files):
-            if _is_volume_name(name):
+            if is_volume_name(name):
                 add(os.path.join(root, name))
 
 

@@ -9,8 +9,26 @@
 - `arrays`          ``.npy`` / ``.npz`` / ``.pt``, loaded without unpickling.
 - `orientation`     closest-canonical RAS and the per-axis display layout, as index views.
 - `hashing`         SHA-256 of the files read.
+- `formats`         the file suffixes Slicewise opens, and the file-dialog filters.
+- `memory`          the memory guard (refuse before allocating).
+
+`load_volume` is imported on first use, so that `app.io.formats` is cheap to import (the viewer
+and the cohort expansion use it before torch or nibabel is needed).
 """
 
-from app.io.loader import load_volume
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.io.loader import load_volume
 
 __all__ = ["load_volume"]
+
+
+def __getattr__(name: str):
+    if name == "load_volume":
+        from app.io.loader import load_volume
+
+        return load_volume
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

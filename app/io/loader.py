@@ -11,22 +11,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.buffers import aligned_empty
 from app.errors import LoadError, SlicewiseError
 from app.io.arrays import NPY_MAGIC, ZIP_MAGIC, read_npy, read_npz, read_torch
 from app.io.dicom_file import read_dicom_file
 from app.io.dicom_series import read_dicom_folder
+from app.io.formats import TORCH_SUFFIXES, is_dicom_name
 from app.io.hashing import sha256_of_files
 from app.io.memory import check_memory
 from app.io.messages import describe, display_name, fail
 from app.io.nibabel_formats import read_nibabel
 from app.io.orientation import obliquity_deg, plan_layout, raw_affine
 from app.io.stored import StoredImage
-from app.buffers import aligned_empty
 from app.preprocessing import nonfinite_slices
 from app.volume import AXES, Volume
 
 OBLIQUE_NOTE_DEG = 1.0
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 def load_volume(path: str | os.PathLike, axis: str = "axial", volume_index: int = 0) -> Volume:
@@ -63,13 +63,13 @@ def _read(path: Path, volume_index: int) -> StoredImage:
     if not head:
         fail(path, "file is empty")
     name = path.name.lower()
-    if head[128:132] == b"DICM" or name.endswith(DICOM_SUFFIXES):
+    if head[128:132] == b"DICM" or is_dicom_name(name):
         return read_dicom_file(path, volume_index)
     if name.endswith(".npy") or head.startswith(NPY_MAGIC):
         return read_npy(path, volume_index)
     if name.endswith(".npz"):
         return read_npz(path, volume_index)
-    if name.endswith((".pt", ".pth")):
+    if name.endswith(TORCH_SUFFIXES):
         return read_torch(path, volume_index)
     if head.startswith(ZIP_MAGIC):
         with zipfile.ZipFile(path) as archive:

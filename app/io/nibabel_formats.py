@@ -13,16 +13,12 @@ from nibabel.arrayproxy import ArrayProxy
 from nibabel.filebasedimages import ImageFileError
 from numpy.lib import recfunctions
 
+from app.io.formats import is_gzip_name, is_nibabel_name
 from app.io.messages import check_volume_index, fail
 from app.io.stored import StoredImage, dtype_name
 
 KNOWN = "NIfTI, Analyze, MGH/MGZ, MINC, PAR/REC, DICOM, .npy, .npz or .pt/.pth"
 MAX_CHANNELS = 4
-NIBABEL_SUFFIXES = tuple(
-    base + packed
-    for base in (".nii", ".hdr", ".img", ".mgh", ".mgz", ".mnc", ".par", ".rec", ".head", ".brik", ".v")
-    for packed in ("", ".gz", ".bz2", ".zst")
-)
 
 
 def read_nibabel(path: Path, volume_index: int) -> StoredImage:
@@ -30,7 +26,7 @@ def read_nibabel(path: Path, volume_index: int) -> StoredImage:
     try:
         img = nib.load(path)
     except ImageFileError:
-        if path.name.lower().endswith(NIBABEL_SUFFIXES):
+        if is_nibabel_name(path):
             fail(path, "damaged or truncated header (nibabel cannot read it as any image type)")
         fail(path, f"unrecognised file format (expected {KNOWN})")
     affine = getattr(img, "affine", None)
@@ -173,7 +169,7 @@ def _fill_from_gzip(proxy, slicer: list, volume_axis: int | None, target: np.nda
     """
     if type(proxy) is not ArrayProxy or getattr(proxy, "order", None) != "F" or not isinstance(proxy.file_like, str):
         return False
-    if not proxy.file_like.lower().endswith((".gz", ".mgz")):
+    if not is_gzip_name(proxy.file_like):
         return False
     shape, dtype = tuple(int(s) for s in proxy.shape), np.dtype(proxy.dtype)
     if len(shape) < 3 or dtype.names or dtype.kind not in "iufb" or target.shape[:3] != shape[:3]:
