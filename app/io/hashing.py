@@ -1,4 +1,4 @@
-"""Content hashes of the files a volume was read from."""
+"""Content hashes of files: the volumes read (all their files at once) and model files."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def sha256_of_files(paths: Iterable[Path]) -> str:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of one file's bytes (equals ``sha256sum FILE``)."""
+    return sha256_of_files([Path(path)])

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from app.io.messages import fail
 
 
 def available_memory() -> int:
-    """Bytes of memory the system can still give without swapping (MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """Bytes of memory the system can still give without swapping (Linux: MemAvailable)."""
+    return int(psutil.virtual_memory().available)
 
 
 def check_memory(source: Path, shape: tuple[int, ...], extra_bytes: int = 0, headroom: float = 0.8) -> None:
