@@ -3,8 +3,8 @@ pydicom ship, mutated by hypothesis (derandomized, so every run tries the same c
 
 Whatever the mutation, `load_volume` either returns a valid `Volume` or raises the project's
 own `LoadError` with a one-line message naming the file: no library exception, no crash, no
-NaN geometry.  The number of cases that really reached the loader is counted and checked at
-the end (``test_fuzz_case_counts``), and written to the terminal summary.
+NaN geometry.  Each campaign counts the cases that really reached the loader, checks the count
+itself (so it holds whatever else runs, in any order) and prints it to the terminal.
 """
 
 from __future__ import annotations
@@ -39,15 +39,13 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
-RAN: Counter[str] = Counter()  # cases that reached load_volume, per family
-OUTCOMES: Counter[str] = Counter()  # "nifti: volume", "dicom: LoadError", ...
 SMALL_VOXELS = 20_000_000  # a mutated header may claim at most this many voxels ...
 # ... unless it claims so many that the memory guard must refuse it before any allocation
 
 
-def check_outcome(family: str, path: Path) -> None:
-    """Load ``path``: a valid `Volume` or a one-line `LoadError` naming it; nothing else."""
-    RAN[family] += 1
+def check_outcome(path: Path) -> str:
+    """Load ``path``: a valid `Volume` or a one-line `LoadError` naming it; nothing else.
+    Returns which of the two it was ("volume" or "LoadError")."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -56,8 +54,7 @@ def check_outcome(family: str, path: Path) -> None:
         message = str(exc)
         assert message.startswith((f"{path.name}: ", f"{path.name}/")), message  # the file, or folder/file
         assert "\n" not in message and len(message) < 400, message
-        OUTCOMES[f"{family}: LoadError"] += 1
-        return
+        return "LoadError"
     data = volume.data
     assert data.ndim == 4 and str(data.dtype) == "torch.float32" and data.is_contiguous()
     assert all(s >= 1 for s in data.shape) and data.shape[3] <= 4
@@ -65,7 +62,17 @@ def check_outcome(family: str, path: Path) -> None:
     assert np.linalg.det(volume.affine[:3, :3]) != 0
     assert np.isfinite(volume.positions_mm).all()
     assert len(volume.sha256) == 64 and 0 <= volume.volume_index < volume.n_volumes
-    OUTCOMES[f"{family}: volume"] += 1
+    return "volume"
+
+
+def report_count(family: str, outcomes: Counter[str], wanted: int, capsys, record_property) -> None:
+    """Check that ``wanted`` cases reached the loader; show and record the count."""
+    ran = sum(outcomes.values())
+    line = f"fuzz cases run: {ran} mutated {family} ({outcomes['volume']} loaded, {outcomes['LoadError']} LoadError)"
+    record_property(f"fuzz_{family.split()[0].lower()}_cases", ran)
+    with capsys.disabled():  # shown without -s
+        print(f"\n{line}")
+    assert ran >= wanted, line
 
 
 # -- NIfTI headers -------------------------------------------------------------------------------
@@ -141,17 +148,23 @@ def claimed_voxels(header: np.ndarray) -> int:
     return int(np.prod([max(abs(d), 1) for d in dims[1 : ndim + 1]], dtype=np.float64))
 
 
-@settings(FUZZ, max_examples=NIFTI_CASES)
-@given(mutation=nifti_mutation())
-def test_mutated_nifti_headers_load_or_fail_cleanly(mutation):
-    name, changes = mutation
-    blob, header = mutated_nifti(name, changes)
-    voxels = claimed_voxels(header)
-    assume(voxels <= SMALL_VOXELS or voxels * 4 > available_memory())  # never a real multi-GB read
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(gzip.compress(blob, compresslevel=1) if name.endswith(".gz") else blob)
-        check_outcome("nifti", path)
+def test_mutated_nifti_headers_load_or_fail_cleanly(capsys, record_property):
+    outcomes: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=NIFTI_CASES)
+    @given(mutation=nifti_mutation())
+    def case(mutation):
+        name, changes = mutation
+        blob, header = mutated_nifti(name, changes)
+        voxels = claimed_voxels(header)
+        assume(voxels <= SMALL_VOXELS or voxels * 4 > available_memory())  # never a real multi-GB read
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(gzip.compress(blob, compresslevel=1) if name.endswith(".gz") else blob)
+            outcomes[check_outcome(path)] += 1
+
+    case()
+    report_count("NIfTI headers", outcomes, NIFTI_CASES, capsys, record_property)
 
 
 # -- DICOM tags ----------------------------------------------------------------------------------
@@ -243,26 +256,32 @@ def dicom_sources(tmp_path_factory) -> dict[str, Path]:
     return sources
 
 
-@settings(FUZZ, max_examples=DICOM_CASES)
-@given(mutation=dicom_mutation())
-def test_mutated_dicom_tags_load_or_fail_cleanly(dicom_sources, mutation):
-    base, index, changes = mutation
-    with tempfile.TemporaryDirectory() as tmp, _ignore_validation():
-        source = dicom_sources[base]
-        if source.is_dir():
-            target = Path(tmp) / "series"
-            shutil.copytree(source, target)
-            victim = sorted(target.iterdir())[index]
-        else:
-            target = victim = Path(tmp) / base
-            shutil.copyfile(source, target)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mutate_dicom(victim, changes)
-        except Exception:  # noqa: BLE001 - pydicom cannot even write this mutation: not a case
-            assume(False)
-        check_outcome("dicom", target)
+def test_mutated_dicom_tags_load_or_fail_cleanly(dicom_sources, capsys, record_property):
+    outcomes: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=DICOM_CASES)
+    @given(mutation=dicom_mutation())
+    def case(mutation):
+        base, index, changes = mutation
+        with tempfile.TemporaryDirectory() as tmp, _ignore_validation():
+            source = dicom_sources[base]
+            if source.is_dir():
+                target = Path(tmp) / "series"
+                shutil.copytree(source, target)
+                victim = sorted(target.iterdir())[index]
+            else:
+                target = victim = Path(tmp) / base
+                shutil.copyfile(source, target)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    mutate_dicom(victim, changes)
+            except Exception:  # noqa: BLE001 - pydicom cannot even write this mutation: not a case
+                assume(False)
+            outcomes[check_outcome(target)] += 1
+
+    case()
+    report_count("DICOM files", outcomes, DICOM_CASES, capsys, record_property)
 
 
 class _ignore_validation:
@@ -274,22 +293,3 @@ class _ignore_validation:
 
     def __exit__(self, *exc):
         pydicom.config.settings.writing_validation_mode = self.saved
-
-
-# -- how many cases ran --------------------------------------------------------------------------
-
-
-def test_fuzz_case_counts(capsys, record_property):
-    """Every generated case reached the loader; the counts go to the terminal and the JUnit XML."""
-    if not (RAN["nifti"] or RAN["dicom"]):
-        pytest.skip("the fuzz tests did not run in this session (deselected)")
-    line = (
-        f"fuzz cases run: {RAN['nifti']} mutated NIfTI headers ({OUTCOMES['nifti: volume']} loaded, "
-        f"{OUTCOMES['nifti: LoadError']} LoadError), {RAN['dicom']} mutated DICOM files "
-        f"({OUTCOMES['dicom: volume']} loaded, {OUTCOMES['dicom: LoadError']} LoadError)"
-    )
-    record_property("fuzz_nifti_cases", RAN["nifti"])
-    record_property("fuzz_dicom_cases", RAN["dicom"])
-    with capsys.disabled():  # shown without -s
-        print(f"\n{line}")
-    assert RAN["nifti"] >= NIFTI_CASES and RAN["dicom"] >= DICOM_CASES, line
