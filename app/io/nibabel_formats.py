@@ -41,8 +41,9 @@ def read_nibabel(path: Path, volume_index: int) -> StoredImage:
     if dtype.kind == "c":
         fail(path, f"complex-valued data ({dtype.name}) is not supported")
 
-    spatial, extra = _axis_roles(img, len(shape))
-    volume_axis, channel_axis = _volume_and_channel_axes(path, img, shape, extra)
+    names = _minc_dimension_names(img)
+    spatial, extra = _axis_roles(names, len(shape))
+    volume_axis, channel_axis = _volume_and_channel_axes(path, names, shape, extra)
     n_volumes = shape[volume_axis] if volume_axis is not None else 1
     check_volume_index(path, volume_index, n_volumes)
 
@@ -97,13 +98,43 @@ def read_nibabel(path: Path, volume_index: int) -> StoredImage:
     )
 
 
-def _axis_roles(img: nib.spatialimages.SpatialImage, ndim: int) -> tuple[list[int], list[int]]:
+def _minc_dimension_names(img: nib.spatialimages.SpatialImage) -> list[str] | None:
+    """The names of a MINC image's data dimensions, slowest first (``time, zspace, yspace,
+    xspace``), read from the file as nibabel does; None for other formats (or when unreadable).
+
+    nibabel keeps these names private, so they are read here from the NetCDF (MINC 1) or HDF5
+    (MINC 2) header, which is small.
+    """
+    if not isinstance(img, nib.Minc1Image):  # Minc2Image is a subclass
+        return None
+    filename = img.get_filename()
+    try:
+        if isinstance(img, nib.Minc2Image):
+            import h5py
+
+            with h5py.File(filename, "r") as f:
+                order = f["minc-2.0/image/0/image"].attrs.get("dimorder", b"")
+            order = order.decode() if isinstance(order, bytes) else str(order)
+            return [n.strip() for n in order.split(",") if n.strip()] or None
+        from nibabel.externals.netcdf import netcdf_file
+        from nibabel.openers import ImageOpener
+
+        with ImageOpener(filename) as fobj:
+            netcdf = netcdf_file(fobj, "r", mmap=False)
+            try:
+                return [n.decode() if isinstance(n, bytes) else str(n) for n in netcdf.variables["image"].dimensions]
+            finally:
+                netcdf.close()
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _axis_roles(names: list[str] | None, ndim: int) -> tuple[list[int], list[int]]:
     """(the 3 spatial axes in affine-column order, the other axes).
 
     MINC stores time first (``time, zspace, yspace, xspace``) while its affine covers only the
-    ``*space`` dimensions, so the axes are found by name there.
+    ``*space`` dimensions, so the axes are found by name there (``names``; None elsewhere).
     """
-    names = getattr(getattr(img.dataobj, "minc_file", None), "_dim_names", None)
     if names is not None and len(names) == ndim:
         spatial = [i for i, n in enumerate(names) if str(n).endswith("space")]
         if len(spatial) == 3:
@@ -112,14 +143,14 @@ def _axis_roles(img: nib.spatialimages.SpatialImage, ndim: int) -> tuple[list[in
 
 
 def _volume_and_channel_axes(
-    path: Path, img: nib.spatialimages.SpatialImage, shape: tuple[int, ...], extra: list[int]
+    path: Path, names: list[str] | None, shape: tuple[int, ...], extra: list[int]
 ) -> tuple[int | None, int | None]:
     """Which extra axis holds volumes (time) and which holds vector components (channels).
 
-    Size-1 extra axes are dropped.  NIfTI's 5th dimension (and MINC's ``vector_dimension``) is a
-    vector of components and becomes channels; any other extra axis holds volumes.
+    Size-1 extra axes are dropped.  NIfTI's 5th dimension (and MINC's ``vector_dimension``, by
+    its name in ``names``) is a vector of components and becomes channels; any other extra axis
+    holds volumes.
     """
-    names = getattr(getattr(img.dataobj, "minc_file", None), "_dim_names", None)
     volume_axis = channel_axis = None
     for axis in (a for a in extra if shape[a] > 1):
         is_vector = (names is not None and "vector" in str(names[axis])) or (names is None and axis == 4)
