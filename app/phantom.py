@@ -33,15 +33,22 @@ and smoothly along z.
 Lesions: roughly spherical (slightly ellipsoidal), radius 3-8 mm, +60 to +120 HU above the
 tissue around them, with a 1.2 mm soft edge; only in soft tissue or liver (a 1.5 mm margin from
 anything else), never overlapping, and never reaching the first or last slice.  Lesions are added
-until a per-seed target fraction of positive slices (16-32 %) is reached, never exceeding 40 %
-(usually 3-5 lesions for 64 slices).  Slice ``k`` is labelled 1 iff some voxel of it received at
-least ``LABEL_THRESHOLD_HU`` from a lesion, computed from the rendered lesion field itself.
+until a per-seed target fraction of the slices they reach (16-32 %) is reached, never exceeding
+40 % (usually 3-5 lesions for 64 slices); ``lesions=N`` asks for N lesions instead (as many as
+fit), ``lesions=0`` for a lesion-free phantom with the same anatomy and noise.
+
+Labels say where a lesion can be seen: slice ``k`` is labelled 1 iff a lesion raises some
+``LABEL_PATCH`` × ``LABEL_PATCH`` voxel patch of it (2.7 mm square) by at least
+``LABEL_THRESHOLD_HU`` on average, computed from the rendered lesion field itself (before noise).
+The outermost caps of a lesion, a few voxels raised by 20-30 HU under 12-18 HU of noise, hold
+no visible lesion and are labelled 0.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +60,7 @@ import numpy as np
 from app.atomic import write_atomic
 from app.errors import SlicewiseError
 
-__all__ = ["Phantom", "make_phantom", "write_demo", "LABEL_THRESHOLD_HU", "HU"]
+__all__ = ["HU", "LABEL_PATCH", "LABEL_THRESHOLD_HU", "Phantom", "make_phantom", "write_demo"]
 
 #: Intensities of the structures, in HU.
 HU = {
@@ -67,8 +74,11 @@ HU = {
     "canal": 15.0,
 }
 
-#: A slice is positive iff a lesion adds at least this much to one of its voxels.
-LABEL_THRESHOLD_HU = 20.0
+#: A slice is positive iff a lesion raises a LABEL_PATCH² voxel patch by this much on average.
+LABEL_THRESHOLD_HU = 30.0
+LABEL_PATCH = 3
+#: A lesion reaches a slice where it adds at least this much to a voxel (used to place lesions).
+REACH_THRESHOLD_HU = 20.0
 
 LESION_RADIUS_MM = (3.0, 8.0)
 LESION_CONTRAST_HU = (60.0, 120.0)
@@ -91,7 +101,7 @@ class Phantom:
     """A synthetic volume and its per-axial-slice lesion labels."""
 
     image: nib.Nifti1Image  # int16, (size, size, depth) = (x, y, z), RAS affine in mm
-    labels: np.ndarray  # (depth,) uint8: 1 where the axial slice contains a lesion
+    labels: np.ndarray  # (depth,) uint8: 1 where the axial slice shows a lesion
 
 
 @dataclass(frozen=True)
@@ -107,16 +117,22 @@ def make_phantom(
     depth: int = 64,
     size: int = 128,
     spacing: Sequence[float] = (0.9, 0.9, 2.5),
+    lesions: int | None = None,
 ) -> Phantom:
-    """Build the phantom for ``seed``: same arguments, same bytes."""
-    data, labels, affine = _render(seed, depth, size, spacing)
+    """Build the phantom for ``seed``: same arguments, same bytes.
+
+    ``lesions``: None for the seed's own number of lesions, else how many to place (0: none).
+    """
+    data, labels, affine = _render(seed, depth, size, spacing, lesions)
     return Phantom(image=_nifti(data, affine), labels=labels)
 
 
-def write_demo(out_dir: str | os.PathLike, seed: int = 0, depth: int = 64, size: int = 128) -> tuple[Path, Path]:
+def write_demo(
+    out_dir: str | os.PathLike, seed: int = 0, depth: int = 64, size: int = 128, lesions: int | None = None
+) -> tuple[Path, Path]:
     """Write ``out_dir/phantom.nii.gz`` and ``out_dir/labels.csv`` atomically; return both paths."""
     out = Path(out_dir)
-    phantom = make_phantom(seed=seed, depth=depth, size=size)
+    phantom = make_phantom(seed=seed, depth=depth, size=size, lesions=lesions)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -132,7 +148,7 @@ def write_demo(out_dir: str | os.PathLike, seed: int = 0, depth: int = 64, size:
 # rendering
 
 
-def _check(seed, depth, size, spacing) -> tuple[int, int, int, tuple[float, float, float]]:
+def _check(seed, depth, size, spacing, lesions=None) -> tuple[int, int, int, tuple[float, float, float]]:
     try:
         seed_i, depth_i, size_i = (int(v) for v in (seed, depth, size))
         sp = tuple(float(s) for s in spacing)
@@ -148,6 +164,8 @@ def _check(seed, depth, size, spacing) -> tuple[int, int, int, tuple[float, floa
         raise SlicewiseError(f"phantom: size must be at least {MIN_SIZE} pixels, got {size}")
     if len(sp) != 3 or not all(math.isfinite(s) and s > 0 for s in sp):
         raise SlicewiseError(f"phantom: spacing must be three positive numbers (mm), got {tuple(spacing)}")
+    if lesions is not None and (isinstance(lesions, bool) or not isinstance(lesions, numbers.Integral) or lesions < 0):
+        raise SlicewiseError(f"phantom: lesions must be a whole number >= 0 (or None for the seed's own), got {lesions!r}")
     return seed_i, depth_i, size_i, sp  # type: ignore[return-value]
 
 
@@ -157,13 +175,13 @@ def _affine(shape: tuple[int, int, int], spacing: tuple[float, float, float]) ->
     return affine
 
 
-def _render(seed, depth, size, spacing, lesions: bool = True):
+def _render(seed, depth, size, spacing, lesions: int | None = None):
     """The phantom as ``(data (x, y, z) int16, labels uint8, affine)``.
 
-    ``lesions=False`` renders the same phantom without its lesions (same anatomy, texture and
+    ``lesions=0`` renders the same phantom without its lesions (same anatomy, texture and
     noise): the tests use it to see exactly which voxels the lesions changed.
     """
-    seed, depth, size, spacing = _check(seed, depth, size, spacing)
+    seed, depth, size, spacing = _check(seed, depth, size, spacing, lesions)
     sx, sy, sz = spacing
     streams = np.random.SeedSequence(seed).spawn(4)
     anatomy_rng, texture_rng, lesion_rng, noise_rng = (np.random.default_rng(s) for s in streams)
@@ -186,8 +204,8 @@ def _render(seed, depth, size, spacing, lesions: bool = True):
         v += texture.at(k) * np.take(_TEXTURE_GAIN, c)
 
     labels = np.zeros(depth, np.uint8)
-    if lesions:
-        labels = _add_lesions(vol, cls, lesion_rng, body, xs, ys, zs, spacing)
+    if lesions != 0:
+        labels = _add_lesions(vol, cls, lesion_rng, body, xs, ys, zs, spacing, lesions)
 
     sigma = np.float32(noise_rng.uniform(*NOISE_SIGMA_HU))
     out = np.empty((depth, size, size), np.int16)
@@ -325,30 +343,36 @@ def _lerp_index(coords: np.ndarray, cell: float, rng: np.random.Generator):
 # lesions
 
 
-def _add_lesions(vol, cls, rng, body: _Anatomy, xs, ys, zs, spacing) -> np.ndarray:
-    """Add lesions into ``vol`` until the seed's target fraction of positive slices; return labels."""
+def _add_lesions(vol, cls, rng, body: _Anatomy, xs, ys, zs, spacing, count: int | None = None) -> np.ndarray:
+    """Add lesions into ``vol`` (``count`` of them, or until the seed's target fraction of reached
+    slices); return the labels of the slices where a lesion is visible."""
     depth = vol.shape[0]
-    labels = np.zeros(depth, np.uint8)
+    reached = np.zeros(depth, np.uint8)
+    visible = np.zeros(depth, np.uint8)
     target = rng.uniform(*TARGET_POSITIVE_FRACTION)
     placed: list[_Lesion] = []
     for _ in range(400):  # candidates: a size, a contrast and a depth ...
-        if labels.mean() >= target and len(placed) >= 2:
+        if count is None and reached.mean() >= target and len(placed) >= 2:
+            break
+        if count is not None and len(placed) >= count:
             break
         shape = _sample_lesion_shape(rng, zs, spacing)
         if shape is None:
             continue
         for _ in range(40):  # ... then spots in the plane until one is all soft tissue
             lesion = _sample_lesion_xy(rng, body, zs, spacing, *shape)
-            accepted = _try_lesion(vol, cls, labels, lesion, placed, xs, ys, zs, spacing)
+            accepted = _try_lesion(vol, cls, reached, lesion, placed, xs, ys, zs, spacing)
             if accepted is not None:
-                labels = accepted
+                reached, shown = accepted
+                visible |= shown
                 placed.append(lesion)
                 break
-    return labels
+    return visible
 
 
-def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing) -> np.ndarray | None:
-    """Render ``lesion`` into ``vol`` and return the new labels, or ``None`` (``vol`` untouched)."""
+def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing) -> tuple[np.ndarray, np.ndarray] | None:
+    """Render ``lesion`` into ``vol`` and return the slices it reaches (``labels`` plus its own)
+    and the slices where it is visible, or ``None`` (``vol`` untouched)."""
     x, y, z = lesion.center  # quick rejection: the centre voxel must be soft tissue
     centre = cls[_nearest(zs, z), _nearest(ys, y), _nearest(xs, x)]
     if (centre != TISSUE and centre != LIVER) or any(_overlap(lesion, other) for other in placed):
@@ -362,7 +386,7 @@ def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing) 
         return None
     profile = np.clip((lesion.radius - dist) / LESION_EDGE_MM + 0.5, 0.0, 1.0)
     added = (lesion.contrast * profile).astype(np.float32)
-    hit = (added >= LABEL_THRESHOLD_HU).any(axis=(1, 2))
+    hit = (added >= REACH_THRESHOLD_HU).any(axis=(1, 2))
     new = labels.copy()
     new[box[0]] |= hit.astype(np.uint8)
     fresh = int(new.sum()) - int(labels.sum())
@@ -370,7 +394,18 @@ def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing) 
     if fresh < (int(hit.sum()) + 1) // 2 or new.mean() > MAX_POSITIVE_FRACTION or new[0] or new[-1]:
         return None
     vol[box] += added
-    return new
+    shown = np.zeros_like(labels)
+    shown[box[0]] = _patch_mean(added).max(axis=(1, 2)) >= LABEL_THRESHOLD_HU
+    return new, shown
+
+
+def _patch_mean(a: np.ndarray) -> np.ndarray:
+    """In-plane mean of ``a`` ``(z, y, x)`` over LABEL_PATCH² windows that lie inside ``a``."""
+    n = LABEL_PATCH
+    if a.shape[1] < n or a.shape[2] < n:
+        return np.zeros((a.shape[0], 1, 1), a.dtype)
+    c = np.pad(a, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
+    return (c[:, n:, n:] - c[:, :-n, n:] - c[:, n:, :-n] + c[:, :-n, :-n]) / np.float32(n * n)
 
 
 def _sample_lesion_shape(rng, zs, spacing):
