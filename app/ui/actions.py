@@ -1,53 +1,90 @@
-"""Menus, toolbar and keyboard shortcuts of the main window.
+"""Menus, the toolbar and the window-wide keys.
 
-Every action calls one public method of ``MainWindow``; nothing here holds state.
+Every action calls one method of the window's `Commands`, or of the session; nothing here holds
+state.  The toolbar's controls show the session's scoring settings and write them.
 
 Keys (window-wide, whichever child has focus — except while typing in a spin box):
-←/→ one slice, PgUp/PgDn ten, Home/End first/last, N / Shift+→ next slice above the
-threshold, P / Shift+← previous one, Ctrl+R or F5 run, Esc cancel.  Mouse wheel over the
-image: slices; Ctrl+wheel: zoom.  Click or drag on the score plot: go to that slice.
+←/→ one slice, PgUp/PgDn ten, Home/End first/last, N / Shift+→ next region above the threshold,
+P / Shift+← previous one, 1 / 0 / ? label the slice, Backspace clears it, S saliency,
+Alt+1…5 CT window presets, Ctrl+R or F5 run, Esc cancel.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QPushButton, QStyle, QToolBar, QWidget
+from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
+from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QProgressBar, QPushButton, QSpinBox, QStyle, QToolBar, QWidget
 
 if TYPE_CHECKING:
-    from app.ui.window import MainWindow
+    from app.session import Activity, ScoringSettings, Session
 
 SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>← / →</b></td><td>previous / next slice</td></tr>
 <tr><td><b>PgUp / PgDn</b></td><td>ten slices back / forward</td></tr>
 <tr><td><b>Home / End</b></td><td>first / last slice</td></tr>
-<tr><td><b>Mouse wheel</b> on the image</td><td>scroll slices (<b>Ctrl</b>+wheel: zoom; drag: pan; right-click: menu)</td></tr>
-<tr><td><b>N</b> or <b>Shift+→</b></td><td>next slice whose score is above the threshold</td></tr>
-<tr><td><b>P</b> or <b>Shift+←</b></td><td>previous slice whose score is above the threshold</td></tr>
+<tr><td><b>Mouse wheel</b> on a view</td><td>scroll that view's slices (<b>Ctrl</b>+wheel: zoom)</td></tr>
+<tr><td><b>Left click / drag</b> on a view</td><td>move the crosshair (in a side view: the depth slice too)</td></tr>
+<tr><td><b>Right drag</b> on a view</td><td>window (left/right) and level (up/down)</td></tr>
+<tr><td><b>Middle drag</b>, <b>double-click</b></td><td>pan, reset the zoom</td></tr>
+<tr><td><b>N</b> or <b>Shift+→</b></td><td>next region scoring above the threshold</td></tr>
+<tr><td><b>P</b> or <b>Shift+←</b></td><td>previous region scoring above the threshold</td></tr>
+<tr><td><b>1</b> / <b>0</b> / <b>?</b> / <b>Backspace</b></td><td>label the slice positive / negative / unsure / clear</td></tr>
+<tr><td><b>S</b></td><td>show or hide the saliency map</td></tr>
+<tr><td><b>Alt+1 … Alt+5</b></td><td>CT windows: brain, subdural, lung, bone, soft tissue</td></tr>
 <tr><td>Click / drag on the plot</td><td>go to that slice (the yellow cursor); drag the red line to set the threshold</td></tr>
 <tr><td><b>Ctrl+R</b> / <b>F5</b></td><td>run the selected strategy</td></tr>
-<tr><td><b>Esc</b></td><td>cancel the run</td></tr>
+<tr><td><b>Esc</b></td><td>cancel the run (a finished curve it would replace stays)</td></tr>
 <tr><td><b>Ctrl+O</b></td><td>open a file (or drop a file or folder on the window)</td></tr>
 </table>"""
 
 #: (name, title, summary) of each strategy in ``app.strategies.STRATEGIES``, kept literal so that
-#: the window opens without importing torch (tests/test_bench.py checks that the two agree)
+#: the window opens without importing torch (tests/test_ui_window.py checks that the two agree)
 STRATEGY_CHOICES = (
     ("slice", "Slice by slice (2D CNN)", "each slice scored on its own by a 2D CNN"),
     ("temporal", "Sequence along depth (temporal)", "each slice scored in the context of its neighbours by a sequence model along depth"),
     ("embedding", "Depth-pooled embedding (dense)", "slices pooled over depth into one feature vector, scored by dense layers"),
 )
 STRATEGY_TITLES = {name: title for name, title, _ in STRATEGY_CHOICES}
+MODEL_DEFAULT = "model default"
+NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
+CHANNEL_CHOICES = (MODEL_DEFAULT, "replicate", "neighbors", "windows:40,80;80,200;600,2800")
 
-NORMALIZE_CHOICES = ("model default", "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
+
+class Commands(Protocol):
+    """What the menus ask of the window."""
+
+    def open_file_dialog(self) -> None: ...
+    def open_dicom_dialog(self) -> None: ...
+    def fill_recent_menu(self) -> None: ...
+    def export_predictions_dialog(self) -> None: ...
+    def export_plot_dialog(self) -> None: ...
+    def import_labels_dialog(self) -> None: ...
+    def close(self) -> bool: ...
+    def set_plot_x_mm(self, on: bool) -> None: ...
+    def clear_plot(self) -> None: ...
+    def reset_zoom(self) -> None: ...
+    def set_saliency_visible(self, on: bool) -> None: ...
+    def set_score_tint(self, on: bool) -> None: ...
+    def run_prediction(self) -> int | None: ...
+    def cancel_prediction(self) -> None: ...
+    def use_builtin_model(self) -> None: ...
+    def load_model_dialog(self) -> None: ...
+    def load_unsafe_model_dialog(self) -> None: ...
+    def batch_size_dialog(self) -> None: ...
+    def worker_threads_dialog(self) -> None: ...
+    def show_shortcuts(self) -> None: ...
+    def show_about(self) -> None: ...
+    def label_slice(self, value: str | None) -> None: ...
 
 
 class Toolbar:
-    """The widgets in the toolbar that the window reads and updates."""
+    """The scoring controls: they show the session's settings and write them."""
 
-    def __init__(self, window: MainWindow):
+    def __init__(self, window: QMainWindow, session: Session, commands: Commands):
+        self.session = session
         bar = QToolBar("Main")
         bar.setObjectName("main-toolbar")
         bar.setMovable(False)
@@ -58,7 +95,7 @@ class Toolbar:
 
         open_action = QAction(style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton), "Open…", window)
         open_action.setToolTip("Open a volume (Ctrl+O); or drop a file or folder on the window")
-        open_action.triggered.connect(window.open_file_dialog)
+        open_action.triggered.connect(commands.open_file_dialog)
         bar.addAction(open_action)
         bar.addSeparator()
 
@@ -68,29 +105,47 @@ class Toolbar:
             self.strategy.setItemData(self.strategy.count() - 1, summary, Qt.ItemDataRole.ToolTipRole)
         self.strategy.setToolTip("How the model sees the volume")
         self.strategy.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.strategy.setMinimumContentsLength(24)
+        self.strategy.setMinimumContentsLength(20)
+        self.strategy.activated.connect(lambda i: session.update_settings(strategy=self.strategy.itemData(i)))
         bar.addWidget(_label("Strategy"))
         bar.addWidget(self.strategy)
-        self.normalize = QComboBox()
-        self.normalize.setEditable(True)
-        self.normalize.addItems(NORMALIZE_CHOICES)
-        self.normalize.setToolTip("Intensity normalisation: none | minmax | zscore | window:CENTER,WIDTH\n'model default': what the model expects")
-        self.normalize.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.normalize.setMinimumContentsLength(12)
-        bar.addWidget(_label("Normalize"))
-        bar.addWidget(self.normalize)
+        self.slab = QSpinBox()
+        self.slab.setRange(1, 999)
+        self.slab.setSingleStep(2)
+        self.slab.setSpecialValueText("model default")
+        self.slab.setToolTip("Embedding: slices pooled around each slice for its score (the slab)")
+        self.slab.setKeyboardTracking(False)
+        self.slab.valueChanged.connect(lambda k: session.update_settings(slab=k if k > 1 else None))
+        self.slab_label = _label("Slab")
+        self.slab_actions = [bar.addWidget(self.slab_label), bar.addWidget(self.slab)]
         self.model = QLabel("built-in model")
         self.model.setToolTip("Model › Load Keras model… to use your own")
         self.model.setContentsMargins(8, 0, 8, 0)
         bar.addWidget(self.model)
+        self.output = QComboBox()
+        self.output.setToolTip("Which of the model's outputs to score")
+        self.output.activated.connect(lambda i: session.update_settings(output=self.output.itemData(i)))
+        self.output_actions = [bar.addWidget(_label("Output")), bar.addWidget(self.output)]
+        self.normalize = _editable_combo(NORMALIZE_CHOICES, "Intensity normalisation: none | minmax | zscore | window:CENTER,WIDTH\n'model default': what the model expects")
+        bar.addWidget(_label("Normalize"))
+        bar.addWidget(self.normalize)
+        self.channels = _editable_combo(
+            CHANNEL_CHOICES,
+            "How the model's channels are filled: replicate (the grey slice copied), neighbors (2.5D: slices d−k…d+k), "
+            "windows:C,W;C,W;… (one CT window per channel)\n'model default': what the model expects",
+        )
+        bar.addWidget(_label("Channels"))
+        bar.addWidget(self.channels)
+        self.normalize.currentTextChanged.connect(lambda _: session.update_settings(normalize=self.text_setting(self.normalize)))
+        self.channels.currentTextChanged.connect(lambda _: session.update_settings(channels=self.text_setting(self.channels)))
 
         self.run = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Run")
         self.run.setToolTip("Score every slice (Ctrl+R)")
-        self.run.clicked.connect(window.run_prediction)
+        self.run.clicked.connect(commands.run_prediction)
         self.cancel = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Cancel")
-        self.cancel.setToolTip("Stop scoring after the current batch (Esc)")
+        self.cancel.setToolTip("Stop scoring after the current batch (Esc); a finished curve it would replace stays")
         self.cancel.setEnabled(False)
-        self.cancel.clicked.connect(window.cancel_prediction)
+        self.cancel.clicked.connect(commands.cancel_prediction)
         bar.addWidget(self.run)
         bar.addWidget(self.cancel)
         self.progress = QProgressBar()
@@ -104,6 +159,49 @@ class Toolbar:
         spacer.setFixedWidth(6)
         bar.addWidget(spacer)
         bar.addWidget(self.progress)
+        self.show_outputs([])
+        self._on_settings(session.settings)
+        session.events.settings.connect(self._on_settings)
+        session.events.activity.connect(self._on_activity)
+
+    def text_setting(self, combo: QComboBox) -> str | None:
+        """The spec typed or chosen in a combo (None: the model's default)."""
+        text = combo.currentText().strip()
+        return None if not text or text == MODEL_DEFAULT else text
+
+    def show_outputs(self, names: list[str]) -> None:
+        """The loaded model's outputs; the picker shows only when there is a choice."""
+        with QSignalBlocker(self.output):
+            self.output.clear()
+            for name in names:
+                self.output.addItem(name, name)
+        for action in self.output_actions:
+            action.setVisible(len(names) > 1)
+
+    def _on_settings(self, settings: ScoringSettings) -> None:
+        with QSignalBlocker(self.strategy), QSignalBlocker(self.slab), QSignalBlocker(self.output):
+            self.strategy.setCurrentIndex(self.strategy.findData(settings.strategy))
+            self.slab.setValue(settings.slab or 1)
+            if settings.output is not None:
+                self.output.setCurrentIndex(max(self.output.findData(settings.output), 0))
+        for combo, value in ((self.normalize, settings.normalize), (self.channels, settings.channels)):
+            if self.text_setting(combo) != value:
+                with QSignalBlocker(combo):
+                    combo.setCurrentText(value or MODEL_DEFAULT)
+        for action in self.slab_actions:
+            action.setVisible(settings.strategy == "embedding")
+        if settings.model_path is None:
+            self.model.setText("built-in model")
+            self.model.setToolTip("Model › Load Keras model… to use your own")
+
+    def _on_activity(self, activity: Activity) -> None:
+        if activity.busy and activity.total == 0:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, max(activity.total, 1))
+            self.progress.setValue(activity.done)
+        self.progress.setFormat(activity.text)
+        self.cancel.setEnabled(activity.busy)
 
 
 def _label(text: str) -> QLabel:
@@ -112,12 +210,24 @@ def _label(text: str) -> QLabel:
     return label
 
 
-def build_menus(window: MainWindow) -> dict[str, QAction]:
-    """The menu bar; returns the actions the window enables/disables or checks."""
+def _editable_combo(choices: tuple[str, ...], tip: str) -> QComboBox:
+    combo = QComboBox()
+    combo.setEditable(True)
+    combo.addItems(choices)
+    combo.setToolTip(tip)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(10)
+    return combo
+
+
+def build_menus(window: QMainWindow, commands: Commands, session: Session) -> dict[str, QAction]:
+    """The menu bar; returns the actions the window enables, disables or checks."""
+    from app.display import CT_PRESETS
+
     actions: dict[str, QAction] = {}
     bar = window.menuBar()
 
-    def add(menu, key: str, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:
+    def add(menu, key: str, text: str, slot: Callable, shortcut=None, checkable: bool = False) -> QAction:
         action = QAction(text, window)
         if shortcut is not None:
             action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
@@ -128,49 +238,74 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
         return action
 
     file = bar.addMenu("&File")
-    add(file, "open", "&Open…", window.open_file_dialog, QKeySequence.StandardKey.Open)
-    add(file, "open_dicom", "Open &DICOM folder…", window.open_dicom_dialog, "Ctrl+Shift+O")
-    window.recent_menu = file.addMenu("Open &Recent")
-    window.recent_menu.aboutToShow.connect(window.fill_recent_menu)
+    add(file, "open", "&Open…", commands.open_file_dialog, QKeySequence.StandardKey.Open)
+    add(file, "open_dicom", "Open &DICOM folder…", commands.open_dicom_dialog, "Ctrl+Shift+O")
+    recent = file.addMenu("Open &Recent")
+    recent.aboutToShow.connect(commands.fill_recent_menu)
+    actions["recent"] = recent.menuAction()
     file.addSeparator()
-    add(file, "export_predictions", "&Export predictions…", window.export_predictions_dialog, "Ctrl+E")
-    add(file, "export_plot", "Export &plot…", window.export_plot_dialog, "Ctrl+Shift+E")
+    add(file, "import_labels", "&Import labels…", commands.import_labels_dialog)
+    add(file, "export_predictions", "&Export predictions…", commands.export_predictions_dialog, "Ctrl+E")
+    add(file, "export_plot", "Export &plot…", commands.export_plot_dialog, "Ctrl+Shift+E")
     file.addSeparator()
-    add(file, "quit", "&Quit", window.close, QKeySequence.StandardKey.Quit)
+    add(file, "quit", "&Quit", commands.close, QKeySequence.StandardKey.Quit)
 
     view = bar.addMenu("&View")
-    add(view, "x_mm", "Plot against position (&mm)", window.set_plot_x_mm, checkable=True)
-    add(view, "clear_plot", "&Clear plot", window.clear_plot, "Ctrl+L")
-    add(view, "reset_zoom", "&Reset image zoom", window.reset_zoom, "Ctrl+0")
+    layout_menu = view.addMenu("&Layout")
+    layouts = QActionGroup(window)
+    for key, text, name in (("layout_single", "&Single view", "single"), ("layout_ortho", "&Three views", "ortho")):
+        action = add(layout_menu, key, text, lambda checked=False, n=name: session.set_layout(n), checkable=True)
+        layouts.addAction(action)
+    convention = QActionGroup(window)
+    for key, text, radiological in (("radiological", "&Radiological (patient's right on the left)", True),
+                                    ("neurological", "&Neurological (patient's left on the left)", False)):
+        action = add(view, key, text, lambda checked=False, r=radiological: session.set_radiological(r), checkable=True)
+        convention.addAction(action)
+    presets = view.addMenu("&Window presets")
+    for i, name in enumerate(CT_PRESETS, start=1):
+        center, width = CT_PRESETS[name]
+        add(presets, f"preset_{i}", f"{name.capitalize()}  ({center:g} / {width:g})", lambda checked=False, n=name: session.apply_preset(n), f"Alt+{i}")
+    view.addSeparator()
+    add(view, "saliency", "Show &saliency", commands.set_saliency_visible, "S", checkable=True)
+    add(view, "score_tint", "&Tint side views by score", commands.set_score_tint, checkable=True)
+    add(view, "x_mm", "Plot against position (&mm)", commands.set_plot_x_mm, checkable=True)
+    add(view, "clear_plot", "&Clear plot", commands.clear_plot, "Ctrl+L")
+    add(view, "reset_zoom", "&Reset zoom", commands.reset_zoom, "Ctrl+0")
 
     model = bar.addMenu("&Model")
-    add(model, "run", "&Run", window.run_prediction, [QKeySequence("Ctrl+R"), QKeySequence("F5")])
-    add(model, "cancel", "&Cancel", window.cancel_prediction, "Esc")
+    add(model, "run", "&Run", commands.run_prediction, [QKeySequence("Ctrl+R"), QKeySequence("F5")])
+    add(model, "cancel", "&Cancel", commands.cancel_prediction, "Esc")
     model.addSeparator()
-    add(model, "builtin", "Use &built-in model", window.use_builtin_model, checkable=True).setChecked(True)
-    add(model, "load_model", "&Load Keras model…", window.load_model_dialog)
-    add(model, "load_unsafe", "Load &trusted Keras model (safe mode off)…", window.load_unsafe_model_dialog)
-    add(model, "batch_size", "&Batch size…", window.batch_size_dialog)
+    add(model, "builtin", "Use &built-in model", commands.use_builtin_model, checkable=True).setChecked(True)
+    add(model, "load_model", "&Load Keras model…", commands.load_model_dialog)
+    add(model, "load_unsafe", "Load &trusted Keras model (safe mode off)…", commands.load_unsafe_model_dialog)
+    add(model, "batch_size", "&Batch size…", commands.batch_size_dialog)
+    add(model, "worker_threads", "&Threads for scoring…", commands.worker_threads_dialog)
 
     help_menu = bar.addMenu("&Help")
-    add(help_menu, "shortcuts", "&Keyboard and mouse", window.show_shortcuts, QKeySequence.StandardKey.HelpContents)
-    add(help_menu, "about", "&About Slicewise", window.show_about)
+    add(help_menu, "shortcuts", "&Keyboard and mouse", commands.show_shortcuts, QKeySequence.StandardKey.HelpContents)
+    add(help_menu, "about", "&About Slicewise", commands.show_about)
     return actions
 
 
-def install_shortcuts(window: MainWindow) -> list[QShortcut]:
-    """Window-wide keys for scrubbing and threshold jumps (they work whichever child has focus)."""
+def install_shortcuts(window: QMainWindow, commands: Commands, session: Session) -> list[QShortcut]:
+    """Window-wide keys for scrubbing, region jumps and labels (whichever child has focus)."""
     keys = [
-        (Qt.Key.Key_Left, lambda: window.step_slice(-1)),
-        (Qt.Key.Key_Right, lambda: window.step_slice(+1)),
-        (Qt.Key.Key_PageUp, lambda: window.step_slice(-10)),
-        (Qt.Key.Key_PageDown, lambda: window.step_slice(+10)),
-        (Qt.Key.Key_Home, lambda: window.set_slice(0)),
-        (Qt.Key.Key_End, lambda: window.set_slice(10**9)),
-        (Qt.Key.Key_N, lambda: window.jump_above_threshold(+1)),
-        (Qt.Key.Key_P, lambda: window.jump_above_threshold(-1)),
-        (QKeySequence("Shift+Right"), lambda: window.jump_above_threshold(+1)),
-        (QKeySequence("Shift+Left"), lambda: window.jump_above_threshold(-1)),
+        (Qt.Key.Key_Left, lambda: session.step_slice(-1)),
+        (Qt.Key.Key_Right, lambda: session.step_slice(+1)),
+        (Qt.Key.Key_PageUp, lambda: session.step_slice(-10)),
+        (Qt.Key.Key_PageDown, lambda: session.step_slice(+10)),
+        (Qt.Key.Key_Home, session.first_slice),
+        (Qt.Key.Key_End, session.last_slice),
+        (Qt.Key.Key_N, lambda: session.jump_to_region(+1)),
+        (Qt.Key.Key_P, lambda: session.jump_to_region(-1)),
+        (QKeySequence("Shift+Right"), lambda: session.jump_to_region(+1)),
+        (QKeySequence("Shift+Left"), lambda: session.jump_to_region(-1)),
+        (Qt.Key.Key_1, lambda: commands.label_slice("1")),
+        (Qt.Key.Key_0, lambda: commands.label_slice("0")),
+        (QKeySequence("?"), lambda: commands.label_slice("?")),
+        (QKeySequence("Shift+?"), lambda: commands.label_slice("?")),
+        (Qt.Key.Key_Backspace, lambda: commands.label_slice(None)),
     ]
     shortcuts = []
     for key, slot in keys:

@@ -1,8 +1,8 @@
-"""``slicewise render``: the main window, drawn offscreen to a PNG after an optional run.
+"""``slicewise render``: a `Session` filled headless (load, score, saliency), drawn offscreen by the
+same window the viewer uses, to a PNG.
 
-The same ``MainWindow`` and the same code paths as the GUI: the volume goes through
-``MainWindow.load_now`` (synchronous load, same display code) and scoring through the
-window's worker thread, waited for with a local event loop.
+The session is filled on the calling thread by the core (``app.io``, ``app.inference``); the
+window only draws it, so the picture is what a user who did the same would see.
 """
 
 from __future__ import annotations
@@ -23,6 +23,66 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def fill_session(args):
+    """A `Session` holding what ``args`` asks for: the volume at a slice, runs, labels, saliency."""
+    from app.display import display_range
+    from app.io import load_volume
+    from app.session import Session
+
+    session = Session()
+    volume = load_volume(args.volume, axis=getattr(args, "axis", None) or "acquired", volume_index=getattr(args, "volume_index", 0) or 0)
+    session.show_volume(volume, display_range(volume))
+    index = volume.depth // 2 if args.slice is None else args.slice
+    if not 0 <= index < volume.depth:
+        raise SlicewiseError(f"slice {index} out of range: {volume.source.name} has slices 0…{volume.depth - 1} along {volume.axis}")
+    session.set_slice(index)
+    session.set_layout(getattr(args, "layout", None) or "single")
+    session.set_radiological(not getattr(args, "neurological", False))
+    strategies = getattr(args, "strategy", None) or []
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    model_path = getattr(args, "model", None)
+    saliency = getattr(args, "saliency", False)
+    if strategies or model_path or saliency:
+        from app.inference import Engine
+
+        engine = Engine()
+        _score(session, engine, args, strategies or ["slice"])
+        if saliency:
+            _saliency(session, engine, args)
+    return session
+
+
+def _score(session, engine, args, strategies: list[str]) -> None:
+    from app.strategies import get_strategy
+
+    model_path = getattr(args, "model", None)
+    model = engine.load(model_path, args.normalize or "none", getattr(args, "unsafe_model", False)) if model_path else None
+    options = {k: v for k, v in (("channels", getattr(args, "channels", None)), ("output", getattr(args, "output", None)),
+                                 ("slab", getattr(args, "slab", None))) if v is not None}
+    for job, name in enumerate(strategies, start=1):
+        session.update_settings(strategy=name, model_path=model_path, normalize=args.normalize, **{k: v for k, v in options.items() if k != "output"})
+        run = session.begin_run(job)
+        prediction = engine.run(session.volume, get_strategy(name), model, normalize=args.normalize,
+                                batch_size=getattr(args, "batch_size", 32) or 32, **options)
+        run.names = tuple(prediction.score_names)
+        session.finish_run(run, prediction)
+
+
+def _saliency(session, engine, args) -> None:
+    from app.inference.saliency import SaliencyComputer
+    from app.session import SaliencyMap
+    from app.strategies import get_strategy
+
+    run = session.followed_run()
+    key = run.key
+    model = engine.load(key.model, args.normalize or "none", getattr(args, "unsafe_model", False)) if key.model else None
+    computer = SaliencyComputer(engine, get_strategy(key.strategy), model)
+    found = computer.maps(session.volume, [session.index], key.normalize)
+    session.set_saliency(on=True)
+    session.store_saliency(key, session.index, SaliencyMap(found[session.index], computer.method))
+
+
 def render(args) -> Path:
     """Draw ``args.volume`` (scored if ``args.strategy`` or ``args.model``) to ``args.out``."""
     out = Path(args.out)
@@ -31,38 +91,30 @@ def render(args) -> Path:
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise SlicewiseError(f"cannot write {out}: folder {out.parent} does not exist")
     width, height = parse_size(args.size)
+    session = fill_session(args)
 
     from app.ui.main import ensure_app
 
     qapp = ensure_app(offscreen=True)
+    import tempfile
+
+    from PySide6.QtCore import QSettings
+
     from app.ui.window import MainWindow
 
-    window = MainWindow(remember_recent=False, interactive=False)
-    errors: list[str] = []
-    window.sigError.connect(lambda title, message: errors.append(f"{title.lower()}: {message}"))
+    layout, radiological = session.layout, session.radiological
+    with tempfile.TemporaryDirectory() as folder:  # the picture follows the arguments, not the user's remembered view
+        settings = QSettings(str(Path(folder) / "render.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(settings=settings, remember_recent=False, interactive=False, session=session)
+    session.set_layout(layout)
+    session.set_radiological(radiological)
+    window.actions_by_name["saliency"].setChecked(session.saliency_on)
     try:
         window.resize(width, height)
         window.show()
-        volume = window.load_now(args.volume, getattr(args, "axis", "axial") or "axial", getattr(args, "volume_index", 0) or 0)
-        index = volume.depth // 2 if args.slice is None else args.slice
-        if not 0 <= index < volume.depth:
-            raise SlicewiseError(f"slice {index} out of range: {volume.source.name} has slices 0…{volume.depth - 1} along {volume.axis}")
-        window.set_slice(index)
-        strategies = getattr(args, "strategy", None) or []
-        if isinstance(strategies, str):
-            strategies = [strategies]
-        if strategies or getattr(args, "model", None):
-            window.set_normalize(getattr(args, "normalize", None))
-            window.batch_size = getattr(args, "batch_size", 32) or 32
-            if args.model:
-                window.set_model(args.model, unsafe=getattr(args, "unsafe_model", False), check=False)
-            for strategy in strategies or ["slice"]:  # each run adds a curve to the plot
-                window.set_strategy(strategy)
-                _run_and_wait(window, errors)
         qapp.processEvents()
-        if window.size().width() != width or window.size().height() != height:
-            window.resize(width, height)
-            qapp.processEvents()
+        window.views.reset_zoom()
+        qapp.processEvents()
         image = window.grab()
         if not image.save(str(out), "PNG"):
             raise SlicewiseError(f"cannot write {out}")
@@ -71,28 +123,3 @@ def render(args) -> Path:
         window.close()
         window.deleteLater()
         qapp.processEvents()
-
-
-def _run_and_wait(window, errors: list[str]) -> None:
-    from PySide6.QtCore import QEventLoop
-
-    loop = QEventLoop()
-    ended: list[str] = []
-
-    def finished(job, prediction) -> None:
-        ended.append("finished")
-        loop.quit()
-
-    def failed(title, message) -> None:
-        ended.append("failed")
-        loop.quit()
-
-    window.sigPredictionFinished.connect(finished)
-    window.sigError.connect(failed)
-    job = window.run_prediction()
-    if job is None:
-        raise SlicewiseError(errors[-1] if errors else "cannot run the prediction")
-    if not ended:
-        loop.exec()
-    if ended[0] != "finished":
-        raise SlicewiseError(errors[-1] if errors else "the prediction did not finish")

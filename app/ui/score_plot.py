@@ -1,42 +1,34 @@
-"""Per-slice scores against slice index (or position in mm), with a cursor locked to the
-scrubber and a draggable threshold line.
+"""Per-slice scores of the session's runs against slice index (or position in mm), with a cursor
+locked to the session's slice, the threshold line, and the reader's labels as markers.
 
-- Each run (one strategy + model) is one curve per model output; several runs overlay, the
-  latest highlighted; running the same strategy and model again replaces its curves.
-- Scores stream in batch by batch (``add_batch``); the curves are redrawn at most every 40 ms.
-- Clicking or left-dragging anywhere on the plot, or dragging the cursor line, asks for the
-  nearest slice (``sigSliceRequested``); ``set_cursor`` moves the line without emitting.
+- One curve per run and output; the newest run is highlighted.  Clicking a legend entry hides or
+  shows that run (``Session.set_run_visible``).
+- Scores stream in batch by batch; curves are redrawn at most every 40 ms.
+- Clicking or left-dragging on the plot, or dragging the cursor, moves the session's slice;
+  dragging the threshold line (a wide grip) sets the session's threshold.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGraphicsItem
 
+from app.ui.scrubber import LABEL_COLORS
+
+if TYPE_CHECKING:
+    from app.runs import Run
+    from app.session import Session
+
 CACHED = QGraphicsItem.CacheMode.DeviceCoordinateCache
 STRATEGY_COLORS = {"slice": "#4fc3f7", "temporal": "#ffb74d", "embedding": "#81c784"}
 EXTRA_COLORS = ("#f06292", "#ba68c8", "#fff176", "#4db6ac", "#e57373", "#90a4ae")
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DashDotDotLine)
-
-
-@dataclass(eq=False)
-class Run:
-    """One run's curves; ``scores`` is ``(depth, K)`` with NaN where not scored yet."""
-
-    key: tuple
-    title: str
-    color: str
-    scores: np.ndarray | None = None
-    curves: list = field(default_factory=list)
-    prediction: object | None = None  # app.inference.Prediction once finished
-
-    @property
-    def finished(self) -> bool:
-        return self.prediction is not None
+REFRESH_MS = 40
+LABEL_Y = {"1": 1.04, "0": -0.04, "?": 0.5}  # where a label's marker sits: positives on top, negatives below
 
 
 class _ScrubViewBox(pg.ViewBox):
@@ -60,17 +52,14 @@ class _ScrubViewBox(pg.ViewBox):
 
 
 class ScorePlot(pg.PlotWidget):
-    sigSliceRequested = Signal(int)
-
-    def __init__(self, parent=None):
+    def __init__(self, session: Session, parent=None):
         self.vb = _ScrubViewBox()
         super().__init__(parent, background="k", viewBox=self.vb)
+        self.session = session
         self.setMinimumHeight(120)
-        self.depth = 0
-        self.positions = np.zeros(0)
         self.x_mm = False
-        self.index = 0
-        self.runs: list[Run] = []
+        self.curves: dict[Run, list[pg.PlotDataItem]] = {}
+        self.colors: dict[Run, str] = {}
         item = self.getPlotItem()
         item.showGrid(x=True, y=True, alpha=0.2)
         # The axes (with their grid lines across the plot) and the curves are drawn once into a
@@ -86,7 +75,7 @@ class ScorePlot(pg.PlotWidget):
         item.layout.removeItem(item.titleLabel)
         item.titleLabel.hide()
         item.layout.addItem(self.legend, 0, 1)
-        item.legend = self.legend  # curves added with a name join it
+        self.legend.sigSampleClicked.connect(self._on_legend_clicked)
         self.vb.disableAutoRange()
         self.vb.sigScrub.connect(self._on_scrub)
 
@@ -96,70 +85,76 @@ class ScorePlot(pg.PlotWidget):
         self.cursor.sigPositionChanged.connect(self._on_cursor_dragged)
         self.addItem(self.cursor, ignoreBounds=True)
 
+        # a wide hover pen widens the line's grip (its hit area follows the wider pen) to about 10 px
         self.threshold_line = pg.InfiniteLine(
-            pos=0.5, angle=0, movable=True,
-            pen=pg.mkPen("#ef5350", width=1.5, style=Qt.PenStyle.DashLine), hoverPen=pg.mkPen("#ff8a80", width=3),
+            pos=session.threshold, angle=0, movable=True,
+            pen=pg.mkPen("#ef5350", width=1.5, style=Qt.PenStyle.DashLine), hoverPen=pg.mkPen(255, 138, 128, 150, width=9),
             label="threshold {value:.2f}", labelOpts={"position": 0.985, "color": "#ef5350", "anchors": [(1, 0), (1, 0)], "fill": (0, 0, 0, 190)},
         )
         self.threshold_line.setZValue(40)
+        self.threshold_line.sigPositionChanged.connect(lambda line: session.set_threshold(line.value()))
         self.addItem(self.threshold_line, ignoreBounds=True)
+
+        self.label_markers = pg.ScatterPlotItem(size=8, pen=None, symbol="d")
+        self.label_markers.setZValue(45)
+        self.addItem(self.label_markers, ignoreBounds=True)
 
         self.hint = pg.TextItem("Run a strategy to plot a score for every slice", color="#8899aa", anchor=(0.5, 0.5))
         self.addItem(self.hint, ignoreBounds=True)
 
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(40)
+        self._refresh_timer.setInterval(REFRESH_MS)
         self._refresh_timer.timeout.connect(self.refresh)
+        events = session.events
+        events.volume.connect(self._on_volume)
+        events.slice.connect(self._on_slice)
+        events.threshold.connect(self._on_threshold)
+        events.runs.connect(self._on_run)
+        events.labels.connect(self.draw_labels)
         self._update_ranges()
 
-    # -- volume, axes -------------------------------------------------------------------------
+    # -- axes and cursor ----------------------------------------------------------------------
 
     @property
-    def threshold(self) -> float:
-        return float(self.threshold_line.value())
+    def depth(self) -> int:
+        return self.session.volume.depth if self.session.volume is not None else 0
 
-    def set_threshold(self, value: float) -> None:
-        self.threshold_line.setValue(value)
+    def xs(self) -> np.ndarray:
+        volume = self.session.volume
+        if volume is None:
+            return np.zeros(0)
+        return np.asarray(volume.positions_mm, dtype=np.float64) if self.x_mm else np.arange(volume.depth, dtype=np.float64)
 
-    def set_volume(self, depth: int, positions_mm: np.ndarray) -> None:
-        self.clear_runs()
-        self.depth, self.positions = depth, np.asarray(positions_mm, dtype=np.float64)
-        self.index = -1
-        self.set_cursor(0)
-        self._update_ranges()
+    def nearest_slice(self, x: float) -> int:
+        xs = self.xs()
+        return int(np.argmin(np.abs(xs - x))) if len(xs) else 0
 
     def set_x_mm(self, on: bool) -> None:
         self.x_mm = bool(on)
         self.getPlotItem().setLabel("bottom", "position (mm)" if self.x_mm else "slice index")
-        index, self.index = self.index, -1
-        self.set_cursor(max(index, 0))
-        for run in self.runs:
-            self._draw(run)
+        self._on_slice(self.session.index)
+        self.draw_labels(self.session.labels)
+        self.refresh()
+
+    def _on_volume(self, volume) -> None:
+        for run in list(self.curves):
+            self._remove(run)
+        self._on_slice(self.session.index)
+        self.draw_labels(self.session.labels)
         self._update_ranges()
 
-    def xs(self) -> np.ndarray:
-        return self.positions if self.x_mm and len(self.positions) == self.depth else np.arange(self.depth, dtype=np.float64)
-
-    def nearest_slice(self, x: float) -> int:
-        if self.depth == 0:
-            return 0
-        return int(np.argmin(np.abs(self.xs() - x)))
-
-    # -- cursor -------------------------------------------------------------------------------
-
-    def set_cursor(self, index: int) -> None:
-        """Move the cursor to a slice without emitting ``sigSliceRequested``."""
-        if self.depth == 0:
+    def _on_slice(self, index: int) -> None:
+        xs = self.xs()
+        if not len(xs):
             return
-        index = max(0, min(index, self.depth - 1))
-        self.index = index
         with pg.SignalBlock(self.cursor.sigPositionChanged, self._on_cursor_dragged):
-            self.cursor.setValue(float(self.xs()[index]))
+            self.cursor.setValue(float(xs[index]))
         self.cursor_label.setFormat(f"slice {index}")
 
-    def cursor_value(self) -> float:
-        return float(self.cursor.value())
+    def _on_threshold(self, value: float) -> None:
+        if self.threshold_line.value() != value:
+            self.threshold_line.setValue(value)
 
     def _on_cursor_dragged(self, line=None) -> None:
         self._request(self.nearest_slice(self.cursor.value()))
@@ -168,112 +163,90 @@ class ScorePlot(pg.PlotWidget):
         self._request(self.nearest_slice(x))
 
     def _request(self, index: int) -> None:
-        self.set_cursor(index)  # snap
-        self.sigSliceRequested.emit(index)
+        self.session.set_slice(index)
+        self._on_slice(self.session.index)  # snap the cursor even when the slice did not change
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def begin_run(self, key: tuple, title: str, strategy: str) -> Run:
-        """A new (empty) run, replacing an earlier one with the same key, highlighted as latest."""
-        for old in [r for r in self.runs if r.key == key]:
-            self.drop_run(old)
-        color = STRATEGY_COLORS.get(strategy) if key[1] is None else None
-        if color is None:
-            used = {r.color for r in self.runs}
-            color = next((c for c in EXTRA_COLORS if c not in used), EXTRA_COLORS[len(self.runs) % len(EXTRA_COLORS)])
-        run = Run(key, title, color)
-        self.runs.append(run)
-        self._restyle()
+    def _on_run(self, run: Run, what: str) -> None:
+        if what == "added":
+            self._add(run)
+        elif what == "removed":
+            self._remove(run)
+        elif what == "scores":
+            if not self._refresh_timer.isActive():
+                self._refresh_timer.start()
+        elif what == "finished":
+            self._draw(run)
+            self._update_ranges()
+        elif what == "shown":
+            for curve in self.curves.get(run, []):
+                curve.setVisible(run.visible)
+
+    def _add(self, run: Run) -> None:
+        color = STRATEGY_COLORS.get(run.strategy) if run.key.model is None else None
+        used = set(self.colors.values())
+        if color is None or color in used:
+            color = next((c for c in EXTRA_COLORS if c not in used), EXTRA_COLORS[len(self.colors) % len(EXTRA_COLORS)])
+        self.colors[run] = color
+        self.curves[run] = []
         self.hint.setVisible(False)
-        return run
-
-    def add_batch(self, run: Run, indices: np.ndarray, scores: np.ndarray) -> None:
-        if run not in self.runs or len(indices) == 0:
-            return  # the embedding's last call is the volume score: shown when the run finishes
-        scores = np.asarray(scores, dtype=np.float32).reshape(len(indices), -1)
-        if run.scores is None:
-            run.scores = np.full((self.depth, scores.shape[1]), np.nan, dtype=np.float32)
-        run.scores[indices] = scores
-        if not self._refresh_timer.isActive():
-            self._refresh_timer.start()
-
-    def finish_run(self, run: Run, prediction) -> None:
-        if run not in self.runs:
-            return
-        run.scores = np.asarray(prediction.scores, dtype=np.float32)
-        run.prediction = prediction
         self._draw(run)
-        self._update_ranges()
+        self._restyle()
 
-    def drop_run(self, run: Run) -> None:
-        if run not in self.runs:
-            return
-        for curve in run.curves:
+    def _remove(self, run: Run) -> None:
+        for curve in self.curves.pop(run, []):
             self.legend.removeItem(curve)
             self.removeItem(curve)
-        self.runs.remove(run)
+        self.colors.pop(run, None)
+        self.hint.setVisible(not self.curves)
         self._restyle()
-        self.hint.setVisible(not self.runs)
         self._update_ranges()
 
-    def clear_runs(self) -> None:
-        for run in list(self.runs):
-            self.drop_run(run)
-
-    def latest(self) -> Run | None:
-        return self.runs[-1] if self.runs else None
-
     def refresh(self) -> None:
-        for run in self.runs:
+        for run in self.curves:
             self._draw(run)
         self._update_ranges()
 
-    def find_above(self, start: int, step: int) -> int | None:
-        """The next slice after ``start`` (``step`` +1) or before it (-1) whose score in the
-        latest run is above the threshold (any output, for multi-output models)."""
-        run = next((r for r in reversed(self.runs) if r.scores is not None), None)
-        if run is None:
-            return None
-        with np.errstate(invalid="ignore"):
-            values = np.nanmax(np.where(np.isnan(run.scores), -np.inf, run.scores), axis=1)
-        hits = np.flatnonzero(values > self.threshold)
-        hits = hits[hits > start] if step > 0 else hits[hits < start][::-1]
-        return int(hits[0]) if len(hits) else None
-
-    # -- drawing ------------------------------------------------------------------------------
-
     def _label(self, run: Run, k: int) -> str:
         outputs = 0 if run.scores is None else run.scores.shape[1]
-        text = run.title if outputs <= 1 else f"{run.title} · output {k}"
+        if outputs <= 1:
+            text = run.title
+        else:
+            name = run.names[k] if k < len(run.names) else f"output {k}"
+            text = f"{run.title} · {name}"
         if run.prediction is None:
             text += " (scoring…)"
-        elif getattr(run.prediction, "volume_score", None) is not None and k == 0:
+        elif run.prediction.volume_score is not None and k == 0:
             values = ", ".join(f"{v:.3f}" for v in np.asarray(run.prediction.volume_score).ravel())
             text += f" — volume score {values}"
         return text
 
     def _draw(self, run: Run) -> None:
-        if run.scores is None:
+        curves = self.curves.get(run)
+        if curves is None or run.scores is None:
             return
         xs = self.xs()
         for k in range(run.scores.shape[1]):
-            if k == len(run.curves):
+            if k == len(curves):
                 curve = pg.PlotDataItem(name=self._label(run, k), connect="finite")
                 curve.curve.setCacheMode(CACHED)
                 self.addItem(curve)
-                run.curves.append(curve)
-            run.curves[k].setData(xs, run.scores[:, k], connect="finite")
-            label = self.legend.getLabel(run.curves[k])
+                curves.append(curve)
+            curves[k].setData(xs, run.scores[:, k], connect="finite")
+            curves[k].setVisible(run.visible)
+            label = self.legend.getLabel(curves[k])
             if label is not None:
                 label.setText(self._label(run, k))
         self._restyle()
 
     def _restyle(self) -> None:
-        for i, run in enumerate(self.runs):
-            latest = i == len(self.runs) - 1
-            color = pg.mkColor(run.color)
+        runs = list(self.curves)
+        for i, run in enumerate(runs):
+            latest = i == len(runs) - 1
+            color = pg.mkColor(self.colors[run])
             color.setAlpha(255 if latest else 170)
-            for k, curve in enumerate(run.curves):
+            for k, curve in enumerate(self.curves[run]):
                 curve.setPen(pg.mkPen(color, width=2.6 if latest else 1.5, style=DASHES[k % len(DASHES)]))
                 curve.setZValue(10 if latest else 1)
                 symbol = "o" if latest and run.scores is not None and self.depth <= 64 else None
@@ -283,18 +256,40 @@ class ScorePlot(pg.PlotWidget):
                     curve.setSymbolPen(None)
                     curve.setSymbolBrush(color)
 
+    def _on_legend_clicked(self, curve) -> None:
+        """The legend's sample was clicked (pyqtgraph has toggled the curve): make it the session's."""
+        for run, curves in self.curves.items():
+            if curve in curves:
+                self.session.set_run_visible(run, curve.isVisible())
+
+    def run_of(self, curve) -> Run | None:
+        return next((run for run, curves in self.curves.items() if curve in curves), None)
+
+    # -- labels -------------------------------------------------------------------------------
+
+    def draw_labels(self, labels: dict[int, str]) -> None:
+        """The reader's labels as diamonds: positives above the curves, negatives below."""
+        xs = self.xs()
+        spots = [
+            {"pos": (float(xs[i]), LABEL_Y.get(value, 0.5)), "brush": pg.mkBrush(LABEL_COLORS.get(value, "#ffffff"))}
+            for i, value in sorted(labels.items()) if 0 <= i < len(xs)
+        ]
+        self.label_markers.setData(spots)
+
+    # -- ranges -------------------------------------------------------------------------------
+
     def _update_ranges(self) -> None:
         xs = self.xs()
         if len(xs):
             lo, hi = float(xs.min()), float(xs.max())
-            pad = max((hi - lo) * 0.01, 0.5 if not self.x_mm else 0.5)
+            pad = max((hi - lo) * 0.01, 0.5)
             self.vb.setXRange(lo - pad, hi + pad, padding=0)
         else:
             self.vb.setXRange(0, 1, padding=0)
-        ymin, ymax = 0.0, 1.0
-        for run in self.runs:
+        ymin, ymax = -0.06, 1.06
+        for run in self.curves:
             if run.scores is not None and np.isfinite(run.scores).any():
                 ymin = min(ymin, float(np.nanmin(run.scores)))
                 ymax = max(ymax, float(np.nanmax(run.scores)))
-        self.vb.setYRange(ymin, ymax, padding=0.06)
+        self.vb.setYRange(ymin, ymax, padding=0.04)
         self.hint.setPos(float(xs.mean()) if len(xs) else 0.5, (ymin + ymax) / 2)

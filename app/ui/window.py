@@ -1,94 +1,84 @@
-"""``MainWindow``: the slice view, scrubber and score plot, wired to the loader and the
-inference worker.  Every slice change goes through ``set_slice``; every volume through
-``_show_loaded``; every score through the worker's job-id-tagged signals.
-"""
+"""``MainWindow``: the layout of the views, scrubber, score plot and review panel, and the wiring
+of menus, loader and prediction controller to one `Session`, which holds all the state."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (
-    QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter, QVBoxLayout, QWidget,
-)
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
 from app import __version__
 from app.errors import SlicewiseError
-from app.ui.actions import SHORTCUT_HELP, STRATEGY_TITLES, Toolbar, build_menus, install_shortcuts
+from app.session import Session
+from app.status import readout_text, slice_text, volume_summary
+from app.ui import review
+from app.ui.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
+from app.ui.dialogs import CSV_FILTER, MODEL_FILTER, PNG_FILTER, VOLUME_FILTER, Dialogs
 from app.ui.loader import Loaded, LoadRequest, VolumeLoader
-from app.ui.score_plot import Run, ScorePlot
+from app.ui.prediction import PredictionController
+from app.ui.review_panel import ReviewPanel
+from app.ui.score_plot import ScorePlot
 from app.ui.scrubber import Scrubber
-from app.ui.settings import RecentFiles
-from app.ui.slice_view import SliceView
-from app.ui.worker import InferenceService
+from app.ui.settings import RecentFiles, WindowSettings
+from app.ui.views import ViewsPanel
 
 if TYPE_CHECKING:  # torch (under app.volume) is imported only once a volume is opened: the window shows first
     from app.volume import Volume
 
-VOLUME_FILTER = (
-    "Volumes (*.nii *.nii.gz *.mgh *.mgz *.mnc *.img *.hdr *.dcm *.ima *.npy *.npz *.pt *.pth);;"
-    "NIfTI (*.nii *.nii.gz);;DICOM file (*.dcm *.ima);;NumPy / torch (*.npy *.npz *.pt *.pth);;All files (*)"
-)
-MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
-
 
 class MainWindow(QMainWindow):
     sigVolumeShown = Signal(object)  # Volume
-    sigPredictionFinished = Signal(int, object)  # job id, Prediction (after it is in the plot)
-    sigPredictionCancelled = Signal(int)  # job id (the window stopped listening to it)
-    sigCancelConfirmed = Signal(int)  # job id: the worker has stopped it (between two batches)
-    sigBatchPlotted = Signal(int, int, int)  # job id, batches done, batches in all
     sigError = Signal(str, str)  # title, message (also shown in a dialog when interactive)
 
     def __init__(self, settings: QSettings | None = None, remember_recent: bool = True, interactive: bool = True,
-                 threads: int | None = None):
+                 threads: int | None = None, session: Session | None = None):
         super().__init__()
-        self.interactive = interactive  # False for `slicewise render`: errors raise instead of dialogs
+        self.session = session or Session()
+        self.interactive = interactive  # False for `slicewise render`: errors are signalled, not shown
         self.remember_recent = remember_recent
-        self.recent = RecentFiles(settings)
-        self.volume: Volume | None = None
-        self.latest: tuple[Volume, object] | None = None  # newest finished (volume, Prediction): what Export writes
-        self.model_path: str | None = None
-        self.unsafe_model = False
-        self.batch_size = 32
-        self._runs: dict[int, Run] = {}  # job id → its curves in the plot
-        self._model_request = 0
-        self._focus_hw: tuple[int, int] | None = None  # last voxel under the mouse (row, col)
-
+        self.qsettings = settings if settings is not None else QSettings("Slicewise", "Slicewise")
+        self.recent = RecentFiles(self.qsettings)
+        self.prefs = WindowSettings(self.qsettings)
+        self.dialogs = Dialogs(self, self.qsettings)
         self.setWindowTitle("Slicewise")
         self.setAcceptDrops(True)
         self.resize(1280, 860)
         self.setMinimumSize(480, 360)
 
-        self.slice_view = SliceView()
-        self.scrubber = Scrubber()
-        self.score_plot = ScorePlot()
+        session_ = self.session
+        self.views = ViewsPanel(session_)
+        self.scrubber = Scrubber(session_)
+        self.score_plot = ScorePlot(session_)
+        self.review = ReviewPanel(session_)
         top = QWidget()
         column = QVBoxLayout(top)
         column.setContentsMargins(4, 4, 4, 0)
         column.setSpacing(2)
-        column.addWidget(self.slice_view, 1)
+        column.addWidget(self.views, 1)
         column.addWidget(self.scrubber)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.score_plot)
+        bottom.addWidget(self.review)
+        bottom.setStretchFactor(0, 4)
+        bottom.setStretchFactor(1, 1)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
-        self.splitter.addWidget(self.score_plot)
+        self.splitter.addWidget(bottom)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([590, 270])
         self.splitter.setChildrenCollapsible(False)
         self.setCentralWidget(self.splitter)
 
-        self.toolbar = Toolbar(self)
-        self.recent_menu = None
-        self.actions_by_name: dict[str, QAction] = build_menus(self)
-        self.shortcuts = install_shortcuts(self)
-
+        self.predictions = PredictionController(session_, self, threads or self.prefs.worker_threads())
+        self.toolbar = Toolbar(self, session_, self)
+        self.actions_by_name = build_menus(self, self, session_)
+        self.recent_menu = self.actions_by_name["recent"].menu()
+        self.shortcuts = install_shortcuts(self, self, session_)
         self.hover_label = QLabel("")
-        self.hover_label.setMinimumWidth(200)
-        self.hover_label.setToolTip("voxel index (d, h, w) · world position (x, y, z) RAS mm · value under the mouse")
+        self.hover_label.setToolTip("voxel index (d, h, w) · world position (x, y, z) RAS mm · value under the mouse (else at the crosshair)")
         self.slice_label = QLabel("")
         self.slice_label.setToolTip("current slice · its position along the depth axis (RAS mm)")
         for label in (self.hover_label, self.slice_label):
@@ -106,66 +96,74 @@ class MainWindow(QMainWindow):
         self.loader = VolumeLoader(self)
         self.loader.sigLoaded.connect(self._show_loaded)
         self.loader.sigFailed.connect(self._on_load_failed)
-        self.loader.sigBusy.connect(self._on_load_busy)
-
-        self.inference = InferenceService(self, threads)
-        worker = self.inference.worker
-        worker.sigStatus.connect(self._on_job_status)
-        worker.sigProgress.connect(self._on_job_progress)
-        worker.sigFinished.connect(self._on_job_finished)
-        worker.sigFailed.connect(self._on_job_failed)
-        worker.sigCancelled.connect(self.sigCancelConfirmed)
-        worker.sigModelLoaded.connect(self._on_model_loaded)
-        worker.sigModelFailed.connect(self._on_model_failed)
-
-        self.scrubber.sigIndexChanged.connect(self.set_slice)
-        self.score_plot.sigSliceRequested.connect(self.set_slice)
-        self.slice_view.sigWheelSlices.connect(self.step_slice)
-        self.slice_view.sigHover.connect(self._on_hover)
-        self.scrubber.axis.currentTextChanged.connect(self._on_axis_changed)
-        self.scrubber.volume_index.valueChanged.connect(self._on_volume_index_changed)
+        self.loader.sigBusy.connect(self.load_busy.setVisible)
+        self.predictions.sigFailed.connect(lambda message: self._error("Prediction failed", message))
+        self.predictions.sigModelReady.connect(self._on_model_ready)
+        self.predictions.sigModelFailed.connect(self._on_model_failed)
+        self.scrubber.sigAxisRequested.connect(lambda axis: self._reslice(axis=axis))
+        self.scrubber.sigVolumeIndexRequested.connect(lambda index: self._reslice(volume_index=index))
+        events = session_.events
+        events.message.connect(lambda text: status.showMessage(text))
+        events.slice.connect(self._on_slice)
+        for event in (events.pointer, events.slice, events.point, events.volume):
+            event.connect(self._update_readout)
+        for event in (events.activity, events.runs, events.volume):
+            event.connect(self._update_enabled)
+        for event in (events.layout, events.radiological):
+            event.connect(lambda *_: self.prefs.save_view(session_))
+        self.labels = review.LabelKeeper(session_, self)
+        self.saliency = review.SaliencyRequests(session_, self.predictions)
+        self.prefs.restore_view(session_, self.actions_by_name)
+        if session_.volume is not None:  # a session filled headless (`slicewise render`)
+            self._replay_session()
+        else:
+            status.showMessage("File › Open… or drop a volume here")
         self._update_enabled()
-        status.showMessage("File › Open… or drop a volume here")
+
+    # -- what the tests and `render` use ------------------------------------------------------------
+
+    @property
+    def volume(self) -> Volume | None:
+        return self.session.volume
+
+    @property
+    def inference(self):
+        return self.predictions.inference
+
+    def current_slice(self) -> int:
+        return self.session.index
+
+    def set_slice(self, index: int) -> None:
+        self.session.set_slice(index)
+
+    def step_slice(self, step: int) -> None:
+        self.session.step_slice(step)
+
+    def set_strategy(self, name: str) -> None:
+        self.session.update_settings(strategy=name)
+
+    def set_normalize(self, spec: str | None) -> None:
+        self.session.update_settings(normalize=spec or None)
 
     # -- opening ------------------------------------------------------------------------------
 
     def open_path(self, path: str | Path, axis: str | None = None, volume_index: int = 0) -> int:
         """Load a file or DICOM folder in the background; returns the request id."""
-        axis = axis or self.scrubber.axis.currentText()
-        self.statusBar().showMessage(f"Opening {Path(path).name}…")
-        return self.loader.request(path, axis, volume_index, remember=self.remember_recent)
-
-    def load_now(self, path: str | Path, axis: str = "axial", volume_index: int = 0) -> Volume:
-        """Load synchronously (``slicewise render``); raises SlicewiseError; same display path."""
-        loaded = self.loader.load_now(path, axis, volume_index)
-        self._show_loaded(loaded)
-        return loaded.volume
+        name = Path(path).name
+        self.views.show_placeholder(f"Loading {name}…")
+        self.statusBar().showMessage(f"Opening {name}…")
+        return self.loader.request(path, axis or self.scrubber.axis.currentText(), volume_index, remember=self.remember_recent)
 
     def open_file_dialog(self) -> None:
-        start = str(self.volume.source.parent) if self.volume else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open volume", start, VOLUME_FILTER)
-        if path:
+        if path := self.dialogs.open_file("volume", "Open volume", VOLUME_FILTER):
             self.open_path(path)
 
     def open_dicom_dialog(self) -> None:
-        start = str(self.volume.source.parent) if self.volume else ""
-        path = QFileDialog.getExistingDirectory(self, "Open DICOM folder", start)
-        if path:
+        if path := self.dialogs.open_folder("volume", "Open DICOM folder"):
             self.open_path(path)
 
     def fill_recent_menu(self) -> None:
-        menu = self.recent_menu
-        menu.clear()
-        paths = self.recent.paths()
-        for i, path in enumerate(paths):
-            action = menu.addAction(f"&{(i + 1) % 10}  {Path(path).name}   —   {Path(path).parent}")
-            action.setToolTip(path)
-            action.triggered.connect(lambda checked=False, p=path: self.open_path(p))
-        if paths:
-            menu.addSeparator()
-            menu.addAction("Clear list", self.recent.clear)
-        else:
-            menu.addAction("(no recent files)").setEnabled(False)
+        self.recent.fill_menu(self.recent_menu, self.open_path)
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls() and any(url.isLocalFile() for url in event.mimeData().urls()):
@@ -177,252 +175,80 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:
         paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
-        if not paths:
-            return
-        event.acceptProposedAction()
-        if len(paths) > 1 and len({p.parent for p in paths}) == 1 and all(p.is_file() for p in paths):
-            self.open_path(paths[0].parent)  # several files of one folder: a DICOM series
-        else:
-            self.open_path(paths[0])
+        if paths:
+            event.acceptProposedAction()
+            several = len(paths) > 1 and len({p.parent for p in paths}) == 1 and all(p.is_file() for p in paths)
+            self.open_path(paths[0].parent if several else paths[0])  # several files of one folder: a DICOM series
+
+    def _reslice(self, axis: str | None = None, volume_index: int | None = None) -> None:
+        volume = self.session.volume
+        if volume is not None:
+            axis = axis or self.scrubber.axis.currentText()
+            index = volume.volume_index if volume_index is None else volume_index
+            self.loader.request(volume.source, axis, index, self.session.focus_mm(), remember=False)
 
     def _show_loaded(self, loaded: Loaded) -> None:
-        """Install a newly loaded volume: cancels scoring of the old one and clears the plot."""
-        volume, request = loaded.volume, loaded.request
-        self._cancel_current(status=False)
-        previous = self.volume
-        self.volume, self.latest = volume, None
-        if request.focus_mm is not None:
-            index = self._slice_near(volume, np.asarray(request.focus_mm))
-        elif previous is not None and previous.source == volume.source and previous.axis == volume.axis:
-            index = min(self.slice_view.index, volume.depth - 1)
-        else:
-            index = volume.depth // 2
-        self._focus_hw = None
-        self.slice_view.set_volume(volume, loaded.levels, loaded.value_range, index, loaded.histogram)
-        self.scrubber.set_depth(volume.depth)
-        self.score_plot.set_volume(volume.depth, volume.positions_mm)
-        self.scrubber.set_volume_choice(volume.axis, volume.volume_index, volume.n_volumes)
+        """Install a newly loaded volume: cancels scoring of the old one; its runs stay with it."""
+        self.predictions.cancel(announce=False)
+        self.session.show_volume(loaded.volume, loaded.display, loaded.request.focus_mm)
+        volume = loaded.volume
         self.setWindowTitle(f"Slicewise — {volume.source.name}")
-        if request.remember and self.remember_recent:
+        if loaded.request.remember and self.remember_recent:
             self.recent.add(volume.source)
-        self.set_slice(index)
-        d, h, w, c = volume.shape
-        spacing = " × ".join(f"{s:g}" for s in volume.spacing)
-        extra = f", volume {volume.volume_index + 1} of {volume.n_volumes}" if volume.n_volumes > 1 else ""
-        extra += f", showing channel 0 of {c}" if c > 1 else ""
-        notes = ("  ·  " + "; ".join(volume.notes)) if volume.notes else ""
-        self.statusBar().showMessage(
-            f"{volume.source.name}: {d} {volume.axis} slices of {h} × {w}, {spacing} mm, "
-            f"orientation {''.join(volume.orientation)}{extra}{notes}"
-        )
-        self._update_enabled()
+        summary = volume_summary(volume)
+        self.statusBar().showMessage(summary)
+        self.statusBar().setToolTip(summary)
         self.sigVolumeShown.emit(volume)
 
+    def _replay_session(self) -> None:
+        """Draw a session that was filled before the window existed (its runs come back with it)."""
+        session = self.session
+        session.show_volume(session.volume, session.display)
+        self.setWindowTitle(f"Slicewise — {session.volume.source.name}")
+        self.statusBar().showMessage(volume_summary(session.volume))
+
     def _on_load_failed(self, request: LoadRequest, message: str) -> None:
-        if self.volume is not None:  # keep what is open; put the controls back to it
-            self.scrubber.set_volume_choice(self.volume.axis, self.volume.volume_index, self.volume.n_volumes)
+        self.views.show_placeholder()
+        self.scrubber._on_volume(self.session.volume)  # put the axis and 4D pickers back to what is open
         self.statusBar().showMessage(f"Could not open {request.path.name}")
         self._error("Cannot open volume", f"Could not open {request.path}.\n\n{message}")
 
-    def _on_load_busy(self, busy: bool) -> None:
-        self.load_busy.setVisible(busy)
+    def _on_slice(self, index: int) -> None:
+        if self.session.volume is not None:
+            self.slice_label.setText(slice_text(self.session.volume, index))
 
-    def _on_axis_changed(self, axis: str) -> None:
-        if self.volume is not None and axis != self.volume.axis:
-            self.loader.request(self.volume.source, axis, self.volume.volume_index, self._focus_mm(), remember=False)
-
-    def _on_volume_index_changed(self, index: int) -> None:
-        if self.volume is not None and index != self.volume.volume_index:
-            self.loader.request(self.volume.source, self.volume.axis, index, self._focus_mm(), remember=False)
-
-    def _focus_mm(self) -> tuple[float, float, float] | None:
-        """World point to keep in view when re-slicing: the last voxel pointed at, else the slice centre."""
-        if self.volume is None:
-            return None
-        _, height, width, _ = self.volume.shape
-        row, col = self._focus_hw or ((height - 1) / 2, (width - 1) / 2)
-        return tuple(float(v) for v in self.volume.world(self.slice_view.index, row, col))
-
-    @staticmethod
-    def _slice_near(volume: Volume, point_mm: np.ndarray) -> int:
-        ras_axis = int(np.argmax(np.abs(volume.affine[:3, 0])))
-        return int(np.argmin(np.abs(volume.positions_mm - point_mm[ras_axis])))
-
-    # -- scrubbing ----------------------------------------------------------------------------
-
-    def set_slice(self, index: int) -> None:
-        """The one place a slice change happens: image, scrubber, plot cursor and status."""
-        if self.volume is None:
-            return
-        index = max(0, min(int(index), self.volume.depth - 1))
-        self.slice_view.show_slice(index)
-        self.scrubber.set_index(index)
-        self.score_plot.set_cursor(index)
-        ras = "xyz"[int(np.argmax(np.abs(self.volume.affine[:3, 0])))]
-        position = f"{ras} = {self.volume.positions_mm[index]:.1f} mm"
-        self.scrubber.set_position_text(position)
-        self.slice_label.setText(f"slice {index} / {self.volume.depth - 1}  ·  {position}")
-
-    def current_slice(self) -> int:
-        return self.scrubber.index()
-
-    def step_slice(self, step: int) -> None:
-        self.set_slice(self.current_slice() + step)
-
-    def jump_above_threshold(self, step: int) -> None:
-        found = self.score_plot.find_above(self.current_slice(), step)
-        if found is None:
-            where = "after" if step > 0 else "before"
-            self.statusBar().showMessage(f"No slice {where} {self.current_slice()} scores above {self.score_plot.threshold:.2f}")
-        else:
-            self.set_slice(found)
+    def _update_readout(self, *_args) -> None:
+        voxel, volume = self.session.readout_voxel(), self.session.volume
+        self.hover_label.setText("" if voxel is None or volume is None else readout_text(volume, *voxel))
 
     def reset_zoom(self) -> None:
-        self.slice_view.view.autoRange(padding=0.02)
+        self.views.reset_zoom()
 
-    def _on_hover(self, row: int, col: int, value: float) -> None:
-        if row < 0 or self.volume is None:
-            self.hover_label.setText("")
-            return
-        self._focus_hw = (row, col)
-        d = self.slice_view.index
-        x, y, z = self.volume.world(d, row, col)
-        self.hover_label.setText(f"voxel ({d}, {row}, {col})  ·  ({x:.1f}, {y:.1f}, {z:.1f}) mm  ·  value {value:.6g}")
-
-    # -- predicting ---------------------------------------------------------------------------
-
-    def strategy(self) -> str:
-        return self.toolbar.strategy.currentData()
-
-    def set_strategy(self, name: str) -> None:
-        self.toolbar.strategy.setCurrentIndex(self.toolbar.strategy.findData(name))
-
-    def normalize(self) -> str | None:
-        """The normalisation spec, checked (None: the model's default)."""
-        text = self.toolbar.normalize.currentText().strip()
-        if not text or text == "model default":
-            return None
-        from app.preprocessing import parse_spec
-
-        return parse_spec(text)
-
-    def set_normalize(self, spec: str | None) -> None:
-        self.toolbar.normalize.setCurrentText(spec or "model default")
+    # -- scoring ------------------------------------------------------------------------------
 
     def run_prediction(self) -> int | None:
-        """Score the open volume with the selected strategy and model; returns the job id."""
-        if self.volume is None:
-            self.statusBar().showMessage("Open a volume first")
-            return None
+        """Score the open volume with the session's settings; returns the job id (None: refused)."""
         try:
-            normalize = self.normalize()
+            return self.predictions.run()
         except SlicewiseError as exc:
             self._error("Cannot run", str(exc))
             return None
-        self._cancel_current(status=False)
-        strategy = self.strategy()
-        job = self.inference.submit(self.volume, strategy, self.model_path, normalize, self.unsafe_model, self.batch_size)
-        title = strategy
-        if self.model_path:
-            title += f" · {Path(self.model_path).name}"
-        if normalize:
-            title += f" · {normalize}"
-        self._runs[job] = self.score_plot.begin_run((strategy, self.model_path, normalize), title, strategy)
-        progress = self.toolbar.progress
-        progress.setRange(0, 0)
-        progress.setFormat("starting…")
-        self.statusBar().showMessage(f"Scoring {self.volume.source.name} with {STRATEGY_TITLES[strategy]}…")
-        self._update_enabled()
-        return job
 
     def cancel_prediction(self) -> None:
-        self._cancel_current(status=True)
-
-    def _cancel_current(self, status: bool) -> None:
-        job = self.inference.cancel()
-        if not job:
-            return
-        run = self._runs.pop(job, None)
-        if run is not None:
-            self.score_plot.drop_run(run)
-        self._reset_progress("cancelled")
-        if status:
-            self.statusBar().showMessage("Cancelled")
-        self._update_enabled()
-        self.sigPredictionCancelled.emit(job)
-
-    def _on_job_status(self, job: int, text: str) -> None:
-        if self.inference.is_current(job):
-            self.toolbar.progress.setFormat(text)
-
-    def _on_job_progress(self, job: int, done: int, total: int, indices, scores) -> None:
-        if not self.inference.is_current(job):
-            return  # superseded or cancelled: its scores never reach the plot
-        progress = self.toolbar.progress
-        progress.setRange(0, total)
-        progress.setValue(done)
-        progress.setFormat("%v / %m batches")
-        self.score_plot.add_batch(self._runs[job], indices, scores)
-        self.sigBatchPlotted.emit(job, done, total)
-
-    def _on_job_finished(self, job: int, prediction) -> None:
-        if not self.inference.is_current(job):
-            return
-        self.inference.current = 0
-        run = self._runs.pop(job)
-        self.score_plot.finish_run(run, prediction)
-        self.latest = (self.volume, prediction)
-        self._reset_progress("done")
-        self.toolbar.progress.setRange(0, 1)
-        self.toolbar.progress.setValue(1)
-        total = prediction.timings.get("total_s", float("nan"))
-        message = f"{run.title}: {self.volume.depth} slices in {total:.2f} s on {prediction.device}"
-        if prediction.volume_score is not None:
-            message += f"  ·  volume score {', '.join(f'{v:.3f}' for v in np.ravel(prediction.volume_score))}"
-        if prediction.nonfinite_slices:
-            message += f"  ·  {len(prediction.nonfinite_slices)} slices with NaN/Inf voxels left unscored"
-        self.statusBar().showMessage(message)
-        self._update_enabled()
-        self.sigPredictionFinished.emit(job, prediction)
-
-    def _on_job_failed(self, job: int, message: str) -> None:
-        if not self.inference.is_current(job):
-            return
-        self.inference.current = 0
-        run = self._runs.pop(job, None)
-        if run is not None:
-            self.score_plot.drop_run(run)
-        self._reset_progress("failed")
-        self.statusBar().showMessage("Prediction failed")
-        self._update_enabled()
-        self._error("Prediction failed", message)
-
-    def _reset_progress(self, text: str) -> None:
-        self.toolbar.progress.setRange(0, 1)
-        self.toolbar.progress.setValue(0)
-        self.toolbar.progress.setFormat(text)
-
-    # -- model --------------------------------------------------------------------------------
+        self.predictions.cancel()
 
     def set_model(self, path: str | Path | None, unsafe: bool = False, check: bool = True) -> None:
         """Use a Keras model file (None: the built-in one); ``check`` loads it on the worker now."""
-        self.model_path = str(path) if path else None
-        self.unsafe_model = bool(path) and unsafe
+        self.session.update_settings(model_path=str(path) if path else None, unsafe_model=bool(path) and unsafe, output=None)
         self.actions_by_name["builtin"].setChecked(path is None)
+        self.toolbar.show_outputs([])
         if path is None:
-            self.toolbar.model.setText("built-in model")
-            self.toolbar.model.setToolTip("Model › Load Keras model… to use your own")
             return
         name = Path(path).name + ("  (safe mode off)" if unsafe else "")
-        self.toolbar.model.setText(name)
+        self.toolbar.model.setText(f"loading {name}…" if check else name)
         self.toolbar.model.setToolTip(str(path))
         if check:
-            try:
-                normalize = self.normalize()
-            except SlicewiseError:
-                normalize = None
-            self._model_request = self.inference.load_model(str(path), normalize, self.unsafe_model)
-            self.toolbar.model.setText(f"loading {name}…")
+            self.predictions.check_model(str(path), unsafe)
             self.statusBar().showMessage(f"Loading {Path(path).name} on the worker thread…")
 
     def use_builtin_model(self) -> None:
@@ -432,91 +258,87 @@ class MainWindow(QMainWindow):
         self._model_dialog(unsafe=False)
 
     def load_unsafe_model_dialog(self) -> None:
-        answer = QMessageBox.warning(
-            self, "Safe mode off",
-            "Loading a model with Keras safe mode off can run code stored in the file.\n\nOnly do this for a file you trust. Continue?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
-        )
-        if answer == QMessageBox.StandardButton.Yes:
+        if self.dialogs.confirm_unsafe_model():
             self._model_dialog(unsafe=True)
 
     def _model_dialog(self, unsafe: bool) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load Keras model", str(Path(self.model_path).parent) if self.model_path else "", MODEL_FILTER)
-        if path:
+        if path := self.dialogs.open_file("model", "Load Keras model", MODEL_FILTER):
             self.set_model(path, unsafe)
         else:
-            self.actions_by_name["builtin"].setChecked(self.model_path is None)
+            self.actions_by_name["builtin"].setChecked(self.session.settings.model_path is None)
 
-    def _on_model_loaded(self, request: int, description: str) -> None:
-        if request == self._model_request and self.model_path:
-            self.toolbar.model.setText(Path(self.model_path).name + ("  (safe mode off)" if self.unsafe_model else ""))
-            self.statusBar().showMessage(f"Model ready — {description}")
+    def _on_model_ready(self, description: str, outputs: list[str]) -> None:
+        settings = self.session.settings
+        self.toolbar.model.setText(Path(settings.model_path or "").name + ("  (safe mode off)" if settings.unsafe_model else ""))
+        self.toolbar.show_outputs(outputs)
 
-    def _on_model_failed(self, request: int, message: str) -> None:
-        if request != self._model_request:
-            return
+    def _on_model_failed(self, message: str) -> None:
         self.set_model(None)
         self._error("Cannot load model", f"{message}\n\nUsing the built-in model.")
 
     def batch_size_dialog(self) -> None:
-        value, ok = QInputDialog.getInt(self, "Batch size", "Slices (or windows) per model call:", self.batch_size, 1, 4096)
-        if ok:
-            self.batch_size = value
+        if (value := self.dialogs.ask_int("Batch size", "Slices (or windows) per model call:", self.session.settings.batch_size, 1, 4096)) is not None:
+            self.session.update_settings(batch_size=value)
 
-    # -- plot and export ----------------------------------------------------------------------
+    def worker_threads_dialog(self) -> None:
+        current = self.prefs.worker_threads()
+        value = self.dialogs.ask_int("Threads for scoring", "TensorFlow threads (the worker runs at low priority;\ntakes effect at the next start):", current, 1, 256)
+        if value is not None:
+            self.prefs.set_worker_threads(value)
+
+    # -- review, plot and export ----------------------------------------------------------------
+
+    def label_slice(self, value: str | None) -> None:
+        self.session.label_slice(value)
+
+    def import_labels_dialog(self) -> None:
+        if path := self.dialogs.open_file("labels", "Import labels", CSV_FILTER):
+            self.labels.import_file(path)
+
+    def set_saliency_visible(self, on: bool) -> None:
+        self.session.set_saliency(on=on)
+        self.actions_by_name["saliency"].setChecked(on)
+
+    def set_score_tint(self, on: bool) -> None:
+        self.session.set_score_tint(on)
 
     def set_plot_x_mm(self, on: bool) -> None:
         self.score_plot.set_x_mm(on)
 
     def clear_plot(self) -> None:
-        running = set(self._runs.values())
-        for run in list(self.score_plot.runs):
-            if run not in running:
-                self.score_plot.drop_run(run)
-        self.score_plot.hint.setVisible(not self.score_plot.runs)
+        self.session.clear_runs()
 
     def export_predictions(self, path: str | Path) -> tuple[Path, Path]:
-        """Write the newest finished run exactly as ``slicewise predict --out`` does."""
-        if self.latest is None:
-            raise SlicewiseError("nothing to export yet: run a prediction first")
-        from app.export import write_predictions
-
-        return write_predictions(path, [self.latest])
+        """Write every finished run as ``slicewise predict --out`` does (one column per run)."""
+        return review.export_runs(self.session, path)
 
     def export_predictions_dialog(self) -> None:
-        if self.latest is None:
-            self._error("Nothing to export", "Run a prediction first: Export writes the newest finished run.")
+        runs = self.session.finished_runs()
+        if self.session.volume is None or not runs:
+            self._error("Nothing to export", "Run a prediction first: Export writes every finished run.")
             return
-        volume, prediction = self.latest
-        stem = volume.source.name.split(".")[0] or "volume"
-        default = str(volume.source.parent / f"{stem}_{prediction.strategy}.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export predictions", default, "CSV (*.csv);;All files (*)")
-        if not path:
-            return
-        try:
-            table, sidecar = self.export_predictions(path)
-        except SlicewiseError as exc:
-            self._error("Cannot export predictions", str(exc))
-        else:
-            self.statusBar().showMessage(f"Wrote {table} and {sidecar.name}")
+        stem = self.session.volume.source.name.split(".")[0] or "volume"
+        if path := self.dialogs.save_file("export", "Export predictions", f"{stem}_scores.csv", CSV_FILTER):
+            try:
+                table, sidecar = self.export_predictions(path)
+                self.labels.use_folder(Path(table).parent)  # labels go there too if the volume's folder is read-only
+            except SlicewiseError as exc:
+                self._error("Cannot export predictions", str(exc))
+            else:
+                self.statusBar().showMessage(f"Wrote {table} and {sidecar.name} ({len(runs)} runs)")
 
     def export_plot(self, path: str | Path) -> Path:
-        path = Path(path)
-        if not self.score_plot.grab().save(str(path)):
-            raise SlicewiseError(f"cannot write {path}: not a writable image path (use .png)")
-        return path
+        return review.export_plot(self.session, self.score_plot, path)
 
     def export_plot_dialog(self) -> None:
-        default = str(self.volume.source.parent / f"{self.volume.source.name.split('.')[0]}_scores.png") if self.volume else "scores.png"
-        path, _ = QFileDialog.getSaveFileName(self, "Export plot", default, "PNG image (*.png);;All files (*)")
-        if not path:
-            return
-        try:
-            self.export_plot(path)
-        except SlicewiseError as exc:
-            self._error("Cannot export plot", str(exc))
-        else:
-            self.statusBar().showMessage(f"Wrote {path}")
+        stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "scores"
+        if path := self.dialogs.save_file("export", "Export plot", f"{stem}_scores.png", PNG_FILTER):
+            try:
+                self.export_plot(path)
+            except SlicewiseError as exc:
+                self._error("Cannot export plot", str(exc))
+            else:
+                self.statusBar().showMessage(f"Wrote {path}")
 
     # -- misc ---------------------------------------------------------------------------------
 
@@ -526,15 +348,14 @@ class MainWindow(QMainWindow):
     def show_about(self) -> None:
         QMessageBox.about(self, "About Slicewise", f"<b>Slicewise {__version__}</b><p>A volume viewer with per-slice Keras predictions.</p>")
 
-    def _update_enabled(self) -> None:
-        has_volume = self.volume is not None
-        running = bool(self.inference.current)
+    def _update_enabled(self, *_args) -> None:
+        has_volume = self.session.volume is not None
+        running = self.predictions.running
         self.toolbar.run.setEnabled(has_volume)
         self.toolbar.cancel.setEnabled(running)
-        self.actions_by_name["run"].setEnabled(has_volume)
-        self.actions_by_name["cancel"].setEnabled(running)
-        self.actions_by_name["export_predictions"].setEnabled(self.latest is not None)
-        self.actions_by_name["export_plot"].setEnabled(has_volume)
+        for name, on in (("run", has_volume), ("cancel", running), ("export_predictions", bool(self.session.finished_runs())),
+                         ("export_plot", has_volume), ("import_labels", has_volume)):
+            self.actions_by_name[name].setEnabled(on)
 
     def _error(self, title: str, message: str) -> None:
         self.sigError.emit(title, message)
@@ -542,6 +363,6 @@ class MainWindow(QMainWindow):
             QMessageBox.critical(self, title, message)
 
     def closeEvent(self, event) -> None:
-        self.inference.shutdown()
+        self.predictions.shutdown()
         self.loader.shutdown()
         super().closeEvent(event)

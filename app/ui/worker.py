@@ -21,11 +21,11 @@ The worker never touches a widget: it only emits signals with numpy arrays and c
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
-import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,8 @@ from app.errors import Cancelled, SlicewiseError
 
 if TYPE_CHECKING:
     from app.volume import Volume
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Job:
     normalize: str | None = None  # None: what the model expects
     unsafe_model: bool = False
     batch_size: int = 32
+    options: tuple = ()  # (name, value) pairs for Engine.run: channels, output, slab
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,21 @@ class ModelRequest:
     path: str
     normalize: str | None
     unsafe: bool
+
+
+@dataclass(frozen=True)
+class SaliencyJob:
+    """A saliency map for one slice; only the newest request is computed (scrubbing drops the rest)."""
+
+    id: int
+    key: object  # the session's RunKey of the model, handed back with the map
+    volume: Volume
+    index: int
+    strategy: str
+    model_path: str | None = None
+    normalize: str | None = None
+    unsafe_model: bool = False
+    output: int = 0
 
 
 class CancelToken:
@@ -110,8 +128,10 @@ class InferenceWorker(QObject):
     sigFinished = Signal(int, object)  # job id, Prediction
     sigFailed = Signal(int, str)  # job id, message for the user
     sigCancelled = Signal(int)  # job id
-    sigModelLoaded = Signal(int, str)  # request id, description of the model
+    sigModelLoaded = Signal(int, str, object)  # request id, description of the model, its output names
     sigModelFailed = Signal(int, str)  # request id, message
+    sigSaliency = Signal(int, object, int, object, str)  # request id, key, slice index, map (H, W), method
+    sigSaliencyFailed = Signal(int, str)  # request id, message
 
     def __init__(self, cancel: CancelToken, threads: int | None = None):
         super().__init__()
@@ -120,6 +140,8 @@ class InferenceWorker(QObject):
         self._engine = None
         self._models: dict[tuple, object] = {}  # (path, mtime, normalize, unsafe) → LoadedModel
         self._warm: set[tuple[str, int]] = set()
+        self._saliency: dict[tuple[str, int, int], object] = {}  # (strategy, id(model), output) → SaliencyComputer
+        self.latest_saliency = 0  # written by the GUI thread: requests older than this are dropped
 
     # -- runs on the worker thread ------------------------------------------------------------
 
@@ -174,6 +196,7 @@ class InferenceWorker(QObject):
                 model,
                 normalize=job.normalize,
                 batch_size=job.batch_size,
+                **dict(job.options),
                 on_batch=on_batch,
                 cancelled=lambda: self._cancel.is_cancelled(job.id),
             )
@@ -182,7 +205,7 @@ class InferenceWorker(QObject):
         except SlicewiseError as exc:
             self.sigFailed.emit(job.id, str(exc))
         except Exception as exc:  # noqa: BLE001 - keep the worker alive; report the bug
-            traceback.print_exc()
+            log.exception("scoring job %d failed", job.id)
             self.sigFailed.emit(job.id, f"unexpected {type(exc).__name__}: {exc}")
         else:
             self.sigFinished.emit(job.id, prediction)
@@ -193,11 +216,38 @@ class InferenceWorker(QObject):
             model = self._model(request.path, request.normalize, request.unsafe)
         except SlicewiseError as exc:
             self.sigModelFailed.emit(request.id, str(exc))
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
+        except Exception as exc:  # noqa: BLE001 - keep the worker alive; report the bug
+            log.exception("loading %s failed", request.path)
             self.sigModelFailed.emit(request.id, f"unexpected {type(exc).__name__}: {exc}")
         else:
-            self.sigModelLoaded.emit(request.id, f"{model.name}: {model.spec.describe()}")
+            outputs = list(getattr(model, "output_names", ()) or ())
+            self.sigModelLoaded.emit(request.id, f"{model.name}: {model.spec.describe()}", outputs)
+
+    @Slot(object)
+    def saliency(self, job: SaliencyJob) -> None:
+        if job.id != self.latest_saliency:
+            return  # the user has moved on: a newer request is queued behind this one
+        try:
+            from app.inference.saliency import SaliencyComputer
+            from app.strategies import get_strategy
+
+            strategy = get_strategy(job.strategy)
+            engine = self._get_engine()
+            model = self._model(job.model_path, job.normalize, job.unsafe_model) if job.model_path else engine.builtin(strategy)
+            key = (strategy.name, id(model), job.output)
+            if key not in self._saliency:
+                self._saliency[key] = SaliencyComputer(engine, strategy, model, output=job.output)
+            computer = self._saliency[key]
+            maps = computer.maps(job.volume, [job.index], job.normalize, cancelled=lambda: job.id != self.latest_saliency)
+        except Cancelled:
+            return
+        except SlicewiseError as exc:
+            self.sigSaliencyFailed.emit(job.id, str(exc))
+        except Exception as exc:  # noqa: BLE001 - keep the worker alive; report the bug
+            log.exception("saliency of slice %d failed", job.index)
+            self.sigSaliencyFailed.emit(job.id, f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            self.sigSaliency.emit(job.id, job.key, job.index, maps[job.index], computer.method)
 
     def _check(self, job: Job) -> None:
         if self._cancel.is_cancelled(job.id):
@@ -230,6 +280,7 @@ class InferenceService(QObject):
 
     sigJob = Signal(object)  # Job → InferenceWorker.run_job (queued: the worker lives on its thread)
     sigModel = Signal(object)  # ModelRequest → InferenceWorker.load_model
+    sigSaliency = Signal(object)  # SaliencyJob → InferenceWorker.saliency
 
     def __init__(self, parent: QObject | None = None, threads: int | None = None):
         super().__init__(parent)
@@ -242,18 +293,25 @@ class InferenceService(QObject):
         self.thread.finished.connect(self.thread.deleteLater)
         self.sigJob.connect(self.worker.run_job)
         self.sigModel.connect(self.worker.load_model)
+        self.sigSaliency.connect(self.worker.saliency)
         self._last_id = 0
         self.current = 0  # the job whose signals the window accepts; 0 = none
         self._stopped = False
         self.thread.start()
 
-    def submit(self, volume: Volume, strategy: str, model_path: str | None = None, normalize: str | None = None,
-               unsafe_model: bool = False, batch_size: int = 32) -> int:
-        """Queue a job, superseding (cancelling) every earlier one; return its id."""
+    def submit(self, job: Job) -> int:
+        """Queue ``job`` under a new id, superseding (cancelling) every earlier one; return the id."""
         self.cancel_token.cancel_upto(self._last_id)
         self._last_id += 1
         self.current = self._last_id
-        self.sigJob.emit(Job(self._last_id, volume, strategy, model_path, normalize, unsafe_model, batch_size))
+        self.sigJob.emit(replace(job, id=self._last_id))
+        return self._last_id
+
+    def request_saliency(self, job: SaliencyJob) -> int:
+        """Queue a saliency request under a new id; every older one is dropped when its turn comes."""
+        self._last_id += 1
+        self.worker.latest_saliency = self._last_id  # a plain int: read by the worker between batches
+        self.sigSaliency.emit(replace(job, id=self._last_id))
         return self._last_id
 
     def load_model(self, path: str, normalize: str | None, unsafe: bool) -> int:
@@ -277,5 +335,6 @@ class InferenceService(QObject):
             return
         self._stopped = True
         self.cancel()
+        self.worker.latest_saliency = -1  # queued saliency requests are dropped
         self.thread.quit()
         self.thread.wait()

@@ -1,0 +1,409 @@
+"""`Session`: what the user is looking at and has asked for, without Qt.
+
+The open volume and how it is shown (slice, crosshair point, levels, colormap, left/right
+convention, layout), the scoring settings (strategy, model, normalisation, channels), the
+threshold, the runs and their scores.  Views read it and write it through its methods; each
+change is announced on one of ``session.events`` (plain callbacks), so the window, the
+scrubber, the slice views, the score plot and ``slicewise render`` draw the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.display import CT_PRESETS, DisplayRange, window_levels
+from app.events import Event
+from app.runs import Run, RunKey, next_region
+
+if TYPE_CHECKING:
+    from app.prediction import Prediction
+    from app.volume import Volume
+
+LAYOUTS = ("single", "ortho")
+DEFAULT_STRATEGY = "slice"
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """What the next run uses; ``None`` means the model's own default."""
+
+    strategy: str = DEFAULT_STRATEGY
+    model_path: str | None = None
+    unsafe_model: bool = False
+    normalize: str | None = None
+    channels: str | None = None
+    output: str | None = None
+    slab: int | None = None
+    batch_size: int = 32
+
+    def run_key(self) -> RunKey:
+        options = tuple((name, value) for name, value in (("output", self.output), ("slab", self.slab)) if value is not None)
+        return RunKey(self.strategy, self.model_path, self.normalize, self.channels, options)
+
+    def run_title(self) -> str:
+        parts = [self.strategy]
+        if self.model_path:
+            parts.append(Path(self.model_path).name)
+        parts += [value for value in (self.normalize, self.channels) if value]
+        parts += [f"{name} {value}" for name, value in self.run_key().options]
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the scoring side is doing, for the progress bar: ``done`` of ``total`` (0: busy, no count)."""
+
+    text: str = "idle"
+    done: int = 0
+    total: int = 1
+    busy: bool = False
+
+
+@dataclass(frozen=True)
+class SaliencyMap:
+    """Why a slice scored: ``values`` (H, W) float32 in [0, 1] on the slice's own pixel grid."""
+
+    values: np.ndarray
+    method: str  # "Grad-CAM (conv2d_2)", "gradient × input", …
+
+
+class SessionEvents:
+    """One `Event` per part of the session; handlers get the new value."""
+
+    def __init__(self) -> None:
+        self.volume = Event("volume")  # Volume | None
+        self.slice = Event("slice")  # index
+        self.point = Event("point")  # (row, col) in the depth slice: the crosshair
+        self.pointer = Event("pointer")  # (fixed axis of the view, (d, h, w)) under the mouse, or None
+        self.levels = Event("levels")  # (low, high)
+        self.colormap = Event("colormap")  # name
+        self.radiological = Event("radiological")  # bool
+        self.layout = Event("layout")  # "single" | "ortho"
+        self.settings = Event("settings")  # ScoringSettings
+        self.threshold = Event("threshold")  # value
+        self.runs = Event("runs")  # (Run, what): what is "added", "scores", "finished", "removed", "shown"
+        self.follow = Event("follow")  # Run | None: the run N / P step through
+        self.activity = Event("activity")  # Activity
+        self.labels = Event("labels")  # {slice index: "1" | "0" | "?"}
+        self.saliency = Event("saliency")  # (slice index, SaliencyMap) as it arrives, or None when cleared
+        self.message = Event("message")  # text for the status bar
+
+
+class Session:
+    """The viewer's state; every change goes through a method that emits the matching event."""
+
+    def __init__(self) -> None:
+        self.events = SessionEvents()
+        self.volume: Volume | None = None
+        self.display: DisplayRange | None = None
+        self.index = 0
+        self.point: tuple[int, int] = (0, 0)
+        self.pointer: tuple[int, tuple[int, int, int]] | None = None
+        self.levels: tuple[float, float] = (0.0, 1.0)
+        self.colormap = "grey"
+        self.radiological = True
+        self.layout = "single"
+        self.settings = ScoringSettings()
+        self.threshold = 0.5
+        self.runs: list[Run] = []
+        self.follow: Run | None = None
+        self.activity = Activity()
+        self.labels: dict[int, str] = {}
+        self.saliency_on = False
+        self.saliency_opacity = 0.5
+        self.score_tint = False
+        self._runs_by_view: dict[tuple, list[Run]] = {}
+        self._saliency: dict[tuple[RunKey, int], SaliencyMap] = {}
+
+    # -- volume ---------------------------------------------------------------------------------
+
+    def show_volume(self, volume: Volume, display: DisplayRange, focus_mm: tuple[float, float, float] | None = None) -> None:
+        """Install a newly loaded volume: its levels, a slice (near ``focus_mm`` when re-slicing,
+        the same slice when reloading the same file, else the middle one) and its runs."""
+        previous = self.volume
+        if previous is not None:
+            self._runs_by_view[_view_key(previous)] = [run for run in self.runs if run.finished]
+        if focus_mm is not None:
+            index = int(np.argmin(np.abs(volume.positions_mm - focus_mm[volume.depth_world_axis])))
+        elif previous is not None and previous.source == volume.source and previous.axis == volume.axis and previous.depth == volume.depth:
+            index = self.index
+        else:
+            index = volume.depth // 2
+        self.volume, self.display = volume, display
+        self.index = max(0, min(index, volume.depth - 1))
+        _, height, width, _ = volume.shape
+        self.point, self.pointer = (height // 2, width // 2), None
+        self.runs = self._runs_by_view.pop(_view_key(volume), [])
+        self.follow = None
+        if volume is not previous:
+            self._saliency.clear()
+        self.levels = display.levels
+        self.events.volume.emit(volume)
+        self.events.levels.emit(self.levels)
+        self.events.slice.emit(self.index)
+        self.events.point.emit(self.point)
+        self.events.pointer.emit(None)
+        self.events.follow.emit(None)
+        for run in self.runs:
+            self.events.runs.emit(run, "added")
+
+    def focus_mm(self) -> tuple[float, float, float] | None:
+        """World point to keep in view when re-slicing: the crosshair on the current slice."""
+        if self.volume is None:
+            return None
+        row, col = self.point
+        return tuple(float(v) for v in self.volume.world(self.index, row, col))  # type: ignore[return-value]
+
+    # -- where the user looks -----------------------------------------------------------------
+
+    def set_slice(self, index: int) -> int:
+        """Go to slice ``index`` (clamped); returns the slice shown."""
+        if self.volume is None:
+            return 0
+        index = max(0, min(int(index), self.volume.depth - 1))
+        if index != self.index:
+            self.index = index
+            self.events.slice.emit(index)
+        return index
+
+    def step_slice(self, step: int) -> int:
+        return self.set_slice(self.index + step)
+
+    def first_slice(self) -> int:
+        return self.set_slice(0)
+
+    def last_slice(self) -> int:
+        return self.set_slice(self.volume.depth - 1 if self.volume is not None else 0)
+
+    def set_point(self, row: int, col: int) -> None:
+        """Move the crosshair's in-plane point (what the side views show)."""
+        if self.volume is None:
+            return
+        _, height, width, _ = self.volume.shape
+        point = (max(0, min(int(row), height - 1)), max(0, min(int(col), width - 1)))
+        if point != self.point:
+            self.point = point
+            self.events.point.emit(point)
+
+    def set_voxel(self, d: int, h: int, w: int) -> None:
+        """Move the crosshair to voxel (d, h, w): the slice and the in-plane point."""
+        self.set_point(h, w)
+        self.set_slice(d)
+
+    def set_pointer(self, pointer: tuple[int, tuple[int, int, int]] | None) -> None:
+        """The voxel under the mouse, with the index axis its view holds fixed (None: off the image)."""
+        if pointer != self.pointer:
+            self.pointer = pointer
+            self.events.pointer.emit(pointer)
+
+    def crosshair(self) -> tuple[int, int, int]:
+        """The crosshair voxel (d, h, w): the current slice and the in-plane point."""
+        return (self.index, *self.point)
+
+    def readout_voxel(self) -> tuple[int, int, int] | None:
+        """The voxel the readout reports: the one under the mouse in the plane its view shows
+        now (scrubbing moves it with the slice), else the crosshair."""
+        if self.volume is None:
+            return None
+        if self.pointer is None:
+            return self.crosshair()
+        fixed, voxel = self.pointer
+        moved = list(voxel)
+        moved[fixed] = self.crosshair()[fixed]
+        return tuple(moved)  # type: ignore[return-value]
+
+    # -- display ------------------------------------------------------------------------------
+
+    def set_levels(self, low: float, high: float) -> None:
+        if high <= low:
+            high = low + 1e-6
+        levels = (float(low), float(high))
+        if levels != self.levels:
+            self.levels = levels
+            self.events.levels.emit(levels)
+
+    def set_window(self, center: float, width: float) -> None:
+        self.set_levels(*window_levels(center, max(float(width), 1e-6)))
+
+    def apply_preset(self, name: str) -> None:
+        """A CT window preset by name (``CT_PRESETS``)."""
+        self.set_window(*CT_PRESETS[name])
+
+    def set_colormap(self, name: str) -> None:
+        if name != self.colormap:
+            self.colormap = name
+            self.events.colormap.emit(name)
+
+    def set_radiological(self, on: bool) -> None:
+        """Radiological convention (patient's left on screen right) for axial and coronal views."""
+        if bool(on) != self.radiological:
+            self.radiological = bool(on)
+            self.events.radiological.emit(self.radiological)
+
+    def set_layout(self, layout: str) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if layout != self.layout:
+            self.layout = layout
+            self.events.layout.emit(layout)
+
+    # -- scoring settings ---------------------------------------------------------------------
+
+    def update_settings(self, **changes: Any) -> ScoringSettings:
+        """Change some scoring settings (``strategy=``, ``model_path=``, ``normalize=`` …)."""
+        settings = replace(self.settings, **changes)
+        if settings != self.settings:
+            self.settings = settings
+            self.events.settings.emit(settings)
+        return settings
+
+    def set_threshold(self, value: float) -> None:
+        value = float(value)
+        if value != self.threshold:
+            self.threshold = value
+            self.events.threshold.emit(value)
+
+    def say(self, text: str) -> None:
+        """A message for the status bar."""
+        self.events.message.emit(text)
+
+    def set_activity(self, activity: Activity) -> None:
+        self.activity = activity
+        self.events.activity.emit(activity)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def begin_run(self, job: int, settings: ScoringSettings | None = None) -> Run:
+        """A new, empty run for ``job``.  A finished run with the same key stays until this
+        one finishes (a cancelled or failed re-run loses nothing)."""
+        assert self.volume is not None, "begin_run needs an open volume"
+        settings = settings or self.settings
+        run = Run(settings.run_key(), settings.run_title(), self.volume.depth, job=job)
+        self.runs.append(run)
+        self.events.runs.emit(run, "added")
+        return run
+
+    def run_for_job(self, job: int) -> Run | None:
+        return next((run for run in self.runs if run.job == job and not run.finished), None)
+
+    def add_scores(self, run: Run, indices: np.ndarray, scores: np.ndarray) -> None:
+        if run in self.runs and len(indices):
+            run.add(indices, scores)
+            self.events.runs.emit(run, "scores")
+
+    def finish_run(self, run: Run, prediction: Prediction) -> None:
+        """The run's final scores; it replaces the earlier finished run with the same key."""
+        if run not in self.runs:
+            return
+        for old in [r for r in self.runs if r is not run and r.key == run.key and r.finished]:
+            self.remove_run(old)
+        run.finish(prediction)
+        self.events.runs.emit(run, "finished")
+
+    def remove_run(self, run: Run) -> None:
+        if run in self.runs:
+            self.runs.remove(run)
+            if self.follow is run:
+                self.set_follow(None)
+            self.events.runs.emit(run, "removed")
+
+    def clear_runs(self) -> None:
+        """Remove the finished runs (one still scoring stays)."""
+        for run in [r for r in self.runs if r.finished]:
+            self.remove_run(run)
+
+    def set_run_visible(self, run: Run, visible: bool) -> None:
+        if run in self.runs and run.visible != bool(visible):
+            run.visible = bool(visible)
+            self.events.runs.emit(run, "shown")
+
+    def finished_runs(self) -> list[Run]:
+        return [run for run in self.runs if run.finished]
+
+    def set_follow(self, run: Run | None) -> None:
+        """The run that N / P step through (None: the newest finished one)."""
+        if run is not self.follow:
+            self.follow = run
+            self.events.follow.emit(run)
+
+    def followed_run(self) -> Run | None:
+        if self.follow is not None and self.follow in self.runs:
+            return self.follow
+        scored = [run for run in self.runs if run.scores is not None and run.visible]
+        finished = [run for run in scored if run.finished]
+        return (finished or scored or [None])[-1]
+
+    def jump_to_region(self, step: int) -> tuple[int, int] | None:
+        """Go to the next (``step`` > 0) or previous region of the followed run above the
+        threshold; returns the region (first, last) or None, saying so, when there is none."""
+        run = self.followed_run()
+        if run is None:
+            self.say("Run a strategy first: N / P step through the slices that score above the threshold")
+            return None
+        region = next_region(run.peak(), self.threshold, self.index, step)
+        if region is None:
+            where = "after" if step > 0 else "before"
+            self.say(f"No region {where} slice {self.index} scores above {self.threshold:.2f} in {run.title}")
+            return None
+        self.set_slice(region[0])
+        first, last = region
+        self.say(f"{run.title}: slices {first}–{last} above {self.threshold:.2f}" if last > first else f"{run.title}: slice {first} above {self.threshold:.2f}")
+        return region
+
+
+    # -- saliency -----------------------------------------------------------------------------
+
+    def saliency_key(self) -> RunKey:
+        """The model whose saliency is shown: the followed run's, else the next run's settings."""
+        run = self.followed_run()
+        return run.key if run is not None else self.settings.run_key()
+
+    def saliency_map(self, index: int) -> SaliencyMap | None:
+        return self._saliency.get((self.saliency_key(), index))
+
+    def store_saliency(self, key: RunKey, index: int, found: SaliencyMap) -> None:
+        """A map computed for slice ``index`` of the model behind ``key``; kept per slice."""
+        self._saliency[(key, index)] = found
+        self.events.saliency.emit(index, found)
+
+    def set_saliency(self, on: bool | None = None, opacity: float | None = None) -> None:
+        """Show or hide the saliency overlay, or change its opacity (0…1)."""
+        if on is not None:
+            self.saliency_on = bool(on)
+        if opacity is not None:
+            self.saliency_opacity = min(max(float(opacity), 0.0), 1.0)
+        self.events.saliency.emit(self.index, self.saliency_map(self.index))
+
+    def set_score_tint(self, on: bool) -> None:
+        self.score_tint = bool(on)
+        self.events.follow.emit(self.follow)
+
+    # -- labels -------------------------------------------------------------------------------
+
+    def set_labels(self, labels: dict[int, str]) -> None:
+        """All the reader's labels at once (a volume opened, a file imported)."""
+        self.labels = {int(i): str(v) for i, v in labels.items()}
+        self.events.labels.emit(self.labels)
+
+    def label_slice(self, value: str | None, index: int | None = None) -> None:
+        """Label the current slice (or ``index``): "1" positive, "0" negative, "?" unsure, None clears."""
+        if self.volume is None:
+            return
+        index = self.index if index is None else int(index)
+        if value is None:
+            if self.labels.pop(index, None) is None:
+                return
+        elif self.labels.get(index) == value:
+            return
+        else:
+            self.labels[index] = value
+        self.events.labels.emit(self.labels)
+
+
+def _view_key(volume: Volume) -> tuple:
+    """Runs belong to one file sliced one way: reopening it that way brings them back."""
+    return (str(volume.source), volume.sha256, volume.axis, volume.volume_index)

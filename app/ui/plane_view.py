@@ -1,0 +1,246 @@
+"""`PlaneView`: one plane of the session's volume through the crosshair, drawn from the session.
+
+The depth view (``fixed=0``) shows the slice the scrubber moves; the side views (``fixed`` 1
+and 2) show the two other planes through the crosshair point.  Each view is at its true aspect,
+with the anatomical letters pinned to the view's edges (they stay when zoomed).
+
+Mouse: left click or drag moves the crosshair (in a side view that moves the depth slice);
+right drag sets window/level (horizontal: width, vertical: level); middle drag pans; Ctrl+wheel
+zooms; double-click resets the zoom; the wheel steps through this view's slices.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from app.planes import Plane, plane
+
+if TYPE_CHECKING:
+    from app.session import Session
+
+CROSSHAIR = "#4dd0e1"
+LETTER_STYLE = "QLabel { color: #ffd54f; font-weight: bold; background: transparent; }"
+WL_DRAG_RATE = 0.004  # window widths per screen pixel of a right drag
+
+
+class PlaneViewBox(pg.ViewBox):
+    """A ViewBox with a reader's mouse: left = point, right drag = window/level, middle = pan."""
+
+    sigPoint = Signal(float, float)  # (row, col) in image coordinates
+    sigWindowDrag = Signal(float, float, bool)  # dx, dy screen pixels since the press; True at the start
+    sigWheelSteps = Signal(int)
+    sigDoubleClick = Signal()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._wheel_rest = 0
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            if ev.double():
+                self.sigDoubleClick.emit()
+                return
+            point = self.mapSceneToView(ev.scenePos())
+            self.sigPoint.emit(point.y(), point.x())
+            return
+        super().mouseClickEvent(ev)
+
+    def mouseDragEvent(self, ev, axis=None):
+        button = ev.button()
+        if button == Qt.MouseButton.LeftButton and axis is None:
+            ev.accept()
+            point = self.mapSceneToView(ev.scenePos())
+            self.sigPoint.emit(point.y(), point.x())
+            return
+        if button == Qt.MouseButton.RightButton and axis is None:
+            ev.accept()
+            delta = ev.screenPos() - ev.buttonDownScreenPos()
+            self.sigWindowDrag.emit(delta.x(), delta.y(), ev.isStart())
+            return
+        super().mouseDragEvent(ev, axis)  # middle button: pan
+
+    def wheelEvent(self, ev, axis=None):
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(ev, axis)
+            return
+        self._wheel_rest += ev.delta()
+        steps = int(self._wheel_rest / 120)
+        if steps:
+            self._wheel_rest -= steps * 120
+            self.sigWheelSteps.emit(steps)
+        ev.accept()
+
+
+class PlaneView(QWidget):
+    """One plane of the session's volume; ``refresh`` redraws only what a change needs."""
+
+    sigRepainted = Signal()  # after an image was set (benchmarks and tests wait for it)
+
+    def __init__(self, session: Session, fixed: int, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session, self.fixed = session, fixed
+        self.plane: Plane | None = None
+        self._shown_at: int | None = None  # the fixed coordinate of the image shown
+        self._drag_start: tuple[float, float] | None = None
+        self.lut: np.ndarray | None = None
+
+        self.view = PlaneViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setDefaultPadding(0.02)
+        self.graphics = pg.GraphicsView(background="k")
+        self.graphics.setCentralItem(self.view)
+        self.graphics.setMinimumSize(120, 120)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        pen = pg.mkPen(CROSSHAIR, width=1, style=Qt.PenStyle.DashLine)
+        self.cross_rows = pg.InfiniteLine(angle=0, movable=False, pen=pen)
+        self.cross_cols = pg.InfiniteLine(angle=90, movable=False, pen=pen)
+        for line in (self.cross_rows, self.cross_cols):
+            line.setZValue(20)
+            self.view.addItem(line, ignoreBounds=True)
+        self.letters = [QLabel(self.graphics) for _ in range(4)]  # top, bottom, left, right: pinned to the view
+        for label in self.letters:
+            label.setStyleSheet(LETTER_STYLE)
+        self.title = QLabel(self.graphics)
+        self.title.setStyleSheet("QLabel { color: #9ab; background: transparent; }")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.graphics)
+
+        self.view.sigPoint.connect(self._on_point)
+        self.view.sigWindowDrag.connect(self._on_window_drag)
+        self.view.sigWheelSteps.connect(self._on_wheel)
+        self.view.sigDoubleClick.connect(self.reset_zoom)
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        events = session.events
+        events.volume.connect(self._on_volume)
+        events.radiological.connect(self._on_volume)
+        events.slice.connect(self._on_position)
+        events.point.connect(self._on_position)
+        events.levels.connect(self._on_levels)
+        events.layout.connect(self._on_layout)
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def voxel(self) -> tuple[int, int, int]:
+        return (self.session.index, *self.session.point)
+
+    def _on_volume(self, *_args) -> None:
+        volume = self.session.volume
+        if volume is None:
+            self.plane = None
+            return
+        self.plane = plane(volume, self.fixed, self.session.radiological)
+        row_mm, col_mm = self.plane.pixel_mm(volume)
+        # ViewBox ratio is x-scale / y-scale (screen pixels per column over per row)
+        self.view.setAspectLocked(True, ratio=(col_mm / row_mm) if row_mm > 0 and col_mm > 0 else 1.0)
+        for label, text in zip(self.letters, self.plane.labels):
+            label.setText(text)
+            label.adjustSize()
+        self.title.setText(self.plane.name)
+        self.title.adjustSize()
+        self._place_letters()
+        self._shown_at = None
+        self._on_position()
+        self.reset_zoom()
+
+    def _on_position(self, *_args) -> None:
+        """Slice or point moved: a new image if this plane's coordinate changed; the crosshair always."""
+        volume, plane_ = self.session.volume, self.plane
+        if volume is None or plane_ is None:
+            return
+        voxel = self.voxel()
+        if voxel[self.fixed] != self._shown_at:
+            self._shown_at = voxel[self.fixed]
+            data = plane_.image(volume, voxel)
+            if not np.isfinite(data).all():
+                data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+            self.image.setImage(data, levels=self.session.levels, lut=self.lut, autoLevels=False)
+            self.sigRepainted.emit()
+        row, col = plane_.to_screen(volume, voxel)
+        self.cross_rows.setValue(row + 0.5)
+        self.cross_cols.setValue(col + 0.5)
+
+    def set_lut(self, lut: np.ndarray) -> None:
+        self.lut = lut
+        self.image.setLookupTable(lut)
+
+    def _on_levels(self, levels) -> None:
+        self.image.setLevels(levels)
+
+    def _on_layout(self, layout: str) -> None:
+        ortho = layout == "ortho"
+        self.cross_rows.setVisible(ortho)
+        self.cross_cols.setVisible(ortho)
+
+    def reset_zoom(self) -> None:
+        self.view.autoRange(padding=0.02)
+
+    def current_image(self) -> np.ndarray | None:
+        return self.image.image
+
+    # -- mouse --------------------------------------------------------------------------------
+
+    def voxel_at(self, row: float, col: float) -> tuple[int, int, int] | None:
+        """The voxel under image coordinates (row, col) of this view, or None outside it."""
+        volume, plane_ = self.session.volume, self.plane
+        if volume is None or plane_ is None:
+            return None
+        rows, cols = plane_.shape(volume)
+        r, c = int(np.floor(row)), int(np.floor(col))
+        if not (0 <= r < rows and 0 <= c < cols):
+            return None
+        return plane_.to_voxel(volume, r, c, self.voxel())
+
+    def _on_point(self, row: float, col: float) -> None:
+        volume, plane_ = self.session.volume, self.plane
+        if volume is None or plane_ is None:
+            return
+        rows, cols = plane_.shape(volume)
+        r, c = min(max(int(np.floor(row)), 0), rows - 1), min(max(int(np.floor(col)), 0), cols - 1)
+        self.session.set_voxel(*plane_.to_voxel(volume, r, c, self.voxel()))
+
+    def _on_window_drag(self, dx: float, dy: float, start: bool) -> None:
+        from app.display import window_of
+
+        if start or self._drag_start is None:
+            self._drag_start = window_of(self.session.levels)
+        center, width = self._drag_start
+        self.session.set_window(center - dy * width * WL_DRAG_RATE, width * float(np.exp(dx * WL_DRAG_RATE * 2)))
+
+    def _on_wheel(self, steps: int) -> None:
+        if self.fixed == 0:
+            self.session.step_slice(steps)
+            return
+        volume = self.session.volume
+        if volume is None:
+            return
+        voxel = list(self.voxel())
+        voxel[self.fixed] += steps
+        self.session.set_voxel(*voxel)
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        point = self.view.mapSceneToView(scene_pos)
+        voxel = self.voxel_at(point.y(), point.x())
+        self.session.set_pointer(None if voxel is None else (self.fixed, voxel))
+
+    # -- letters ------------------------------------------------------------------------------
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._place_letters()
+
+    def _place_letters(self) -> None:
+        width, height = self.graphics.width(), self.graphics.height()
+        top, bottom, left, right = self.letters
+        margin = 4
+        top.move((width - top.width()) // 2, margin)
+        bottom.move((width - bottom.width()) // 2, height - bottom.height() - margin)
+        left.move(margin, (height - left.height()) // 2)
+        right.move(width - right.width() - margin, (height - right.height()) // 2)
+        self.title.move(margin, margin)
