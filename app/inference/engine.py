@@ -9,19 +9,30 @@ batch and cancellation is checked before every batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from app import channels as channel_recipes
 from app import preprocessing
-from app.errors import Cancelled, ModelError
-from app.inference.models import LoadedModel, builtin_model, load_model_file, misfit, model_failed
+from app.errors import Cancelled, ModelError, SlicewiseError
+from app.inference.models import (
+    LoadedModel,
+    builtin_model,
+    load_model_file,
+    misfit,
+    model_failed,
+)
 from app.inference.runtime import Runtime, bootstrap, to_tensorflow
 from app.prediction import Prediction
 from app.strategies import Strategy
 from app.volume import Volume
+
+if TYPE_CHECKING:
+    from app.channels import ChannelRecipe
 
 OnBatch = Callable[[int, int, np.ndarray, np.ndarray], None]  # done, total, slice indices, scores
 
@@ -37,6 +48,11 @@ class Engine:
 
     @property
     def runtime(self) -> Runtime:
+        """TensorFlow, started on first use (see `start`)."""
+        return self.start()
+
+    def start(self) -> Runtime:
+        """Import and configure TensorFlow now, on this thread (the one that will own the models)."""
         if self._runtime is None:
             self._runtime = bootstrap(self._threads, self._use_gpu)
         return self._runtime
@@ -44,14 +60,17 @@ class Engine:
     def builtin(self, strategy: Strategy) -> LoadedModel:
         """The strategy's built-in model, loaded once."""
         if strategy.name not in self._builtins:
-            self.runtime
+            self.start()
             self._builtins[strategy.name] = builtin_model(strategy)
         return self._builtins[strategy.name]
 
-    def load(self, path: str | Path, normalize: str = "none", unsafe: bool = False) -> LoadedModel:
-        """A user's model file, loaded with Keras safe mode on unless ``unsafe``."""
-        self.runtime
-        return load_model_file(path, preprocessing.parse_spec(normalize), unsafe)
+    def load(
+        self, path: str | Path, normalize: str = "none", unsafe: bool = False, *, output: str | None = None, classes: Sequence[str] | str | None = None
+    ) -> LoadedModel:
+        """A user's model file (or SavedModel folder), loaded with Keras safe mode on unless
+        ``unsafe``; ``output`` picks one of several outputs, ``classes`` names its scores."""
+        self.start()
+        return load_model_file(path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes)
 
     def warm_up(self, strategy: Strategy, model: LoadedModel) -> None:
         """Trace the model's call once on a small blank volume, so the first real batch is fast."""
@@ -69,20 +88,26 @@ class Engine:
         model: LoadedModel | None = None,
         *,
         normalize: str | None = None,
+        channels: str | ChannelRecipe | None = None,
         batch_size: int = 32,
         on_batch: OnBatch | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> Prediction:
-        """Score ``volume``; ``normalize`` defaults to what the model expects."""
+        """Score ``volume``; ``normalize`` and ``channels`` (the channel recipe, `app.channels`)
+        default to what the model expects."""
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, not {batch_size}")
         started = time.perf_counter()
         model = model or self.builtin(strategy)
-        spec = preprocessing.parse_spec(normalize or model.normalize)
+        recipe = channel_recipes.parse_recipe(channels or model.channels)
+        spec = _normalization(recipe, normalize, model.normalize)
+        wanted = channel_recipes.model_channels(model.spec.input_shape, model.spec.slice_hint)
         try:
-            plan = strategy.plan(volume.shape, model.spec, batch_size)
+            made = recipe.channels(volume.channels, wanted)
+            plan = strategy.plan((*volume.shape[:3], made), model.spec, batch_size)
         except ModelError as exc:
             raise misfit(model, volume.shape, str(exc)) from None
+        source = recipe.source(volume.data, wanted)
         nonfinite = preprocessing.nonfinite_slices(volume.data)
         norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
@@ -90,7 +115,7 @@ class Engine:
         scores: np.ndarray | None = None
         volume_score = None
         prepare = model_time = 0.0
-        steps = plan.steps(volume.data, norm, batch_size)
+        steps = plan.steps(source, norm, batch_size)
         done = 0
         with tf.device(self.runtime.device):
             while True:
@@ -122,6 +147,8 @@ class Engine:
                 if on_batch is not None:
                     on_batch(done, plan.calls, step.indices if step.indices is not None else np.empty(0, int), block)
         assert scores is not None
+        if model.classes and len(model.classes) != scores.shape[1]:
+            raise ModelError(f"{model.name}: {len(model.classes)} class names ({', '.join(model.classes)}) for {scores.shape[1]} scores per slice")
         scores[nonfinite] = np.nan  # a score computed from NaN/Inf voxels would mean nothing
         total = time.perf_counter() - started
         return Prediction(
@@ -135,6 +162,12 @@ class Engine:
             batch_size=batch_size,
             timings={"prepare_s": prepare, "model_s": model_time, "total_s": total},
             nonfinite_slices=nonfinite.tolist(),
+            channels=recipe.spec,
+            output=model.output if len(model.outputs) > 1 else None,
+            output_names=model.outputs,
+            classes=model.classes,
+            activation=model.activation,
+            notes=[*strategy.notes(volume), *recipe.notes(volume)],
         )
 
     def _traced_call(self, model: LoadedModel, signature: tuple) -> Callable:
@@ -151,6 +184,15 @@ class Engine:
                 )
             )
         return self._traced[key]
+
+
+def _normalization(recipe: ChannelRecipe, normalize: str | None, model_default: str) -> str:
+    """The normalisation spec to apply: none after a recipe that maps intensities itself."""
+    if not recipe.maps_intensity:
+        return preprocessing.parse_spec(normalize or model_default)
+    if normalize is not None and preprocessing.parse_spec(normalize) != "none":
+        raise SlicewiseError(f"the {recipe.spec} channel recipe maps intensities itself: leave the normalisation out (or none), not {normalize!r}")
+    return "none"
 
 
 class _Traced:

@@ -18,11 +18,15 @@ import hashlib
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from app import channels as channel_recipes
 from app.errors import ModelError
+from app.io.hashing import file_sha256 as hashing_file_sha256
+from app.io.hashing import sha256_of_files
 from app.strategies import ModelSpec, Strategy
 from app.strategies.base import shape_text
 
@@ -37,34 +41,148 @@ MAX_LISTED = 3
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A Keras model and its provenance."""
+    """A Keras model and its provenance.
+
+    ``keras_model`` is what scoring calls: one input and the chosen ``output`` of the model
+    (``outputs`` names them all; `with_output` chooses another).  ``classes`` names the chosen
+    output's scores; ``channels`` is the channel recipe the model expects by default.
+    """
 
     keras_model: Any
     source: str  # a file path, or "built-in:<strategy>"
     sha256: str
     normalize: str  # the preprocessing it expects by default
     spec: ModelSpec
+    channels: str = "replicate"
+    output: str | None = None
+    outputs: tuple[str, ...] = ()
+    classes: tuple[str, ...] | None = None
+    activation: str | None = None  # of the chosen output's last layer; None: not known
+    meta: dict = field(default_factory=dict, compare=False, repr=False)  # the JSON beside the model file
+    whole: Any = field(default=None, compare=False, repr=False)  # the model with all its outputs
+    submodels: dict = field(default_factory=dict, compare=False, repr=False)  # output index → one-output model, shared by copies
 
     @property
     def name(self) -> str:
         return Path(self.source).name if not self.source.startswith("built-in") else self.source
 
+    def with_output(self, name: str | None) -> LoadedModel:
+        """The same model scoring its output ``name`` (None: the first), with that output's class
+        names from the model's JSON; a clear error naming the outputs if there is none such."""
+        whole = self.whole if self.whole is not None else self.keras_model
+        names = self.outputs or output_names(whole)
+        if name is None:
+            name = names[0]
+        if name not in names:
+            raise ModelError(f"{self.name} has no output {name!r}; its outputs: {', '.join(names)}")
+        index = names.index(name)
+        chosen = whole if len(names) == 1 else self._submodel(whole, index, name)
+        try:
+            spec = spec_of(chosen, self.spec.slice_hint)
+        except ModelError as exc:
+            raise ModelError(f"{self.name}: {exc}") from None
+        model = replace(self, keras_model=chosen, spec=spec, output=name, outputs=names, activation=output_activation(whole, index), classes=None, whole=whole)
+        classes = _meta_classes(self.meta, name, names)
+        return model.with_classes(classes) if classes else model
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    def _submodel(self, whole: Any, index: int, name: str) -> Any:
+        """The model with output ``index`` only (the same layers and weights), made once."""
+        if index not in self.submodels:
+            import keras
+
+            self.submodels[index] = keras.Model(whole.input, whole.outputs[index], name=f"{whole.name}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}")
+        return self.submodels[index]
+
+    def with_classes(self, classes: Sequence[str] | str | None) -> LoadedModel:
+        """The same model with its scores named ``classes`` (a list, or text ``a,b,c``)."""
+        if classes is None:
+            return replace(self, classes=None)
+        names = parse_classes(classes) if isinstance(classes, str) else tuple(str(c) for c in classes)
+        check_classes(names)
+        count = self.spec.output_shape[-1] if self.spec.output_shape else None
+        if count is not None and len(names) != count:
+            which = f"output {self.output!r}" if self.output and len(self.outputs) > 1 else "output"
+            raise ModelError(f"{self.name}: {len(names)} class names ({', '.join(names)}) for an {which} of {count} scores per slice")
+        return replace(self, classes=names)
 
 
-def spec_of(model: Any, slice_hint: tuple | None = None) -> ModelSpec:
-    """The declared input and output shapes of a single-input, single-output Keras model."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelError(f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; Slicewise needs one of each")
+def parse_classes(text: str) -> tuple[str, ...]:
+    """Class names from ``a,b,c`` (spaces around names ignored)."""
+    names = tuple(part.strip() for part in text.split(","))
+    check_classes(names)
+    return names
+
+
+def check_classes(names: Sequence[str]) -> None:
+    if not names or any(not n for n in names):
+        raise ModelError(f"bad class names {','.join(names)!r}: give one non-empty name per score, e.g. --classes none,bleed")
+    if len(set(names)) != len(names):
+        raise ModelError(f"bad class names {','.join(names)!r}: each name must be different")
+
+
+def _meta_classes(meta: dict, output: str, names: tuple[str, ...]) -> list[str] | None:
+    """The JSON's ``classes`` for ``output``: a list names the first output's scores, an object
+    maps output names to lists."""
+    classes = meta.get("classes")
+    if isinstance(classes, dict):
+        return classes.get(output)
+    if isinstance(classes, list) and output == names[0]:
+        return classes
+    return None
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a model: a file's bytes, or a SavedModel folder's files in path order."""
+    path = Path(path)
+    if path.is_dir():
+        return sha256_of_files(p for p in path.rglob("*") if p.is_file())
+    return hashing_file_sha256(path)
+
+
+def output_names(model: Any) -> tuple[str, ...]:
+    """A unique name for each output of a Keras model, in the order of ``model.outputs``: the
+    keys of a dict of outputs, else the names of the layers that make them."""
+    outputs = list(model.outputs)
+    names: list[str] = []
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        structure = None
+    if isinstance(structure, dict):
+        by_id = {id(tensor): str(key) for key, tensor in structure.items()}
+        names = [by_id.get(id(tensor), "") for tensor in outputs]
+    if not names or not all(names):
+        names = list(getattr(model, "output_names", None) or [])
+    if len(names) != len(outputs) or not all(names):
+        names = [model.layers[-1].name] if len(outputs) == 1 and getattr(model, "layers", None) else [f"output_{i}" for i in range(len(outputs))]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if names.count(name) == 1 else f"{name}_{seen[name]}")
+    return tuple(unique)
+
+
+def output_activation(model: Any, index: int = 0) -> str | None:
+    """The activation that makes output ``index`` (``softmax``, ``sigmoid``, ``linear``…), as the
+    model applies it; None when the last layer does not say (a nested model, a SavedModel)."""
+    try:
+        layer = model.get_layer(model.output_names[index]) if hasattr(model, "output_names") else model.layers[-1]
+    except (ValueError, IndexError, AttributeError):
+        return None
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None) if callable(activation) else None
+
+
+def spec_of(model: Any, slice_hint: tuple | None = None, output: int = 0) -> ModelSpec:
+    """The declared input and output shapes of a single-input Keras model, for its output ``output``."""
+    if len(model.inputs) != 1:
+        raise ModelError(f"model has {len(model.inputs)} inputs; Slicewise needs a model with one (a slice, or a sequence of slices)")
     inp = tuple(model.inputs[0].shape)[1:]
-    out = tuple(model.outputs[0].shape)[1:]
-    dtype = str(model.outputs[0].dtype)
+    out = tuple(model.outputs[output].shape)[1:]
+    dtype = str(model.outputs[output].dtype)
     if not dtype.startswith(("float", "bfloat")):
         raise ModelError(
             f"model output is {dtype}, not floating point (input {shape_text(inp)} → output {shape_text(out)}); "
@@ -273,17 +391,60 @@ def _refusal(path: Path, found: list[str]) -> ModelError:
 # -- loading --------------------------------------------------------------------------------------
 
 
-def load_model_file(path: str | Path, normalize: str = "none", unsafe: bool = False) -> LoadedModel:
-    """Load a ``.keras`` (or legacy ``.h5``) model: scanned first, then Keras ``safe_mode`` on.
+def metadata_path(path: Path) -> Path:
+    """The JSON beside a model: ``model.keras`` → ``model.json``, folder ``model/`` → ``model.json``."""
+    return path.with_name(path.name + ".json") if path.is_dir() else path.with_suffix(".json")
+
+
+def read_metadata(path: Path) -> dict:
+    """The JSON beside a model (``classes``, ``channels``, ``slice_shape``, ``normalize``…), or {}."""
+    meta_path = metadata_path(path)
+    if not meta_path.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{meta_path.name}: cannot read the model's metadata: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path.name}: the model's metadata must be a JSON object, not {type(meta).__name__}")
+    return meta
+
+
+def load_model_file(
+    path: str | Path, normalize: str = "none", unsafe: bool = False, *, output: str | None = None, classes: Sequence[str] | str | None = None
+) -> LoadedModel:
+    """Load a ``.keras`` (or legacy ``.h5``) model file or a TensorFlow SavedModel folder: scanned
+    first, then Keras ``safe_mode`` on.  ``output`` picks one of several outputs (default: the
+    first; or the JSON's ``output``), ``classes`` names its scores (default: the JSON's ``classes``).
 
     ``unsafe=True`` skips the scan and turns safe mode off, for a file the user trusts; it may
     run code in the file.
     """
     path = Path(path)
+    if path.is_dir():
+        from app.inference.savedmodel import is_saved_model, load_saved_model
+
+        if not is_saved_model(path):
+            raise ModelError(f"{path.name}: a folder, but not a TensorFlow SavedModel (no saved_model.pb); a Keras model is a {', '.join(MODEL_SUFFIXES)} file")
+        model, _ = load_saved_model(path, unsafe, OPT_IN)
+    else:
+        model = _load_keras_file(path, unsafe)
+    meta = read_metadata(path)
+    recipe = channel_recipes.parse_recipe(meta.get("channels")).spec
+    if len(model.inputs) != 1:
+        raise ModelError(f"{path.name}: model has {len(model.inputs)} inputs; Slicewise needs a model with one (a slice, or a sequence of slices)")
+    hint = meta.get("slice_shape")
+    unresolved = ModelSpec(tuple(model.inputs[0].shape)[1:], (), tuple(hint) if hint else None)  # with_output resolves the output
+    loaded = LoadedModel(model, str(path), file_sha256(path), normalize, unresolved, channels=recipe, meta=meta, whole=model)
+    loaded = loaded.with_output(output or meta.get("output"))
+    return loaded.with_classes(classes) if classes is not None else loaded
+
+
+def _load_keras_file(path: Path, unsafe: bool) -> Any:
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ModelError(f"{path.name}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)})")
+        raise ModelError(f"{path.name}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)}, or a SavedModel folder)")
     if not unsafe:
         found = scan_model_file(path)
         if found:
@@ -291,7 +452,7 @@ def load_model_file(path: str | Path, normalize: str = "none", unsafe: bool = Fa
     import keras
 
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; all mean "cannot load"
         text = " ".join(_plain(exc).split())
         located = re.search(r"Could not (?:locate|deserialize) (?:class|function) '?([\w.>]+)'?", text)
@@ -302,25 +463,40 @@ def load_model_file(path: str | Path, normalize: str = "none", unsafe: bool = Fa
         else:
             reason = (text[:300] + "…" if len(text) > 300 else text) or type(exc).__name__
         raise ModelError(f"{path.name}: cannot load Keras model: {reason}") from None
-    try:
-        spec = spec_of(model)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    return LoadedModel(model, str(path), file_sha256(path), normalize, spec)
+
+
+# -- built-in models ------------------------------------------------------------------------------
+
+
+def builtin_file(strategy: str) -> Path | None:
+    """The trained built-in model shipped for ``strategy`` (``resources/models/<name>.keras``), if any."""
+    trained = RESOURCES / f"{strategy}.keras"
+    return trained if trained.is_file() else None
+
+
+def builtin_metadata(strategy: Strategy) -> dict:
+    """What is recorded beside the strategy's built-in model (``resources/models/<name>.json``),
+    with the strategy's own defaults for what is not: ``normalize``, ``channels``, ``slice_shape``."""
+    trained = builtin_file(strategy.name)
+    meta = read_metadata(trained) if trained is not None else {}
+    defaults = {"normalize": strategy.default_normalize, "channels": channel_recipes.DEFAULT, "slice_shape": strategy.slice_hint}
+    return {**defaults, **{k: v for k, v in meta.items() if v is not None or k not in defaults}}
 
 
 def builtin_model(strategy: Strategy) -> LoadedModel:
     """The strategy's default model: trained weights from ``resources/models`` if shipped, else
     its architecture with weights from a fixed seed."""
-    trained = RESOURCES / f"{strategy.name}.keras"
-    if trained.is_file():
-        meta_path = trained.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        loaded = load_model_file(trained, meta.get("normalize", strategy.default_normalize))
-        hint = meta.get("slice_shape", strategy.slice_hint)
-        return LoadedModel(loaded.keras_model, f"built-in:{strategy.name}", loaded.sha256, loaded.normalize, spec_of(loaded.keras_model, hint))
+    meta = builtin_metadata(strategy)
+    trained = builtin_file(strategy.name)
+    if trained is not None:
+        loaded = load_model_file(trained, meta["normalize"])
+        hint = tuple(meta["slice_shape"]) if meta["slice_shape"] else None
+        return replace(loaded, source=f"built-in:{strategy.name}", meta=meta, spec=replace(loaded.spec, slice_hint=hint))
     model = strategy.build_model()
     digest = hashlib.sha256()
     for weights in model.get_weights():
         digest.update(weights.tobytes())
-    return LoadedModel(model, f"built-in:{strategy.name} (untrained)", digest.hexdigest(), strategy.default_normalize, spec_of(model, strategy.slice_hint))
+    loaded = LoadedModel(
+        model, f"built-in:{strategy.name} (untrained)", digest.hexdigest(), meta["normalize"], spec_of(model, meta["slice_shape"]), channels=meta["channels"], meta=meta, whole=model
+    )
+    return loaded.with_output(None)

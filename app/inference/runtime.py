@@ -48,7 +48,7 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        with _native_stderr_held(os.environ["TF_CPP_MIN_LOG_LEVEL"] >= "2"):
+        with _native_stderr_held(_log_level() >= 2):
             import tensorflow as tf
 
             torch.set_num_threads(threads)
@@ -71,6 +71,14 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
         else:
             _runtime = Runtime(tf, "/CPU:0", f"CPU ({threads} thread{'s' if threads > 1 else ''})")
         return _runtime
+
+
+def _log_level() -> int:
+    """TensorFlow's C++ log level (``TF_CPP_MIN_LOG_LEVEL``, 0 = all … 3 = errors only)."""
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
 
 
 @contextmanager

@@ -17,6 +17,8 @@ from app.strategies.adapt import SliceShape, fit_slices, flat_shape, image_shape
 if TYPE_CHECKING:
     import keras
 
+    from app.volume import Volume
+
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -41,7 +43,12 @@ class Step:
 
 
 class Plan(ABC):
-    """How one model scores one volume: the calls to make and how to read their outputs."""
+    """How one model scores one volume: the calls to make and how to read their outputs.
+
+    ``steps`` gets the volume's data, or a channel recipe's source (`app.channels`) that builds
+    channels on demand: a plan only slices it along depth (``data[a:b]``, a ``(b-a, H, W, C)``
+    tensor) and reads ``data.shape``.
+    """
 
     signature: tuple  # the model input shape with a free batch axis, for a traced function
     calls: int  # number of model calls ``steps`` will yield
@@ -70,6 +77,10 @@ class Strategy(ABC):
     @abstractmethod
     def plan(self, volume_shape: tuple[int, int, int, int], spec: ModelSpec, batch_size: int) -> Plan:
         """Check ``spec`` against the volume and plan the calls; raise ModelError if it cannot fit."""
+
+    def notes(self, volume: Volume) -> list[str]:
+        """What a reader of this strategy's scores on ``volume`` should know (none by default)."""
+        return []
 
 
 class SliceBatches(Plan):

@@ -53,6 +53,11 @@ class TemporalStrategy(Strategy):
             name="temporal_conv",
         )
 
+    def notes(self, volume) -> list[str]:
+        if getattr(volume, "uniform_spacing", True):
+            return []
+        return ["temporal: the slices are not evenly spaced (the series has gaps), so each slice's neighbours in the sequence are not either"]
+
     def plan(self, volume_shape, spec: ModelSpec, batch_size: int) -> Plan:
         dims, out = spec.input_shape, spec.output_shape
         if len(dims) == 4:
