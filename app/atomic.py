@@ -26,3 +26,17 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise SlicewiseError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def check_writable(path: str | os.PathLike, suffix: str | None = None) -> Path:
+    """Fail before the slow part if ``path`` cannot be written: its folder must exist, it must
+    not be a folder, and it must end in ``suffix`` when one is given.  Returns it as a Path."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if suffix is not None and path.suffix.lower() != suffix.lower():
+        raise SlicewiseError(f"cannot write {path}: the output must be a {suffix} file")
+    if not folder.is_dir():
+        raise SlicewiseError(f"cannot write {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise SlicewiseError(f"cannot write {path}: it is a folder")
+    return path

@@ -1,7 +1,14 @@
 """Predictions as a CSV table (one row per slice per volume) and a JSON sidecar of provenance.
 
-The CLI and the GUI both write through here, so their files are identical for the same inputs.
-Files are written to a temporary name and renamed, so a failure never leaves half a file.
+The CLI, the GUI and cohorts all write through here, so their files agree for the same inputs.
+A volume may carry several runs (strategies, models): the table then has a column per run and
+class, and the sidecar an entry per run.  Files are written to a temporary name and renamed,
+so a failure never leaves half a file.
+
+Columns: ``volume, slice_index, position_mm``, then the scores, then ``label`` when labels are
+given.  One run keeps the plain names: ``score`` (one score), ``score_<class>`` or ``score_<k>``.
+Several runs: ``score_<run>`` and ``score_<run>_<class>``, where ``<run>`` is the strategy, with the
+model (and then output, channel recipe, normalisation) added only where needed to tell runs apart.
 """
 
 from __future__ import annotations
@@ -10,57 +17,173 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
-from datetime import datetime, timezone
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from app import __version__
-from app.atomic import write_atomic
+from app.atomic import check_writable, write_atomic
 from app.errors import SlicewiseError
 from app.prediction import Prediction
 from app.volume import Volume
 
-Scored = tuple[Volume, Prediction]
+Scored = tuple[Volume, Prediction]  # one run of one volume
+Runs = tuple[Volume, Sequence[Prediction]]  # several runs of one volume, in column order
+RUN_KEYS = ("strategy", "model", "normalize", "batch_size", "device")  # also at the sidecar's top level, from the first run
+
+__all__ = ["check_writable", "csv_text", "run_names", "score_columns", "sidecar", "sidecar_document", "write_atomic", "write_predictions"]
 
 
-def score_columns(outputs: int) -> list[str]:
-    return ["score"] if outputs == 1 else [f"score_{k}" for k in range(outputs)]
+def run_names(predictions: Sequence[Prediction]) -> list[str]:
+    """A short, unique, readable name per run: the strategy, then the model, output, channel
+    recipe and normalisation added where runs would otherwise share a name (``slice``,
+    ``slice_my_model``), and ``_2``, ``_3`` … for runs that differ in nothing else."""
+    parts = [[p.strategy] for p in predictions]
+    for detail in (lambda p: p.model_name, lambda p: p.output or "", lambda p: p.channels, lambda p: p.normalize):
+        for group in _clashes(parts):
+            values = [detail(predictions[i]) for i in group]
+            if len(set(values)) > 1:
+                for i, value in zip(group, values):
+                    parts[i].append(value)
+    names = ["_".join(filter(None, (_word(x) for x in p))) for p in parts]
+    counts: dict[str, int] = {}
+    for i, name in enumerate(names):
+        counts[name] = counts.get(name, 0) + 1
+        if counts[name] > 1:
+            names[i] = f"{name}_{counts[name]}"
+    return names
 
 
-def csv_text(results: Sequence[Scored]) -> str:
-    """The table: ``volume, slice_index, position_mm, score`` (or ``score_0 … score_{K-1}``)."""
-    outputs = {prediction.outputs for _, prediction in results}
-    if len(outputs) > 1:
-        raise SlicewiseError(f"cannot put predictions with different numbers of outputs {sorted(outputs)} in one table")
+def _clashes(parts: list[list[str]]) -> list[list[int]]:
+    by_name: dict[str, list[int]] = {}
+    for i, p in enumerate(parts):
+        by_name.setdefault("\0".join(p), []).append(i)
+    return [group for group in by_name.values() if len(group) > 1]
+
+
+def _word(text: str) -> str:
+    """``text`` as part of a column name: letters, digits, ``.``, ``+`` and ``-``; the rest ``_``."""
+    return re.sub(r"[^\w.+-]+", "_", text.replace("built-in", "builtin")).strip("_")
+
+
+def score_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
+    """The score column names of each run of one volume (see the module's docstring)."""
+    if len(predictions) == 1:
+        return [["score" if not name else f"score_{_word(name) or name}" for name in predictions[0].score_names]]
+    return [
+        [f"score_{run}" if not name else f"score_{run}_{_word(name) or name}" for name in prediction.score_names]
+        for run, prediction in zip(run_names(predictions), predictions)
+    ]
+
+
+def _flat(columns: list[list[str]]) -> list[str]:
+    return [name for run in columns for name in run]
+
+
+def _grouped(results: Sequence[Scored | Runs]) -> list[tuple[Volume, list[Prediction]]]:
+    return [(volume, [runs] if isinstance(runs, Prediction) else list(runs)) for volume, runs in results]
+
+
+def _table_columns(groups: list[tuple[Volume, list[Prediction]]]) -> list[list[str]]:
+    """The score columns every volume's runs share; a clear error if they differ."""
+    if not groups:
+        return [["score"]]
+    if all(len(runs) == 1 for _, runs in groups):
+        outputs = {runs[0].outputs for _, runs in groups}
+        if len(outputs) > 1:
+            raise SlicewiseError(f"cannot put predictions with different numbers of outputs {sorted(outputs)} in one table")
+    columns = score_columns(groups[0][1])
+    for volume, runs in groups[1:]:
+        if score_columns(runs) != columns:
+            raise SlicewiseError(f"cannot put predictions with columns {_flat(score_columns(runs))} and {_flat(columns)} in one table ({volume.source})")
+    return columns
+
+
+def csv_text(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None) -> str:
+    """The table: ``volume, slice_index, position_mm``, the score columns, and ``label`` (the
+    label of each slice index, empty where none) when ``labels`` is given (one volume only)."""
+    groups = _grouped(results)
+    if labels is not None and len(groups) > 1:
+        raise SlicewiseError(f"slice labels belong to one volume; this table holds {len(groups)}")
+    columns = _table_columns(groups)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["volume", "slice_index", "position_mm", *score_columns(outputs.pop() if outputs else 1)])
-    for volume, prediction in results:
+    writer.writerow(["volume", "slice_index", "position_mm", *_flat(columns), *(["label"] if labels is not None else [])])
+    for volume, runs in groups:
         name = str(volume.source)
-        for index, (position, scores) in enumerate(zip(volume.positions_mm, prediction.scores)):
-            writer.writerow([name, index, f"{position:.3f}", *(f"{s:.8g}" for s in scores)])
+        for run in runs:
+            if len(run.scores) != volume.depth:
+                raise SlicewiseError(f"{volume.source}: a {run.strategy} run holds {len(run.scores)} slices; the volume has {volume.depth}")
+        scores = np.concatenate([np.asarray(run.scores, dtype=np.float32).reshape(volume.depth, -1) for run in runs], axis=1)
+        for index, (position, row) in enumerate(zip(volume.positions_mm, scores)):
+            label = [labels.get(index, "")] if labels is not None else []
+            writer.writerow([name, index, f"{position:.3f}", *(f"{s:.8g}" for s in row), *label])
     return out.getvalue()
 
 
-def sidecar(results: Sequence[Scored]) -> dict:
-    """What produced the table: inputs with their hashes, model, settings, device and timings."""
-    first = results[0][1]
+def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> dict:
+    """A run's entry in the sidecar: how its scores were made and which columns hold them."""
     return {
-        "slicewise_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "strategy": first.strategy,
-        "model": {"source": first.model_source, "sha256": first.model_sha256},
-        "normalize": first.normalize,
-        "batch_size": first.batch_size,
-        "device": first.device,
-        "volumes": [_volume_entry(volume, prediction) for volume, prediction in results],
+        "name": name,
+        "columns": list(columns),
+        "strategy": prediction.strategy,
+        "model": {"source": prediction.model_source, "sha256": prediction.model_sha256},
+        "output": prediction.output,
+        "outputs": list(prediction.output_names),
+        "output_activation": prediction.activation,
+        "classes": list(prediction.classes) if prediction.classes else None,
+        "channels": prediction.channels,
+        "normalize": prediction.normalize,
+        "batch_size": prediction.batch_size,
+        "device": prediction.device,
     }
 
 
-def _volume_entry(volume: Volume, prediction: Prediction) -> dict:
-    score = prediction.volume_score
+def sidecar_document(runs: Sequence[Mapping], volumes: Sequence[Mapping], **sections) -> dict:
+    """The sidecar's one schema: version and time, the first run's settings at the top level
+    (``strategy``, ``model``, ``normalize``, ``batch_size``, ``device``), every run under
+    ``runs``, then ``sections`` (e.g. ``cohort``) and the ``volumes``."""
+    first = runs[0] if runs else {}
+    return {
+        "slicewise_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **{key: first.get(key) for key in RUN_KEYS},
+        "channels": first.get("channels", "replicate"),
+        "runs": [dict(run) for run in runs],
+        **sections,
+        "volumes": [dict(volume) for volume in volumes],
+    }
+
+
+def sidecar(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None) -> dict:
+    """What produced the table: inputs with their hashes, each run's model and settings, device
+    and timings."""
+    groups = _grouped(results)
+    columns = _table_columns(groups)
+    first_runs = groups[0][1] if groups else []
+    runs = [run_settings(p, name, cols) for p, name, cols in zip(first_runs, _names(first_runs), columns)]
+    extra = {"labels": {"column": "label", "labelled_slices": len(labels)}} if labels is not None else {}
+    return sidecar_document(runs, [_volume_entry(volume, predictions) for volume, predictions in groups], **extra)
+
+
+def _names(predictions: Sequence[Prediction]) -> list[str]:
+    return run_names(predictions) if len(predictions) > 1 else [predictions[0].strategy] if predictions else []
+
+
+def _volume_entry(volume: Volume, predictions: Sequence[Prediction]) -> dict:
+    first = predictions[0]
+    per_run = [
+        {
+            "name": name,
+            "volume_score": _floats(p.volume_score),
+            "timings_s": {k: round(v, 6) for k, v in p.timings.items()},
+            "notes": list(p.notes),
+        }
+        for name, p in zip(_names(predictions), predictions)
+    ]
     return {
         "path": str(volume.source),
         "sha256": volume.sha256,
@@ -71,17 +194,25 @@ def _volume_entry(volume: Volume, prediction: Prediction) -> dict:
         "volume_index": volume.volume_index,
         "original_dtype": volume.original_dtype,
         "notes": list(volume.notes),
-        "nonfinite_slices": prediction.nonfinite_slices,
-        "volume_score": None if score is None else [float(s) for s in np.asarray(score)],
-        "timings_s": {k: round(v, 6) for k, v in prediction.timings.items()},
+        "nonfinite_slices": first.nonfinite_slices,
+        "volume_score": per_run[0]["volume_score"],
+        "timings_s": per_run[0]["timings_s"],
+        "runs": per_run,
     }
 
 
-def write_predictions(path: str | os.PathLike, results: Sequence[Scored]) -> tuple[Path, Path]:
-    """Write ``path`` (CSV) and ``path.json`` (sidecar) atomically; return both paths."""
+def _floats(score) -> list[float] | None:
+    return None if score is None else [float(s) for s in np.asarray(score).ravel()]
+
+
+def write_predictions(path: str | os.PathLike, results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None) -> tuple[Path, Path]:
+    """Write ``path`` (CSV) and ``path.json`` (sidecar) atomically; return both paths.
+
+    ``results`` holds ``(volume, prediction)`` pairs, or ``(volume, [prediction, …])`` for several
+    runs of a volume (a column per run); ``labels`` adds a ``label`` column (one volume only)."""
     path = Path(path)
-    table = csv_text(results)
-    meta = json.dumps(sidecar(results), indent=2) + "\n"
+    table = csv_text(results, labels)
+    meta = json.dumps(sidecar(results, labels), indent=2) + "\n"
     sidecar_path = path.with_name(path.name + ".json")
     write_atomic(path, table)
     write_atomic(sidecar_path, meta)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -39,31 +38,23 @@ def effective_normalize(args: argparse.Namespace, strategy) -> str:
     ``--normalize``, else ``none`` for a user's model, else the built-in model's own (as
     ``app.inference.models.builtin_model`` decides it).  It is part of each result's key."""
     from app import preprocessing
-    from app.inference.models import RESOURCES
+    from app.inference.models import builtin_metadata
 
     if args.normalize:
         return preprocessing.parse_spec(args.normalize)
     if args.model:
         return "none"
-    trained = RESOURCES / f"{strategy.name}.keras"
-    meta_path = trained.with_suffix(".json")
-    meta = {}
-    if trained.is_file() and meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            meta = {}
-    return preprocessing.parse_spec(meta.get("normalize", strategy.default_normalize))
+    return preprocessing.parse_spec(builtin_metadata(strategy)["normalize"])
 
 
 def model_sha_on_client(model_path: str | None, strategy: str) -> str | None:
     """The model's hash without TensorFlow, where a file holds it: the user's model, or a
     shipped trained built-in model.  None for an untrained built-in model."""
-    from app.inference.models import RESOURCES, file_sha256
+    from app.inference.models import builtin_file, file_sha256
 
     if model_path is None:
-        trained = RESOURCES / f"{strategy}.keras"
-        return file_sha256(trained) if trained.is_file() else None
+        trained = builtin_file(strategy)
+        return file_sha256(trained) if trained is not None else None
     if not os.path.isfile(model_path):
         raise ModelError(f"{model_path}: no such model file")
     try:

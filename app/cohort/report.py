@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from app import __version__
-from app.cohort.run import Outcome, Run, _now
+from app.cohort.run import Outcome, Run
 from app.cohort.store import Parts, Settings, assemble
-from app.export import write_atomic
+from app.export import RUN_KEYS, sidecar_document, write_atomic
+from app.prediction import nonfinite_warning
 
 
 def finish(args, out: Path, parts: Parts, run: Run, settings: Settings | None, cluster_label: str | None) -> int:
@@ -29,33 +29,30 @@ def finish(args, out: Path, parts: Parts, run: Run, settings: Settings | None, c
             extra = {"device": meta["sidecar"]["device"], "worker": meta.get("worker"), "scored": meta.get("created")}
             entries.append({"path": item.display, "status": "ok", "reused": outcome.reused, **{k: v for k, v in entry.items() if k != "path"}, **extra})
             if entry.get("nonfinite_slices"):
-                print(f"warning: {item.display}: {len(entry['nonfinite_slices'])} slices hold NaN/Inf voxels; their scores are left empty (NaN)", file=sys.stderr)
+                print(nonfinite_warning(item.display, len(entry["nonfinite_slices"])), file=sys.stderr)
         else:
             entries.append({"path": item.display, "status": "failed", "reason": outcome.reason})
     first = metas[ok[0][1].key]["sidecar"] if ok else None
     failed = [(e["path"], e["reason"]) for e in entries if e["status"] == "failed"]
-    sidecar = {
-        "slicewise_version": __version__,
-        "created": _now(),
-        "strategy": args.strategy,
-        "model": first["model"] if first else {"source": args.model or f"built-in:{args.strategy}", "sha256": settings.model_sha256 if settings else None},
-        "normalize": first["normalize"] if first else (settings.normalize if settings else args.normalize),
-        "batch_size": args.batch_size,
-        "device": first["device"] if first else None,
-        "cohort": {
-            "inputs": list(args.volumes),
-            "total": len(run.items),
-            "ok": len(ok),
-            "failed": len(failed),
-            "reused": sum(1 for _, o in ok if o.reused),
-            "scored": run.scored,
-            "cluster": cluster_label,
-            "scoring_s": round(run.elapsed, 3) if run.scored else 0.0,
-            "volumes_per_s": round(run.rate, 3) if run.scored else None,
-            "parts": str(parts.folder),
-        },
-        "volumes": entries,
+    if first is not None:
+        runs = first.get("runs") or [{key: first.get(key) for key in RUN_KEYS}]
+    else:
+        model = {"source": args.model or f"built-in:{args.strategy}", "sha256": settings.model_sha256 if settings else None}
+        runs = [{"strategy": args.strategy, "model": model, "normalize": settings.normalize if settings else args.normalize, "batch_size": args.batch_size, "device": None}]
+    runs = [{**settings_of_run, "batch_size": args.batch_size} for settings_of_run in runs]
+    cohort = {
+        "inputs": list(args.volumes),
+        "total": len(run.items),
+        "ok": len(ok),
+        "failed": len(failed),
+        "reused": sum(1 for _, o in ok if o.reused),
+        "scored": run.scored,
+        "cluster": cluster_label,
+        "scoring_s": round(run.elapsed, 3) if run.scored else 0.0,
+        "volumes_per_s": round(run.rate, 3) if run.scored else None,
+        "parts": str(parts.folder),
     }
+    sidecar = sidecar_document(runs, entries, cohort=cohort)
     sidecar_path = out.with_name(out.name + ".json")
     write_atomic(out, table)
     write_atomic(sidecar_path, json.dumps(sidecar, indent=2) + "\n")

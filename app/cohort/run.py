@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from app.atomic import check_writable
 from app.cohort.cluster import connect, probe_model
 from app.cohort.identity import builtin_identity, effective_normalize, model_sha_on_client
 from app.cohort.inputs import Item, expand, stamp
@@ -89,12 +90,7 @@ def predict_cohort(args: argparse.Namespace, *, on_result: OnResult | None = Non
         raise SlicewiseError(f"batch size must be at least 1, not {args.batch_size}")
     strategy = get_strategy(args.strategy)
     normalize = effective_normalize(args, strategy)
-    out = Path(args.out)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise SlicewiseError(f"cannot write {out}: folder {folder} does not exist")
-    if out.is_dir():
-        raise SlicewiseError(f"cannot write {out}: it is a folder")
+    out = check_writable(args.out)
     parts = Parts(out)
     items, unmatched = expand(args.volumes, skip=(os.path.abspath(parts.folder),))
     for pattern in unmatched:
