@@ -26,14 +26,24 @@ def _volume_options(parser: argparse.ArgumentParser) -> None:
 
 def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None, several: bool = False) -> None:
     if several:
-        parser.add_argument("--strategy", choices=STRATEGY_NAMES, action="append", help="how the model sees the volume (repeat to overlay runs)")
+        parser.add_argument(
+            "--strategy", choices=STRATEGY_NAMES, action="append", help="how the model sees the volume (repeat for several runs: a curve and a column each)"
+        )
     else:
         parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
-    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, or legacy .h5) instead of the built-in one")
+    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) instead of the built-in one")
     parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off: the model file may run code; only for files you trust")
     parser.add_argument(
         "--normalize", metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
     )
+    parser.add_argument(
+        "--channels",
+        metavar="RECIPE",
+        help="how the model's channels are filled: replicate | neighbors[:K] (slices d-K…d+K) | windows:C,W;C,W;… (one window each) "
+        "(default: the model's own, else replicate)",
+    )
+    parser.add_argument("--output", metavar="NAME", help="which output of a model with several to score (default: the first)")
+    parser.add_argument("--classes", metavar="A,B,…", help="names of the output's scores, for columns score_A, score_B … (default: the model's JSON)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="slices (or windows) per model call (default: 32)")
 
 
@@ -49,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="score volumes headless and write a CSV")
     predict.add_argument("volumes", nargs="+", metavar="VOLUME", help="NIfTI/MGH/MINC/Analyze file, DICOM folder or file, .npy/.npz/.pt")
     _volume_options(predict)
-    _model_options(predict, "slice")
+    _model_options(predict, "slice", several=True)
     predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
@@ -88,51 +98,68 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from app import export
+    from app.atomic import check_writable
     from app.io import load_volume
+    from app.prediction import nonfinite_warning
     from app.progress import ProgressBar
     from app.strategies import get_strategy
 
-    strategy = get_strategy(args.strategy)
+    strategies = [get_strategy(name) for name in dict.fromkeys(args.strategy or ["slice"])]
+    if args.channels:
+        from app.channels import parse_recipe
+
+        parse_recipe(args.channels)  # a bad recipe fails before anything loads
     if args.unsafe_model and args.model:
         print(f"warning: --unsafe-model: Keras safe mode is off; {args.model} may run any code it holds", file=sys.stderr)
     from app import cohort
 
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
-        return cohort.predict_cohort(args)
+        given = [f"--{name}" for name in ("channels", "output", "classes") if getattr(args, name)]
+        if len(strategies) > 1 or given:
+            raise SlicewiseError(f"cohorts are scored with one --strategy and the model's own channels and output; drop {' '.join(given) or 'the extra --strategy'}")
+        return cohort.predict_cohort(argparse.Namespace(**{**vars(args), "strategy": strategies[0].name}))
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     if args.out:
-        _check_writable(Path(args.out))
+        check_writable(args.out)
     from app.inference import Engine
 
     engine = Engine()
-    model = engine.load(args.model, args.normalize or "none", args.unsafe_model) if args.model else None
+    user_model = engine.load(args.model, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) if args.model else None
+    models = [user_model or _builtin(engine, strategy, args) for strategy in strategies]
     results = []
     for volume in volumes:
-        bar = ProgressBar(volume.source.name, enabled=args.progress)
-        prediction = engine.run(
-            volume, strategy, model, normalize=args.normalize, batch_size=args.batch_size, on_batch=lambda done, total, *_: bar.update(done, total)
-        )
-        results.append((volume, prediction))
-        if prediction.nonfinite_slices:
-            print(
-                f"warning: {volume.source}: {len(prediction.nonfinite_slices)} slices hold NaN/Inf voxels; their scores are left empty (NaN)",
-                file=sys.stderr,
+        runs = []
+        for strategy, model in zip(strategies, models):
+            bar = ProgressBar(volume.source.name if len(strategies) == 1 else f"{volume.source.name} {strategy.name}", enabled=args.progress)
+            prediction = engine.run(
+                volume,
+                strategy,
+                model,
+                normalize=args.normalize,
+                channels=args.channels,
+                batch_size=args.batch_size,
+                on_batch=lambda done, total, *_, bar=bar: bar.update(done, total),
             )
+            runs.append(prediction)
+            for note in prediction.notes:
+                print(f"note: {volume.source}: {note}", file=sys.stderr)
+        results.append((volume, runs))
+        if runs[0].nonfinite_slices:
+            print(nonfinite_warning(volume.source, len(runs[0].nonfinite_slices)), file=sys.stderr)
     if args.out:
         table, meta = export.write_predictions(args.out, results)
-        print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, {results[0][1].device})", file=sys.stderr)
+        print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, {results[0][1][0].device})", file=sys.stderr)
     else:
         sys.stdout.write(export.csv_text(results))
     return 0
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before the slow part if the output cannot be written."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise SlicewiseError(f"cannot write {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise SlicewiseError(f"cannot write {path}: it is a folder")
+def _builtin(engine, strategy, args: argparse.Namespace):
+    """The strategy's built-in model, with ``--output`` and ``--classes`` applied."""
+    model = engine.builtin(strategy)
+    if args.output:
+        model = model.with_output(args.output)
+    return model.with_classes(args.classes) if args.classes else model
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -105,6 +105,8 @@ class Engine:
         try:
             made = recipe.channels(volume.channels, wanted)
             plan = strategy.plan((*volume.shape[:3], made), model.spec, batch_size)
+            # a plan that runs the model in parts (the embedding slab: encoder, then head) names them
+            parts = {name: self._traced_keras(part, sig) for name, (part, sig) in plan.parts(model.keras_model).items()} if hasattr(plan, "parts") else {}
         except ModelError as exc:
             raise misfit(model, volume.shape, str(exc)) from None
         source = recipe.source(volume.data, wanted)
@@ -130,13 +132,19 @@ class Engine:
                     break
                 t1 = time.perf_counter()
                 try:
-                    y = call(to_tensorflow(self.runtime, step.x)).numpy()
+                    y = (parts[step.part] if getattr(step, "part", None) else call)(to_tensorflow(self.runtime, step.x)).numpy()
                 except Exception as exc:  # noqa: BLE001 - a model that raises is reported, not fatal
                     raise model_failed(model, volume.shape, tuple(step.x.shape), exc) from None
                 t2 = time.perf_counter()
                 prepare, model_time = prepare + t1 - t0, model_time + t2 - t1
                 rows = 1 if step.indices is None else len(step.indices)
-                block = np.asarray(plan.read(y, step), dtype=np.float32).reshape(rows, -1)
+                out = plan.read(y, step)
+                if out is None:  # an intermediate call (the embedding slab's encoder): no scores yet
+                    done += 1
+                    if on_batch is not None:
+                        on_batch(done, plan.calls, np.empty(0, int), np.empty((0, 0), np.float32))
+                    continue
+                block = np.asarray(out, dtype=np.float32).reshape(rows, -1)
                 if step.indices is None:
                     volume_score = block[0]
                 else:
@@ -163,7 +171,7 @@ class Engine:
             timings={"prepare_s": prepare, "model_s": model_time, "total_s": total},
             nonfinite_slices=nonfinite.tolist(),
             channels=recipe.spec,
-            output=model.output if len(model.outputs) > 1 else None,
+            output=model.output,
             output_names=model.outputs,
             classes=model.classes,
             activation=model.activation,
@@ -172,10 +180,13 @@ class Engine:
 
     def _traced_call(self, model: LoadedModel, signature: tuple) -> Callable:
         """``model(x, training=False)`` traced once per model and input signature."""
-        key = (id(model.keras_model), signature)
+        return self._traced_keras(model.keras_model, signature)
+
+    def _traced_keras(self, keras_model, signature: tuple) -> Callable:
+        """``keras_model(x, training=False)`` traced once per Keras model and input signature."""
+        key = (id(keras_model), signature)
         if key not in self._traced:
             tf = self.runtime.tf
-            keras_model = model.keras_model
             self._traced[key] = _Traced(
                 tf.function(
                     lambda x: keras_model(x, training=False),
