@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip_threaded, isal_zlib
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.filebasedimages import ImageFileError
 from numpy.lib import recfunctions
@@ -178,25 +177,20 @@ def _files_of(img: nib.spatialimages.SpatialImage, path: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 # fast path: gzip-compressed images (.nii.gz, .mgz, .img.gz)
 
-try:  # ISA-L's inflate: about twice zlib's speed, same streams
-    from isal.isal_zlib import decompressobj as _decompressobj
-except ImportError:  # pragma: no cover - isal is a dependency; plain zlib still works
-    _decompressobj = zlib.decompressobj
-
 GZIP_MAGIC = b"\x1f\x8b"
-_READ = 1 << 20  # compressed bytes per read
-_BLOCK = 2 << 20  # decompressed bytes per block handed to the converter (whole slices)
+_BLOCK = 2 << 20  # decompressed bytes converted at a time (whole slices)
+#: what a damaged, cut or unreadable gzip file raises on the fast path (then nibabel's path reports it)
+_STREAM_ERRORS = (OSError, EOFError, zlib.error, isal_zlib.error)
 
 
 def _fill_from_gzip(proxy, slicer: list, volume_axis: int | None, target: np.ndarray) -> bool:
     """Read a gzip-compressed image straight into the float32 ``target``; False if not one.
 
-    Two threads, each on its own core and neither holding the GIL for long: this one inflates
-    the file block by block (ISA-L, GIL released) while a helper converts each finished block
-    of whole slices to float32 (with scaling) into its place in ``target`` - no full-size
-    intermediate array.  The values are those of nibabel's path below, bit for bit.  Anything
-    unexpected (a damaged stream, a short file) returns False after all, and nibabel's own
-    path then reads the file and reports the error exactly as it always has.
+    ISA-L inflates the file on its own thread (GIL released) while this one converts each block
+    of whole slices to float32 (with scaling) into its place in ``target``: no full-size
+    intermediate array.  The values are those of nibabel's path below, bit for bit.  A damaged
+    stream or a short file returns False after all, and nibabel's own path then reads the file
+    and reports the error exactly as it always has.
     """
     if type(proxy) is not ArrayProxy or getattr(proxy, "order", None) != "F" or not isinstance(proxy.file_like, str):
         return False
@@ -219,93 +213,34 @@ def _fill_from_gzip(proxy, slicer: list, volume_axis: int | None, target: np.nda
             if f.read(2) != GZIP_MAGIC:
                 return False
         _inflate_into(proxy.file_like, int(proxy.offset) + first * dtype.itemsize, dtype, shape[:3], target[..., 0], slope, inter)
-    except Exception:  # noqa: BLE001 - nibabel's path gives the usual error for a bad file
+    except _STREAM_ERRORS:
         return False
     return True
 
 
 def _inflate_into(path: str, skip: int, dtype: np.dtype, shape: tuple[int, int, int], target: np.ndarray, slope: float, inter: float) -> None:
-    """Inflate ``path``, drop ``skip`` bytes, and write the next ``shape`` voxels (Fortran order,
-    ``dtype``) into ``target`` as float32, a slab of whole slices (last axis) at a time."""
-    slice_bytes = shape[0] * shape[1] * dtype.itemsize
-    per_block = max(1, _BLOCK // slice_bytes)
-    blocks: queue.Queue = queue.Queue(maxsize=4)  # (first slice, buffer, slices) to convert; None: done
-    spare: queue.Queue = queue.Queue()  # converted buffers, filled again (no fresh zeroed memory per block)
-    failure: list[BaseException] = []
-
-    def convert() -> None:
-        try:
-            while (item := blocks.get()) is not None:
-                start, buffer, count = item
-                values = np.frombuffer(buffer, dtype=dtype, count=shape[0] * shape[1] * count).reshape((shape[0], shape[1], count), order="F")
-                part = target[:, :, start : start + count]
-                np.copyto(part, values, casting="unsafe")
-                if slope != 1.0:
-                    part *= np.float32(slope)
-                if inter != 0.0:
-                    part += np.float32(inter)
-                spare.put(buffer)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the reading thread
-            failure.append(exc)
-            while blocks.get() is not None:  # drain, so the reader never blocks
-                pass
-
-    helper = threading.Thread(target=convert, name="slicewise-convert", daemon=True)
-    helper.start()
-    stream = _inflated(path, skip)
-    try:
-        next(stream)
+    """Inflate ``path`` (all its gzip members), drop ``skip`` bytes, and write the next ``shape``
+    voxels (Fortran order, ``dtype``) into ``target`` as float32, a block of whole slices at a time."""
+    slice_voxels = shape[0] * shape[1]
+    per_block = max(1, _BLOCK // (slice_voxels * dtype.itemsize))
+    buffer = np.empty(per_block * slice_voxels, dtype)
+    raw = memoryview(buffer).cast("B")
+    with igzip_threaded.open(path, "rb") as f:
+        while skip > 0:
+            skip -= _read_exactly(f, raw[: min(skip, len(raw))])
         for start in range(0, shape[2], per_block):
             count = min(per_block, shape[2] - start)
-            try:
-                buffer = spare.get_nowait()
-            except queue.Empty:
-                buffer = bytearray(per_block * slice_bytes)
-            _take(stream, memoryview(buffer)[: count * slice_bytes])
-            blocks.put((start, buffer, count))
-            if failure:
-                break
-    finally:
-        stream.close()
-        blocks.put(None)
-        helper.join()
-    if failure:
-        raise failure[0]
+            _read_exactly(f, raw[: count * slice_voxels * dtype.itemsize])
+            part = target[:, :, start : start + count]
+            np.copyto(part, buffer[: count * slice_voxels].reshape((shape[0], shape[1], count), order="F"), casting="unsafe")
+            if slope != 1.0:
+                part *= np.float32(slope)
+            if inter != 0.0:
+                part += np.float32(inter)
 
 
-def _take(stream, out: memoryview) -> None:
-    """Fill ``out`` from the generator ``stream`` (which yields up to the number of bytes sent)."""
-    filled, size = 0, len(out)
-    while filled < size:
-        piece = stream.send(size - filled)
-        if not piece:
-            raise EOFError("gzip stream ended before the image data did")
-        out[filled : filled + len(piece)] = piece
-        filled += len(piece)
-
-
-def _inflated(path: str, skip: int):
-    """A generator of decompressed bytes: ``send(n)`` gives up to ``n`` more (b"" at the end),
-    after dropping the first ``skip``.  Concatenated gzip members are read one after another
-    (zero padding between them skipped, as the ``gzip`` module does).  Prime it with ``next``."""
-    with open(path, "rb") as f:
-        inflater, pending = _decompressobj(31), b""
-        wanted = yield b""
-        while True:
-            if inflater.eof:
-                pending = inflater.unused_data.lstrip(b"\0") or f.read(_READ).lstrip(b"\0")
-                if not pending:
-                    wanted = yield b""
-                    continue
-                inflater = _decompressobj(31)
-            elif not pending:
-                pending = f.read(_READ)
-                if not pending:
-                    wanted = yield b""
-                    continue
-            piece = inflater.decompress(pending, min(wanted, skip) if skip else wanted)
-            pending = inflater.unconsumed_tail
-            if skip:
-                skip -= len(piece)
-            elif piece:
-                wanted = yield piece
+def _read_exactly(f, out: memoryview) -> int:
+    """Fill ``out`` from the buffered reader ``f``; EOFError if the stream ends first."""
+    if f.readinto(out) != len(out):
+        raise EOFError("gzip stream ended before the image data did")
+    return len(out)
