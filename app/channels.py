@@ -72,6 +72,12 @@ class ChannelRecipe:
             return len(self.windows)
         return 2 * self.neighbors(model_channels) + 1
 
+    def resolved(self, model_channels: int | None) -> ChannelRecipe:
+        """The recipe with what it takes from the model filled in (``neighbors`` → ``neighbors:K``)."""
+        if self.kind == "neighbors" and self.half_width is None:
+            return ChannelRecipe("neighbors", half_width=self.neighbors(model_channels))
+        return self
+
     def neighbors(self, model_channels: int | None) -> int:
         """K of a neighbors recipe: given, or from the model's ``C = 2K+1`` channels."""
         if self.half_width is not None:

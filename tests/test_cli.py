@@ -167,3 +167,63 @@ def keras_model(input_shape: tuple, kind: str):
     else:
         x = layers.Reshape((64,))(inputs)
     return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
+
+
+def test_predict_several_strategies_a_column_each(tmp_path, capsys):
+    from app.cli import main
+
+    np.save(tmp_path / "v.npy", np.random.default_rng(1).random((5, 20, 20), np.float32) * 300)
+    out = tmp_path / "runs.csv"
+    assert main(["predict", str(tmp_path / "v.npy"), "--strategy", "slice", "--strategy", "temporal", "--out", str(out)]) == 0
+    rows = read_csv(out)
+    assert list(rows[0]) == ["volume", "slice_index", "position_mm", "score_slice", "score_temporal"] and len(rows) == 5
+    meta = json.loads(out.with_name("runs.csv.json").read_text())
+    assert [(r["name"], r["strategy"], r["channels"]) for r in meta["runs"]] == [("slice", "slice", "replicate"), ("temporal", "temporal", "replicate")]
+    assert [r["name"] for r in meta["volumes"][0]["runs"]] == ["slice", "temporal"]
+    single = tmp_path / "one.csv"
+    assert main(["predict", str(tmp_path / "v.npy"), "--out", str(single)]) == 0
+    assert [float(r["score"]) for r in read_csv(single)] == [float(r["score_slice"]) for r in rows]
+
+
+def test_predict_channels_output_and_classes(tmp_path, capsys):
+    import keras
+    from keras import layers
+
+    from app.cli import main
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((12, 12, 3))
+    x = layers.Flatten()(inputs)
+    model = keras.Model(inputs, [layers.Dense(2, activation="softmax", name="kind")(x), layers.Dense(1, name="size")(x)])
+    model.save(tmp_path / "heads.keras")
+    volume = np.random.default_rng(2).random((4, 12, 12), np.float32) * 2000 - 500
+    np.save(tmp_path / "ct.npy", volume)
+    out = tmp_path / "o.csv"
+    args = ["predict", str(tmp_path / "ct.npy"), "--model", str(tmp_path / "heads.keras"), "--out", str(out)]
+    assert main([*args, "--channels", "windows:40,80;80,200;600,2800", "--classes", "clear,bleed"]) == 0
+    rows = read_csv(out)
+    assert list(rows[0])[3:] == ["score_clear", "score_bleed"]
+    windows = np.stack([np.clip((volume - (c - w / 2)) / w, 0, 1) for c, w in ((40, 80), (80, 200), (600, 2800))], axis=-1)
+    expected = model(windows, training=False)[0].numpy()
+    np.testing.assert_allclose([[float(r["score_clear"]), float(r["score_bleed"])] for r in rows], expected, rtol=1e-5, atol=1e-6)
+    run = json.loads(out.with_name("o.csv.json").read_text())["runs"][0]
+    assert (run["channels"], run["output"], run["outputs"], run["classes"], run["output_activation"], run["normalize"]) == (
+        "windows:40,80;80,200;600,2800", "kind", ["kind", "size"], ["clear", "bleed"], "softmax", "none"
+    )  # fmt: skip
+    assert main([*args, "--output", "size", "--channels", "neighbors"]) == 0
+    assert list(read_csv(out)[0])[3:] == ["score"]
+    assert json.loads(out.with_name("o.csv.json").read_text())["runs"][0]["channels"] == "neighbors:1"
+    capsys.readouterr()
+    assert main([*args, "--channels", "neighbours:x"]) == 2
+    assert "bad channel recipe 'neighbours:x'" in capsys.readouterr().err
+    assert main([*args, "--output", "nope"]) == 2
+    assert "has no output 'nope'; its outputs: kind, size" in capsys.readouterr().err
+
+
+def test_cohort_refuses_options_it_cannot_score(tmp_path, capsys):
+    from app.cli import main
+
+    (tmp_path / "study").mkdir()
+    np.save(tmp_path / "study" / "a.npy", np.zeros((2, 8, 8), np.float32))
+    code = main(["predict", str(tmp_path / "study"), "--channels", "neighbors:1", "--out", str(tmp_path / "o.csv")])
+    assert code == 2 and "drop --channels" in capsys.readouterr().err

@@ -94,3 +94,75 @@ def test_killed_mid_write_keeps_earlier_file(tmp_path):
     assert done.returncode == -signal.SIGKILL
     assert out.read_text() == "earlier results\n"
     assert all(p.name == "p.csv" or (p.name.startswith(".p.csv.") and p.name.endswith(".tmp")) for p in tmp_path.iterdir())
+
+
+def run(depth: int, strategy: str = "slice", model: str = "built-in:slice", outputs: int = 1, classes=None, offset: float = 0.0, **fields) -> Prediction:
+    scores = (np.arange(depth * outputs, dtype=np.float32).reshape(depth, outputs) + offset) / 8
+    return Prediction(scores, None, strategy, model, "cd" * 32, "none", "CPU (2 threads)", 4, {"total_s": 0.25}, classes=classes, **fields)
+
+
+def test_one_run_keeps_the_plain_score_column_and_classes_name_columns():
+    volume = Volume.from_tensor(torch.zeros(3, 4, 5), source="v.npy")
+    assert export.csv_text([(volume, run(3))]).splitlines()[0] == "volume,slice_index,position_mm,score"
+    assert export.csv_text([(volume, [run(3)])]).splitlines()[0] == "volume,slice_index,position_mm,score"
+    named = export.csv_text([(volume, run(3, outputs=3, classes=("none", "bleed", "big tumour")))]).splitlines()
+    assert named[0] == "volume,slice_index,position_mm,score_none,score_bleed,score_big_tumour"
+    assert named[2] == "v.npy,1,1.000,0.375,0.5,0.625"
+
+
+def test_several_runs_a_column_each_with_unique_readable_names():
+    volume = Volume.from_tensor(torch.zeros(3, 4, 5), source="v.npy")
+    runs = [
+        run(3, "slice"),
+        run(3, "temporal", "built-in:temporal", offset=1),
+        run(3, "slice", "/models/my model.keras", offset=2),
+        run(3, "embedding", "/m/e.keras", outputs=2, classes=("a", "b"), offset=3),
+    ]
+    lines = export.csv_text([(volume, runs)]).splitlines()
+    assert lines[0].split(",") == [
+        "volume", "slice_index", "position_mm", "score_slice_builtin", "score_temporal", "score_slice_my_model", "score_embedding_a", "score_embedding_b"
+    ]  # fmt: skip
+    assert lines[1].split(",")[3:] == ["0", "0.125", "0.25", "0.375", "0.5"]
+    assert export.run_names([run(3), run(3, channels="neighbors:1")]) == ["slice_replicate", "slice_neighbors_1"]
+    assert export.run_names([run(3), run(3)]) == ["slice", "slice_2"]
+
+
+def test_several_runs_sidecar_entry_per_run():
+    volume = Volume.from_tensor(torch.zeros(3, 4, 5), source="v.npy")
+    runs = [run(3, "slice"), run(3, "temporal", "built-in:temporal", notes=["temporal: uneven"])]
+    meta = export.sidecar([(volume, runs)])
+    assert [r["name"] for r in meta["runs"]] == ["slice", "temporal"]
+    assert [r["columns"] for r in meta["runs"]] == [["score_slice"], ["score_temporal"]]
+    assert meta["runs"][1]["model"]["source"] == "built-in:temporal" and meta["runs"][0]["channels"] == "replicate"
+    assert meta["strategy"] == "slice"  # the first run's settings stay at the top level
+    entry = meta["volumes"][0]
+    assert [r["name"] for r in entry["runs"]] == ["slice", "temporal"] and entry["runs"][1]["notes"] == ["temporal: uneven"]
+
+
+def test_volumes_with_different_runs_refused():
+    a, b = Volume.from_tensor(torch.zeros(2, 4, 5), source="a.npy"), Volume.from_tensor(torch.zeros(2, 4, 5), source="b.npy")
+    with pytest.raises(SlicewiseError, match="cannot put predictions with columns"):
+        export.csv_text([(a, [run(2), run(2, "temporal")]), (b, [run(2), run(2, "embedding")])])
+
+
+def test_label_column(tmp_path):
+    volume = Volume.from_tensor(torch.zeros(3, 4, 5), source="v.npy")
+    table, meta = export.write_predictions(tmp_path / "p.csv", [(volume, run(3))], labels={0: "normal", 2: "lesion"})
+    lines = table.read_text().splitlines()
+    assert lines[0] == "volume,slice_index,position_mm,score,label"
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["normal", "", "lesion"]
+    assert json.loads(meta.read_text())["labels"] == {"column": "label", "labelled_slices": 2}
+    with pytest.raises(SlicewiseError, match="labels belong to one volume"):
+        export.csv_text([(volume, run(3)), (volume, run(3))], labels={})
+
+
+def test_output_path_check(tmp_path):
+    from app.atomic import check_writable
+
+    assert check_writable(tmp_path / "p.csv") == tmp_path / "p.csv"
+    with pytest.raises(SlicewiseError, match="does not exist"):
+        check_writable(tmp_path / "no" / "p.csv")
+    with pytest.raises(SlicewiseError, match="it is a folder"):
+        check_writable(tmp_path)
+    with pytest.raises(SlicewiseError, match="must be a .png file"):
+        check_writable(tmp_path / "p.jpg", ".png")

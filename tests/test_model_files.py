@@ -105,3 +105,159 @@ def test_unsafe_opt_in_is_explicit_and_loud(tmp_path, capsys):
     assert main([*args, "--unsafe-model"]) == 0
     assert "warning: --unsafe-model: Keras safe mode is off" in capsys.readouterr().err
     assert marker.exists()
+
+
+# -- several outputs, named classes -------------------------------------------------------------
+
+
+def two_headed(path, as_dict: bool = False):
+    """A slice model with a 3-class softmax head and a 1-score linear head."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Flatten()(inputs)
+    heads = {"kind": layers.Dense(3, activation="softmax", name="kind")(x), "size": layers.Dense(1, name="size")(x)}
+    model = keras.Model(inputs, heads if as_dict else [heads["kind"], heads["size"]])
+    model.save(path)
+    return model
+
+
+def volume_8x8():
+    import torch
+
+    from app.volume import Volume
+
+    data = torch.rand(5, 8, 8, generator=torch.Generator().manual_seed(8))
+    return Volume.from_tensor(data), data.numpy()[..., None]
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_model_with_several_outputs_scores_the_chosen_one(engine, tmp_path, as_dict):
+    import numpy as np
+
+    from app.inference.models import output_names
+    from app.strategies import get_strategy
+
+    model = two_headed(tmp_path / "heads.keras", as_dict)
+    loaded = engine.load(tmp_path / "heads.keras")
+    assert loaded.outputs == output_names(loaded.whole) == (("kind", "size") if not as_dict else tuple(sorted(("kind", "size"))))
+    volume, x = volume_8x8()
+    by_hand = model(x, training=False)
+    by_hand = {"kind": by_hand["kind"] if as_dict else by_hand[0], "size": by_hand["size"] if as_dict else by_hand[1]}
+
+    first = engine.run(volume, get_strategy("slice"), loaded)
+    assert first.output == loaded.outputs[0] and first.output_names == loaded.outputs
+    kind = engine.run(volume, get_strategy("slice"), loaded.with_output("kind"))
+    np.testing.assert_allclose(kind.scores, np.asarray(by_hand["kind"]), rtol=1e-5, atol=1e-6)
+    assert kind.activation == "softmax" and kind.output == "kind"
+    np.testing.assert_allclose(kind.scores.sum(axis=1), 1, rtol=1e-5)  # the model's own softmax, nothing added
+    size = engine.run(volume, get_strategy("slice"), engine.load(tmp_path / "heads.keras", output="size"))
+    np.testing.assert_allclose(size.scores, np.asarray(by_hand["size"]), rtol=1e-5, atol=1e-6)
+    assert size.activation == "linear" and size.scores.shape == (5, 1)
+    with pytest.raises(ModelError, match=r"heads\.keras has no output 'volume'; its outputs: .*kind"):
+        loaded.with_output("volume")
+
+
+def test_class_names_from_the_json_beside_the_model_or_given(engine, tmp_path):
+    import json
+
+    from app.strategies import get_strategy
+
+    two_headed(tmp_path / "heads.keras")
+    (tmp_path / "heads.json").write_text(json.dumps({"classes": {"kind": ["none", "bleed", "tumour"]}}))
+    loaded = engine.load(tmp_path / "heads.keras")
+    assert loaded.output == "kind" and loaded.classes == ("none", "bleed", "tumour")
+    assert loaded.with_output("size").classes is None
+    volume, _ = volume_8x8()
+    prediction = engine.run(volume, get_strategy("slice"), loaded)
+    assert prediction.score_names == ["none", "bleed", "tumour"]
+    assert engine.load(tmp_path / "heads.keras", classes="a, b ,c").classes == ("a", "b", "c")
+    with pytest.raises(ModelError, match=r"2 class names \(a, b\) for an output 'kind' of 3 scores per slice"):
+        engine.load(tmp_path / "heads.keras", classes="a,b")
+    with pytest.raises(ModelError, match="each name must be different"):
+        loaded.with_classes("a,a,b")
+    (tmp_path / "heads.json").write_text(json.dumps({"classes": ["x", "y"]}))  # a list names the first output
+    with pytest.raises(ModelError, match="2 class names"):
+        engine.load(tmp_path / "heads.keras")
+    (tmp_path / "heads.json").write_text("{not json")
+    with pytest.raises(ModelError, match=r"heads\.json: cannot read the model's metadata"):
+        engine.load(tmp_path / "heads.keras")
+
+
+# -- TensorFlow SavedModel folders --------------------------------------------------------------
+
+
+def saved_module(path, inputs: int = 1, read_file: bool = False):
+    """A SavedModel of a tf.Module: one (or two) inputs of 4×4×1 slices, two outputs."""
+    import tensorflow as tf
+
+    class Scorer(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.random.stateless_normal((16, 2), seed=(1, 2)))
+
+        def score(self, x):
+            logits = tf.reshape(x, (-1, 16)) @ self.w
+            if read_file:
+                logits += tf.cast(tf.strings.length(tf.io.read_file(str(path) + "/saved_model.pb")), tf.float32) * 0
+            return {"logits": logits, "probs": tf.nn.softmax(logits)}
+
+    module = Scorer()
+    spec = tf.TensorSpec([None, 4, 4, 1], tf.float32)
+    if inputs == 1:
+        function = tf.function(module.score, input_signature=[spec])
+    else:
+        function = tf.function(lambda a, b: module.score(a + b), input_signature=[spec, tf.TensorSpec([None, 4, 4, 1], tf.float32, name="b")])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": function})
+    return module
+
+
+def test_saved_model_folder_scores_through_its_endpoint(engine, tmp_path):
+    import numpy as np
+    import torch
+
+    from app.strategies import get_strategy
+    from app.volume import Volume
+
+    module = saved_module(tmp_path / "legacy")
+    loaded = engine.load(tmp_path / "legacy", output="probs")
+    assert loaded.outputs == ("logits", "probs") and loaded.spec.input_shape == (4, 4, 1)
+    assert len(loaded.sha256) == 64 and loaded.activation is None  # a graph does not say
+    data = torch.rand(6, 4, 4, generator=torch.Generator().manual_seed(9))
+    prediction = engine.run(Volume.from_tensor(data), get_strategy("slice"), loaded, batch_size=4)
+    expected = module.score(data.numpy()[..., None])["probs"].numpy()
+    np.testing.assert_allclose(prediction.scores, expected, rtol=1e-5, atol=1e-6)
+    assert prediction.output == "probs" and prediction.model_source == str(tmp_path / "legacy")
+
+
+def test_keras_export_folder_scores(engine, tmp_path):
+    import numpy as np
+    import torch
+
+    from app.strategies import get_strategy
+    from app.volume import Volume
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((4, 4, 1)), layers.Flatten(), layers.Dense(1, activation="sigmoid")])
+    model.export(tmp_path / "exported", verbose=False)
+    data = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(10))
+    prediction = engine.run(Volume.from_tensor(data), get_strategy("slice"), engine.load(tmp_path / "exported"))
+    np.testing.assert_allclose(prediction.scores, model(data.numpy()[..., None]).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_saved_model_with_two_input_endpoint_refused_naming_its_signature(engine, tmp_path):
+    saved_module(tmp_path / "pair", inputs=2)
+    with pytest.raises(ModelError, match=r"pair: its endpoint serving_default\(a: float32 \(None, 4, 4, 1\), b: float32 \(None, 4, 4, 1\)\) → .*takes 2 tensors"):
+        engine.load(tmp_path / "pair")
+
+
+def test_saved_model_reading_files_refused_unless_trusted(engine, tmp_path):
+    saved_module(tmp_path / "reader", read_file=True)
+    with pytest.raises(ModelError, match=r"reader: refused: its TensorFlow graph reads or writes files .*ReadFile.*--unsafe-model"):
+        engine.load(tmp_path / "reader")
+    assert engine.load(tmp_path / "reader", unsafe=True).outputs == ("logits", "probs")
+
+
+def test_folder_that_is_no_saved_model(engine, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match=r"empty: a folder, but not a TensorFlow SavedModel"):
+        engine.load(tmp_path / "empty")

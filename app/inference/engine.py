@@ -170,7 +170,7 @@ class Engine:
             batch_size=batch_size,
             timings={"prepare_s": prepare, "model_s": model_time, "total_s": total},
             nonfinite_slices=nonfinite.tolist(),
-            channels=recipe.spec,
+            channels=recipe.resolved(wanted).spec,
             output=model.output,
             output_names=model.outputs,
             classes=model.classes,
@@ -195,6 +195,13 @@ class Engine:
                 )
             )
         return self._traced[key]
+
+
+def input_settings(model: LoadedModel, normalize: str | None = None, channels: str | ChannelRecipe | None = None) -> tuple[ChannelRecipe, str]:
+    """The channel recipe and normalisation spec that `Engine.run` applies for these arguments
+    (saliency builds its inputs with the same)."""
+    recipe = channel_recipes.parse_recipe(channels or model.channels)
+    return recipe, _normalization(recipe, normalize, model.normalize)
 
 
 def _normalization(recipe: ChannelRecipe, normalize: str | None, model_default: str) -> str:

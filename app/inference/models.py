@@ -76,7 +76,7 @@ class LoadedModel:
         if name not in names:
             raise ModelError(f"{self.name} has no output {name!r}; its outputs: {', '.join(names)}")
         index = names.index(name)
-        chosen = whole if len(names) == 1 else self._submodel(whole, index, name)
+        chosen = whole if len(names) == 1 and _plain_output(whole) else self._submodel(whole, index, name)
         try:
             spec = spec_of(chosen, self.spec.slice_hint)
         except ModelError as exc:
@@ -137,6 +137,14 @@ def file_sha256(path: str | Path) -> str:
     if path.is_dir():
         return sha256_of_files(p for p in path.rglob("*") if p.is_file())
     return hashing_file_sha256(path)
+
+
+def _plain_output(model: Any) -> bool:
+    """True when calling ``model`` gives one tensor, not a dict or list of one."""
+    try:
+        return not isinstance(model.output, (dict, list, tuple))
+    except (AttributeError, ValueError):
+        return True
 
 
 def output_names(model: Any) -> tuple[str, ...]:
