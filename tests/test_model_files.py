@@ -155,6 +155,9 @@ def test_model_with_several_outputs_scores_the_chosen_one(engine, tmp_path, as_d
     assert size.activation == "linear" and size.scores.shape == (5, 1)
     with pytest.raises(ModelError, match=r"heads\.keras has no output 'volume'; its outputs: .*kind"):
         loaded.with_output("volume")
+    by_run = engine.run(volume, get_strategy("slice"), loaded, output="size", classes=["length"])  # the same, chosen per run
+    np.testing.assert_allclose(by_run.scores, size.scores)
+    assert by_run.output == "size" and by_run.score_names == ["length"]
 
 
 def test_class_names_from_the_json_beside_the_model_or_given(engine, tmp_path):

@@ -89,16 +89,23 @@ class Engine:
         *,
         normalize: str | None = None,
         channels: str | ChannelRecipe | None = None,
+        output: str | None = None,
+        classes: Sequence[str] | str | None = None,
         batch_size: int = 32,
         on_batch: OnBatch | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> Prediction:
         """Score ``volume``; ``normalize`` and ``channels`` (the channel recipe, `app.channels`)
-        default to what the model expects."""
+        default to what the model expects; ``output`` and ``classes`` choose the model's output and
+        name its scores (as `LoadedModel.with_output` / `with_classes`; default: the model's own)."""
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, not {batch_size}")
         started = time.perf_counter()
         model = model or self.builtin(strategy)
+        if output is not None and output != model.output:
+            model = model.with_output(output)
+        if classes is not None:
+            model = model.with_classes(classes)
         recipe = channel_recipes.parse_recipe(channels or model.channels)
         spec = _normalization(recipe, normalize, model.normalize)
         wanted = channel_recipes.model_channels(model.spec.input_shape, model.spec.slice_hint)
