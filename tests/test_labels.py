@@ -20,7 +20,13 @@ import pytest
 
 from app.errors import SlicewiseError
 from app.io import load_volume
-from app.labels import SliceLabels, VolumeKey, current_user, read_labels_csv, read_sidecar
+from app.labels import (
+    SliceLabels,
+    VolumeKey,
+    current_user,
+    read_labels_csv,
+    read_sidecar,
+)
 
 DEMO_LABELS = Path(__file__).parents[1] / "resources" / "demo" / "labels.csv"
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
@@ -131,7 +137,7 @@ def test_killed_while_saving_leaves_a_whole_labels_file(tmp_path, kill_before_re
     if kill_before_rename:
         assert {i: e.value for i, e in entries.items()} == {i: "1" for i in range(0, 500, 2)}
     else:
-        assert len(entries) >= 250 and set(e.value for e in entries.values()) <= {"0", "1", "?"}
+        assert len(entries) >= 250 and {e.value for e in entries.values()} <= {"0", "1", "?"}
     text = (tmp_path / "scan.nii.gz.labels.csv").read_text()
     assert text.endswith("\n") and len(text.splitlines()) == 6 + len(entries)
 
