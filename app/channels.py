@@ -179,10 +179,16 @@ class NeighborSource(ChannelSource):
         self.half_width = half_width
 
     def _fill(self, out: np.ndarray, start: int, stop: int) -> None:
-        last = self.shape[0] - 1
+        depth = self.shape[0]
         for j in range(self.shape[3]):
-            shift = j - self.half_width
-            out[..., j] = self._volume[np.clip(np.arange(start + shift, stop + shift), 0, last)]
+            lo, hi = start + j - self.half_width, stop + j - self.half_width  # slices wanted in channel j
+            a, b = max(lo, 0), min(hi, depth)  # those that exist: copied as one block (no gather)
+            if a < b:
+                out[a - lo : b - lo, ..., j] = self._volume[a:b]
+            if lo < a:  # before the first slice: the first slice repeated
+                out[: min(a, hi) - lo, ..., j] = self._volume[0]
+            if hi > b:  # after the last slice: the last slice repeated
+                out[max(b, lo) - lo :, ..., j] = self._volume[depth - 1]
 
 
 class WindowSource(ChannelSource):
