@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(predict, "slice", several=True)
     predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
+    review = predict.add_argument_group("review: saliency maps, agreement with a reader's labels (one volume)")
+    review.add_argument("--saliency-dir", metavar="DIR", help="write a saliency map per slice, DIR/slice_0042.npy (float32, the slice's H×W, 0…1), and DIR/saliency.json")
+    review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
+    review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
+    review.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
     cohort.add_argument("--workers", type=int, metavar="N", help="score on a local Dask cluster of N worker processes")
     cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -111,9 +116,12 @@ def _predict(args: argparse.Namespace) -> int:
         parse_recipe(args.channels)  # a bad recipe fails before anything loads
     if args.unsafe_model and args.model:
         print(f"warning: --unsafe-model: Keras safe mode is off; {args.model} may run any code it holds", file=sys.stderr)
-    from app import cohort
+    from app import cohort, review
 
+    selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
+        if args.saliency_dir or args.labels:
+            raise SlicewiseError("--saliency-dir and --labels review one volume (or a few); cohorts are scored without them")
         given = [f"--{name}" for name in ("channels", "output", "classes") if getattr(args, name)]
         if len(strategies) > 1 or given:
             raise SlicewiseError(f"cohorts are scored with one --strategy and the model's own channels and output; drop {' '.join(given) or 'the extra --strategy'}")
@@ -121,6 +129,13 @@ def _predict(args: argparse.Namespace) -> int:
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     if args.out:
         check_writable(args.out)
+    entries = None
+    if args.labels:
+        if len(volumes) > 1:
+            raise SlicewiseError(f"--labels holds the labels of one volume; {len(volumes)} volumes were given")
+        entries, warnings = review.labels_for(args.labels, volumes[0])
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     from app.inference import Engine
 
     engine = Engine()
@@ -146,12 +161,65 @@ def _predict(args: argparse.Namespace) -> int:
         results.append((volume, runs))
         if runs[0].nonfinite_slices:
             print(nonfinite_warning(volume.source, len(runs[0].nonfinite_slices)), file=sys.stderr)
+    if args.saliency_dir:
+        _write_saliency(Path(args.saliency_dir), engine, results, strategies, models, selection, args)
+    labels = section = None
+    if entries is not None:
+        labels = {index: entry.value for index, entry in entries.items()}
+        section = _agreement(results[0][1], labels, entries, args)
     if args.out:
-        table, meta = export.write_predictions(args.out, results)
+        table, meta = export.write_predictions(args.out, results, labels, section)
         print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, {results[0][1][0].device})", file=sys.stderr)
     else:
-        sys.stdout.write(export.csv_text(results))
+        sys.stdout.write(export.csv_text(results, labels))
     return 0
+
+
+def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace) -> None:
+    """Saliency maps of the chosen slices: ``folder[/<volume>][/<run>]/slice_0042.npy``."""
+    import numpy as np
+
+    from app import export, review
+    from app.inference.saliency import SaliencyComputer
+
+    computers = [SaliencyComputer(engine, strategy, model, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
+    for volume, runs in results:
+        names = export.run_names(runs) if len(runs) > 1 else [runs[0].strategy]
+        for computer, prediction, name in zip(computers, runs, names):
+            chosen = selection.choose(np.asarray(prediction.scores)[:, 0])
+            maps = computer.maps(volume, chosen, args.normalize, channels=args.channels)
+            where = folder / volume.source.name if len(results) > 1 else folder
+            where = where / name if len(runs) > 1 else where
+            about = {
+                "volume": str(volume.source),
+                "volume_sha256": volume.sha256,
+                "axis": volume.axis,
+                "run": name,
+                "strategy": prediction.strategy,
+                "model": {"source": prediction.model_source, "sha256": prediction.model_sha256},
+                "method": computer.method,
+                "score": (prediction.score_names or [""])[0] or "score",
+                "shape": list(volume.shape[1:3]),
+            }
+            written = review.write_maps(where, maps, about)
+            print(f"wrote {len(written)} saliency maps ({computer.method}) to {where}", file=sys.stderr)
+
+
+def _agreement(runs, labels: dict[int, str], entries, args: argparse.Namespace) -> dict:
+    """Print how each score column agrees with the labels; the sidecar's labels section."""
+    import numpy as np
+
+    from app import export, review
+    from app.agreement import agreement
+
+    results = {}
+    for run, columns in zip(runs, export.score_columns(runs)):
+        for k, column in enumerate(columns):
+            results[column] = agreement(np.asarray(run.scores)[:, k], labels, args.threshold)
+            print(f"agreement of {column} with {args.labels}:", file=sys.stderr)
+            for line in results[column].summary().splitlines():
+                print(f"  {line}", file=sys.stderr)
+    return review.labels_section(entries, args.labels, args.threshold, results)
 
 
 def _builtin(engine, strategy, args: argparse.Namespace):

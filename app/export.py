@@ -158,14 +158,15 @@ def sidecar_document(runs: Sequence[Mapping], volumes: Sequence[Mapping], **sect
     }
 
 
-def sidecar(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None) -> dict:
+def sidecar(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None, review: Mapping | None = None) -> dict:
     """What produced the table: inputs with their hashes, each run's model and settings, device
-    and timings."""
+    and timings; with ``labels``, a ``labels`` section, to which ``review`` adds (who labelled
+    when, agreement of each score column with the labels: `app.review.labels_section`)."""
     groups = _grouped(results)
     columns = _table_columns(groups)
     first_runs = groups[0][1] if groups else []
     runs = [run_settings(p, name, cols) for p, name, cols in zip(first_runs, _names(first_runs), columns)]
-    extra = {"labels": {"column": "label", "labelled_slices": len(labels)}} if labels is not None else {}
+    extra = {"labels": {"column": "label", "labelled_slices": len(labels), **(review or {})}} if labels is not None else {}
     return sidecar_document(runs, [_volume_entry(volume, predictions) for volume, predictions in groups], **extra)
 
 
@@ -205,14 +206,16 @@ def _floats(score) -> list[float] | None:
     return None if score is None else [float(s) for s in np.asarray(score).ravel()]
 
 
-def write_predictions(path: str | os.PathLike, results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None) -> tuple[Path, Path]:
+def write_predictions(
+    path: str | os.PathLike, results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None, review: Mapping | None = None
+) -> tuple[Path, Path]:
     """Write ``path`` (CSV) and ``path.json`` (sidecar) atomically; return both paths.
 
     ``results`` holds ``(volume, prediction)`` pairs, or ``(volume, [prediction, …])`` for several
     runs of a volume (a column per run); ``labels`` adds a ``label`` column (one volume only)."""
     path = Path(path)
     table = csv_text(results, labels)
-    meta = json.dumps(sidecar(results, labels), indent=2) + "\n"
+    meta = json.dumps(sidecar(results, labels, review), indent=2) + "\n"
     sidecar_path = path.with_name(path.name + ".json")
     write_atomic(path, table)
     write_atomic(sidecar_path, meta)
