@@ -24,10 +24,25 @@ def _volume_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume-index", type=int, default=0, metavar="N", help="which 3D volume of a 4D file (default: 0)")
 
 
+class _Strategies(argparse.Action):
+    """A repeatable ``--strategy``: ``strategy`` is the first given (or the default), ``strategies``
+    all of them in order (None when the option is not given)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        chosen = [*(getattr(namespace, "strategies", None) or []), values]
+        namespace.strategies = chosen
+        setattr(namespace, self.dest, chosen[0])
+
+
 def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None, several: bool = False) -> None:
-    if several:
+    if several and default_strategy:
+        parser.set_defaults(strategies=None)
         parser.add_argument(
-            "--strategy", choices=STRATEGY_NAMES, action="append", help="how the model sees the volume (repeat for several runs: a curve and a column each)"
+            "--strategy", choices=STRATEGY_NAMES, default=default_strategy, action=_Strategies, help="how the model sees the volume (repeat for several runs: a column each)"
+        )
+    elif several:
+        parser.add_argument(
+            "--strategy", choices=STRATEGY_NAMES, action="append", help="how the model sees the volume (repeat for several runs: a curve each)"
         )
     else:
         parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
@@ -60,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("volumes", nargs="+", metavar="VOLUME", help="NIfTI/MGH/MINC/Analyze file, DICOM folder or file, .npy/.npz/.pt")
     _volume_options(predict)
     _model_options(predict, "slice", several=True)
+    slab = predict.add_argument_group("embedding strategy")
+    slab.add_argument("--slab", type=int, metavar="K", help="slices pooled for each slice's score: the K centred on it (default: 3)")
+    slab.add_argument("--pool", choices=("mean", "max", "attention"), help="how a slab is pooled (default: mean)")
     predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
     review = predict.add_argument_group("review: saliency maps, agreement with a reader's labels (one volume)")
@@ -83,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, metavar="DIR")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--depth", type=int, default=64)
+    demo.add_argument("--lesions", type=int, metavar="N", help="number of lesions (0: a lesion-free phantom; default: the seed's own)")
     return parser
 
 
@@ -109,7 +128,13 @@ def _predict(args: argparse.Namespace) -> int:
     from app.progress import ProgressBar
     from app.strategies import get_strategy
 
-    strategies = [get_strategy(name) for name in dict.fromkeys(args.strategy or ["slice"])]
+    strategies = [get_strategy(name) for name in dict.fromkeys(args.strategies or [args.strategy])]
+    if args.slab is not None or args.pool is not None:
+        from app.strategies.embedding import configured
+
+        if all(s.name != "embedding" for s in strategies):
+            raise SlicewiseError("--slab and --pool apply to the embedding strategy: add --strategy embedding")
+        strategies = [configured(s, args.slab, args.pool) if s.name == "embedding" else s for s in strategies]
     if args.channels:
         from app.channels import parse_recipe
 
@@ -235,7 +260,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    image, labels = write_demo(out, seed=args.seed, depth=args.depth)
+    image, labels = write_demo(out, seed=args.seed, depth=args.depth, lesions=args.lesions)
     print(f"wrote {image} and {labels}", file=sys.stderr)
     return 0
 
