@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from app import channels as channel_recipes
 from app import preprocessing
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 #: Slices of context either side of an asked-for slice beyond what its plan reads (a window, a
 #: slab, a channel recipe's neighbours), from which its input is built.
-CONTEXT = 2
+CONTEXT = 0
 
 OnProgress = Callable[[int, int], None]  # maps done, maps asked for
 
@@ -101,6 +101,7 @@ class SaliencyComputer:
             self._head = _Graph(head, expected_rank=0)
         self._traced: dict[tuple, Any] = {}
         self._norm: tuple[Volume, str, Any] | None = None
+        self._whole: tuple[Volume, tuple, list] | None = None
 
     @property
     def method(self) -> str:
@@ -225,18 +226,35 @@ class SaliencyComputer:
     def _inputs(self, volume: Volume, setup: _Setup, wanted: list[int]) -> Iterator[tuple[int, torch.Tensor, int]]:
         """``(slice, its model input, the output step its score is read at or -1)`` per slice."""
         wanted_set = set(wanted)
-        per_step = len(self.model.spec.output_shape) == 2
         for lo, hi in _spans(wanted, setup.margin, volume.depth):
-            plan, source = self._span_plan(volume, setup, lo, hi)
-            try:
-                for step in plan.steps(source, setup.norm, self.batch_size):
-                    if step.indices is None:  # a volume-level input (a pool over all slices)
-                        continue
-                    for local, (sample, at) in zip(step.indices, _rows(plan, step, per_step)):
-                        if lo + int(local) in wanted_set:
-                            yield lo + int(local), step.x[sample], int(at)
-            except ModelError as exc:
-                raise misfit(self.model, volume.shape, str(exc)) from None
+            if setup.margin >= volume.depth:  # one input holds the whole volume: made once, kept
+                rows = self._whole_volume_rows(volume, setup)
+            else:
+                rows = self._span_rows(volume, setup, lo, hi)
+            for index, x, at in rows:
+                if index in wanted_set:
+                    yield index, x, at
+
+    def _span_rows(self, volume: Volume, setup: _Setup, lo: int, hi: int) -> Iterator[tuple[int, torch.Tensor, int]]:
+        """Every slice of ``[lo, hi)`` with its model input, from the plan over that span."""
+        per_step = len(self.model.spec.output_shape) == 2
+        plan, source = self._span_plan(volume, setup, lo, hi)
+        try:
+            for step in plan.steps(source, setup.norm, self.batch_size):
+                if step.indices is None:  # a volume-level input (a pool over all slices)
+                    continue
+                for local, (sample, at) in zip(step.indices, _rows(plan, step, per_step)):
+                    yield lo + int(local), step.x[sample], int(at)
+        except ModelError as exc:
+            raise misfit(self.model, volume.shape, str(exc)) from None
+
+    def _whole_volume_rows(self, volume: Volume, setup: _Setup) -> list[tuple[int, torch.Tensor, int]]:
+        """The rows of a plan whose input is the whole volume (a sequence over all of depth),
+        kept for the last volume and settings: a scrubbing viewer asks for one slice at a time."""
+        key = (setup.recipe.spec, setup.norm)
+        if self._whole is None or self._whole[0] is not volume or self._whole[1] != key:
+            self._whole = (volume, key, list(self._span_rows(volume, setup, 0, volume.depth)))
+        return self._whole[2]
 
     def _slab_batches(self, volume: Volume, setup: _Setup, wanted: list[int]) -> Iterator[tuple[list[int], torch.Tensor, np.ndarray, np.ndarray]]:
         """For an encoder + head plan: each slice's fitted input and the direction, in its
@@ -357,14 +375,29 @@ def _rows(plan: Plan, step, per_step: bool) -> np.ndarray:
 
 
 def _on_grid(cams: np.ndarray, height: int, width: int) -> Iterator[np.ndarray]:
-    """Maps ``(B, h, w)`` resized onto the slice grid ``(H, W)`` and scaled to [0, 1]."""
-    maps = torch.from_numpy(np.ascontiguousarray(cams, dtype=np.float32)).unsqueeze(1)
-    if maps.shape[2:] != (height, width):
-        maps = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)
-    maps = torch.nan_to_num(maps[:, 0].clamp_(min=0.0), nan=0.0)
-    peak = maps.flatten(1).amax(dim=1).clamp_(min=np.finfo(np.float32).tiny)
-    for cam in (maps / peak[:, None, None]).numpy():
-        yield np.ascontiguousarray(cam, dtype=np.float32)
+    """Maps ``(B, h, w)`` resized (bilinear, pixel centres aligned, as ``F.interpolate`` with
+    ``align_corners=False``) onto the slice grid ``(H, W)`` and scaled to [0, 1].
+
+    In single-threaded NumPy gathers: torch's ops, and BLAS products, right after a TensorFlow
+    call wait for their thread pools (see `app.preprocessing`), tens of milliseconds a map here.
+    """
+    r0, r1, fr = _linear(height, cams.shape[1])
+    c0, c1, fc = _linear(width, cams.shape[2])
+    for cam in np.asarray(cams, dtype=np.float32):
+        cam = np.nan_to_num(np.maximum(cam, 0.0), nan=0.0)
+        wide = cam[:, c0] * (1.0 - fc) + cam[:, c1] * fc  # (h, W)
+        grid = wide[r0] * (1.0 - fr)[:, None] + wide[r1] * fr[:, None]
+        peak = float(grid.max(initial=0.0))
+        yield np.ascontiguousarray(grid / peak if peak > 0 else grid, dtype=np.float32)
+
+
+@lru_cache(maxsize=32)
+def _linear(size: int, source: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-D linear resampling of ``source`` samples to ``size``, pixel centres aligned: for each
+    output sample its two source samples and the weight of the second."""
+    position = np.clip((np.arange(size) + 0.5) * source / size - 0.5, 0.0, source - 1)
+    lower = np.floor(position).astype(np.int64)
+    return lower, np.minimum(lower + 1, source - 1), (position - lower).astype(np.float32)
 
 
 class _Graph:
