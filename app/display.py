@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 HISTOGRAM_BINS = 256
 SAMPLE_VOXELS = 2_000_000
 
-#: CT windows as (centre, width) in Hounsfield units, in the order of their keys (Shift+1…5)
+#: CT windows as (centre, width) in Hounsfield units, in the order of their keys (Alt+1…5)
 CT_PRESETS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),
     "subdural": (80.0, 200.0),

@@ -8,12 +8,10 @@ import keras
 import numpy as np
 import pytest
 from keras import layers
+from PySide6.QtWidgets import QFileDialog
 
-pytest.importorskip("pytestqt")
-from PySide6.QtWidgets import QFileDialog  # noqa: E402
-
-from tests.bad_inputs import EXPECTED, MARKER, lambda_model, write_corpus  # noqa: E402
-from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, write_nifti  # noqa: E402
+from tests.bad_inputs import EXPECTED, MARKER, lambda_model, write_corpus
+from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, write_nifti
 
 pytestmark = pytest.mark.gui
 
@@ -34,15 +32,17 @@ def scored(qtbot, window, tmp_path):
 
 
 def assert_kept(window, volume, prediction) -> None:
-    assert window.volume is volume and window.latest == (volume, prediction)
+    assert window.volume is volume and window.session.volume is volume
     assert window.windowTitle() == "Slicewise — good.nii.gz"
     assert window.current_slice() == 5 and window.scrubber.slider.value() == 5
-    assert [r.prediction for r in window.score_plot.runs] == [prediction]
+    assert [r.prediction for r in window.session.runs] == [prediction]
+    assert [r.prediction for r in window.score_plot.curves] == [prediction]
+    assert window.views.stack.currentWidget() is not window.views.placeholder
 
 
 def wait_for_dialog(qtbot, window, count: int) -> tuple[str, str]:
-    qtbot.waitUntil(lambda: len(window.dialogs) == count + 1, timeout=SIGNAL_TIMEOUT_MS)
-    return window.dialogs[-1]
+    qtbot.waitUntil(lambda: len(window.errors) == count + 1, timeout=SIGNAL_TIMEOUT_MS)
+    return window.errors[-1]
 
 
 def test_every_bad_file_gives_a_dialog_and_keeps_what_was_open(qtbot, scored, corpus):
@@ -51,7 +51,7 @@ def test_every_bad_file_gives_a_dialog_and_keeps_what_was_open(qtbot, scored, co
     for item, reason in EXPECTED.items():
         if reason is None:
             continue
-        count = len(window.dialogs)
+        count = len(window.errors)
         window.open_path(paths[item])
         title, text = wait_for_dialog(qtbot, window, count)
         assert title == "Cannot open volume", (item, text)
@@ -69,7 +69,7 @@ def test_nan_voxels_are_reported_when_opened_and_when_scored(qtbot, window, corp
     prediction = run(qtbot, window, "slice")
     assert prediction.nonfinite_slices == [3, 7]
     assert "2 slices with NaN/Inf voxels left unscored" in window.statusBar().currentMessage()
-    xs, ys = window.score_plot.latest().curves[0].getData()
+    _, ys = window.score_plot.curves[window.session.runs[-1]][0].getData()
     assert np.isnan(ys[[3, 7]]).all() and np.isfinite(np.delete(ys, [3, 7])).all()
 
 
@@ -79,8 +79,8 @@ def test_model_that_does_not_fit_keeps_the_finished_scores(qtbot, scored, tmp_pa
     keras.Model(inputs, layers.Dense(1)(layers.GlobalAveragePooling3D()(inputs))).save(tmp_path / "volume_model.keras")
     window.set_model(tmp_path / "volume_model.keras")
     qtbot.wait(50)
-    assert not window.dialogs, "a model of another shape loads; it fails when run on a volume"
-    count = len(window.dialogs)
+    assert not window.errors, "a model of another shape loads; it fails when run on a volume"
+    count = len(window.errors)
     window.run_prediction()
     title, text = wait_for_dialog(qtbot, window, count)
     assert title == "Prediction failed"
@@ -93,11 +93,11 @@ def test_hostile_model_is_refused_without_running(qtbot, scored, tmp_path):
     marker = tmp_path / "payload_ran"
     lambda_model(marker, (48, 40, 1)).save(tmp_path / "hostile.keras")
     marker.unlink(missing_ok=True)
-    count = len(window.dialogs)
+    count = len(window.errors)
     window.set_model(tmp_path / "hostile.keras")
     title, text = wait_for_dialog(qtbot, window, count)
     assert title == "Cannot load model" and "hostile.keras: refused by safe mode" in text and "Lambda" in text
-    assert window.model_path is None and window.actions_by_name["builtin"].isChecked()
+    assert window.session.settings.model_path is None and window.actions_by_name["builtin"].isChecked()
     assert not marker.exists()
     assert_kept(window, volume, prediction)
 
@@ -107,8 +107,8 @@ def test_failed_export_keeps_the_earlier_file(qtbot, scored, tmp_path, monkeypat
     earlier = tmp_path / "scores.csv"
     earlier.write_text("earlier results\n")
     for target in (tmp_path / "missing_folder" / "scores.csv", tmp_path):  # no such folder; a folder, not a file
-        monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *args, **kwargs: (str(target), "")))
-        count = len(window.dialogs)
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *args, target=target, **kwargs: (str(target), "")))
+        count = len(window.errors)
         window.export_predictions_dialog()
         title, text = wait_for_dialog(qtbot, window, count)
         assert title == "Cannot export predictions" and str(target) in text

@@ -36,7 +36,7 @@ def volume_file(tmp_path_factory) -> Path:
 def python(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, *args], check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 FRESH_PROCESS = textwrap.dedent(
@@ -71,7 +71,7 @@ FRESH_PROCESS = textwrap.dedent(
     print("opened", window.volume is not None, "tensorflow", "tensorflow" in sys.modules, flush=True)
 
     outcome = []
-    window.sigPredictionFinished.connect(lambda job, prediction: (outcome.append(prediction), loop.quit()))
+    window.predictions.sigFinished.connect(lambda job, prediction: (outcome.append(prediction), loop.quit()))
     window.sigError.connect(lambda title, message: (outcome.append(message), loop.quit()))
     window.run_prediction()
     loop.exec()
@@ -113,6 +113,49 @@ def test_render_writes_a_png_of_the_asked_size(tmp_path, volume_file):
     assert "QThread: Destroyed" not in done.stderr
 
 
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+DEMO = REPO / "resources" / "demo"
+
+
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: $SLICEWISE_UI_SHOTS (to look at them), else the test's folder."""
+    folder = Path(os.environ.get("SLICEWISE_UI_SHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_render_three_planes_of_anatomical_nii(tmp_path):
+    """nibabel's anatomical.nii (stored LAS) drawn as three planes, each way round."""
+    folder = shots(tmp_path)
+    for name, extra in (("anatomical_ortho.png", []), ("anatomical_ortho_neurological.png", ["--neurological"])):
+        out = folder / name
+        out.unlink(missing_ok=True)
+        done = python("-m", "app", "render", str(NIBABEL_DATA / "anatomical.nii"), "--layout", "ortho", "--size", "1100x760", "--out", str(out), *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert png_size(out) == (1100, 760)
+
+
+def test_render_three_planes_with_saliency(tmp_path):
+    from PySide6.QtGui import QImage
+
+    from app.labels import read_labels_csv
+
+    lesion = min(i for i, v in read_labels_csv(DEMO / "labels.csv").items() if v == "1")
+    demo = tmp_path / "demo.nii.gz"
+    demo.write_bytes((DEMO / "phantom.nii.gz").read_bytes())
+    folder = shots(tmp_path)
+    plain, salient = folder / "demo_ortho.png", folder / "demo_ortho_saliency.png"
+    for out, extra in ((plain, []), (salient, ["--saliency", "--strategy", "slice"])):
+        out.unlink(missing_ok=True)
+        done = python("-m", "app", "render", str(demo), "--layout", "ortho", "--slice", str(lesion + 1), "--out", str(out), *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert png_size(out) == (1280, 800)
+    a, b = QImage(str(plain)), QImage(str(salient))
+    # the depth view (the left half of the top) differs where the heat map is drawn
+    changed = sum(a.pixel(x, y) != b.pixel(x, y) for x in range(20, 620, 6) for y in range(90, 480, 6))
+    assert changed > 100, changed
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -140,13 +183,51 @@ def test_run_gui_opens_the_file_and_returns_when_closed(qtbot, volume_file, tmp_
 
     def close_when_open() -> None:
         for widget in QApplication.topLevelWidgets():
-            if isinstance(widget, window.MainWindow) and widget.isVisible():
-                if widget.volume is not None:
-                    seen.append((widget.windowTitle(), widget.volume.depth))
-                    widget.close()
-                    return
+            if isinstance(widget, window.MainWindow) and widget.isVisible() and widget.volume is not None:
+                seen.append((widget.windowTitle(), widget.volume.depth))
+                widget.close()
+                return
         QTimer.singleShot(50, close_when_open)
 
     QTimer.singleShot(50, close_when_open)
     assert main.run_gui(str(volume_file)) == 0
     assert seen == [("Slicewise — head.nii.gz", 20)]
+
+
+def test_window_screenshot_of_the_demo_scored_three_ways(qtbot, tmp_path, monkeypatch):
+    """The window as a reader leaves it: the demo with its labels, three runs, three views,
+    radiological, a CT window preset, saliency asked for; saved for a look."""
+    from PySide6.QtCore import QSettings
+
+    from app.ui import review
+    from app.ui.window import MainWindow
+    from tests.ui_helpers import SIGNAL_TIMEOUT_MS, close, open_volume, run
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for name in ("phantom.nii.gz", "labels.csv"):
+        (demo / name).write_bytes((DEMO / name).read_bytes())
+    monkeypatch.setattr(review, "DEMO_LABELS", demo / "labels.csv")
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), interactive=False)
+    try:
+        window.resize(1400, 900)
+        window.show()
+        qtbot.waitExposed(window)
+        open_volume(qtbot, window, demo / "phantom.nii.gz")
+        for strategy in ("slice", "temporal", "embedding"):
+            run(qtbot, window, strategy)
+        window.actions_by_name["layout_ortho"].trigger()
+        window.actions_by_name["preset_5"].trigger()  # soft tissue 40 / 400
+        lesion = min(i for i, v in window.session.labels.items() if v == "1")
+        window.session.set_slice(lesion + 1)
+        window.set_saliency_visible(True)
+        qtbot.waitUntil(lambda: window.views.saliency.image.isVisible() or window.saliency.failed is not None, timeout=SIGNAL_TIMEOUT_MS)
+        qtbot.wait(100)
+        out = shots(tmp_path) / "window_demo_three_runs.png"
+        image = window.grab()
+        assert image.save(str(out), "PNG")
+        assert png_size(out) == (image.width(), image.height()) == (window.width(), window.height())
+        assert [r.key.strategy for r in window.session.runs] == ["slice", "temporal", "embedding"]
+        assert window.session.layout == "ortho" and window.session.radiological and window.session.levels == (-160.0, 240.0)
+    finally:
+        close(qtbot, window)
