@@ -65,16 +65,27 @@ FRESH_PROCESS = textwrap.dedent(
 
     loop = QEventLoop()
     QTimer.singleShot(120_000, loop.quit)
+    errors = []
+
+    def fail(what):
+        window.close()  # stops the worker thread first
+        sys.exit(f"{what}: " + " | ".join(errors))
+
+    window.sigError.connect(lambda title, message: (errors.append(f"{title}: {message}"), loop.quit()))
     window.sigVolumeShown.connect(lambda volume: loop.quit())
     window.open_path(sys.argv[1])
     loop.exec()
     print("opened", window.volume is not None, "tensorflow", "tensorflow" in sys.modules, flush=True)
+    if window.volume is None:
+        fail("not opened")
 
     outcome = []
     window.predictions.sigFinished.connect(lambda job, prediction: (outcome.append(prediction), loop.quit()))
-    window.sigError.connect(lambda title, message: (outcome.append(message), loop.quit()))
-    window.run_prediction()
+    if window.run_prediction() is None:
+        fail("not run")
     loop.exec()
+    if not outcome:
+        fail("not scored")
     prediction = outcome[0]
     print("scored", prediction.scores.shape, "tensorflow", "tensorflow" in sys.modules, flush=True)
     print("bootstrapped on the GUI thread", booted_on, flush=True)

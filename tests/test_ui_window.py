@@ -237,9 +237,13 @@ def scored(request, tmp_path_factory, volumes):
         for strategy in ("temporal", "embedding", "slice"):
             seen: list[tuple[int, int]] = []
             batches[strategy] = seen
-            window.predictions.sigBatch.connect(lambda job, done, total, seen=seen: seen.append((done, total)))
+
+            def record(job: int, done: int, total: int, seen=seen) -> None:
+                seen.append((done, total))
+
+            window.predictions.sigBatch.connect(record)
             predictions[strategy] = run(bot, window, strategy)
-            window.predictions.sigBatch.disconnect()
+            window.predictions.sigBatch.disconnect(record)
         yield {"window": window, "volume": volume, "predictions": predictions, "batches": batches, "carried": carried,
                "message": window.statusBar().currentMessage()}
 
