@@ -147,7 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
         if args.saliency_dir or args.labels:
             raise SlicewiseError("--saliency-dir and --labels review one volume (or a few); cohorts are scored without them")
-        given = [f"--{name}" for name in ("channels", "output", "classes") if getattr(args, name)]
+        given = [f"--{name}" for name in ("channels", "output", "classes", "slab", "pool") if getattr(args, name)]
         if len(strategies) > 1 or given:
             raise SlicewiseError(f"cohorts are scored with one --strategy and the model's own channels and output; drop {' '.join(given) or 'the extra --strategy'}")
         return cohort.predict_cohort(argparse.Namespace(**{**vars(args), "strategy": strategies[0].name}))
