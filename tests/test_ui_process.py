@@ -144,6 +144,15 @@ def test_render_three_planes_of_anatomical_nii(tmp_path):
         done = python("-m", "app", "render", str(NIBABEL_DATA / "anatomical.nii"), "--layout", "ortho", "--size", "1100x760", "--out", str(out), *extra)
         assert done.returncode == 0, done.stderr[-3000:]
         assert png_size(out) == (1100, 760)
+    from PySide6.QtGui import QImage
+
+    radiological, neurological = (QImage(str(folder / name)) for name in ("anatomical_ortho.png", "anatomical_ortho_neurological.png"))
+
+    def differing(x0: int, x1: int, y0: int, y1: int) -> int:
+        return sum(radiological.pixel(x, y) != neurological.pixel(x, y) for x in range(x0, x1, 5) for y in range(y0, y1, 5))
+
+    assert differing(20, 560, 90, 470) > 200, "the axial view is mirrored"
+    assert differing(620, 960, 310, 470) == 0, "the sagittal view is the same either way"
 
 
 def test_render_three_planes_with_saliency(tmp_path):

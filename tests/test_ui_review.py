@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -139,9 +140,11 @@ def test_first_run_says_what_happens_and_a_cancelled_rerun_keeps_the_finished_on
     formats: list[str] = []
     session.events.activity.connect(lambda activity: (activities.append(activity.text), formats.append(window.toolbar.progress.format())))
     # the worker starts TensorFlow once, before its first model call: make that visibly slow
-    window.inference.worker.sigStatus.connect(
-        lambda job, text: __import__("time").sleep(0.6) if text.startswith("Starting TensorFlow") else None, Qt.ConnectionType.DirectConnection
-    )
+    def slow_start(job: int, text: str) -> None:
+        if text.startswith("Starting TensorFlow"):
+            time.sleep(0.6)
+
+    window.inference.worker.sigStatus.connect(slow_start, Qt.ConnectionType.DirectConnection)
     session.update_settings(batch_size=64)
     first_prediction = run(qtbot, window, "slice")
     assert activities[0] == "starting…" and "Starting TensorFlow…" in activities and activities[-1] == "done"

@@ -113,19 +113,38 @@ def close(qtbot, win) -> None:
     QApplication.processEvents()
 
 
+def wait_for(qtbot, win, signal, start):
+    """Call ``start()`` and wait for ``signal``'s first emission after it; stop at once with the
+    window's error message when it reports an error instead.  Returns the signal's arguments."""
+    got: list[tuple] = []
+    errors = getattr(win, "errors", [])
+    count = len(errors)
+
+    def record(*args) -> None:
+        got.append(args)
+
+    signal.connect(record)
+    try:
+        result = start()
+        qtbot.waitUntil(lambda: bool(got) or len(errors) > count, timeout=SIGNAL_TIMEOUT_MS)
+    finally:
+        signal.disconnect(record)
+    assert got, errors[-1]
+    return result, got[0]
+
+
 def open_volume(qtbot, win, path: Path, **kwargs):
-    with qtbot.waitSignal(win.sigVolumeShown, timeout=SIGNAL_TIMEOUT_MS) as blocker:
-        win.open_path(path, **kwargs)
-    return blocker.args[0]
+    """Open ``path`` and wait until it is shown; returns the `Volume`."""
+    _, (volume,) = wait_for(qtbot, win, win.sigVolumeShown, lambda: win.open_path(path, **kwargs))
+    return volume
 
 
 def run(qtbot, win, strategy: str):
     """Run ``strategy`` with the window's settings and wait for its prediction."""
     win.set_strategy(strategy)
-    with qtbot.waitSignal(win.predictions.sigFinished, timeout=SIGNAL_TIMEOUT_MS) as blocker:
-        job = win.run_prediction()
-    assert blocker.args[0] == job
-    return blocker.args[1]
+    job, (finished, prediction) = wait_for(qtbot, win, win.predictions.sigFinished, win.run_prediction)
+    assert finished == job
+    return prediction
 
 
 def slow_worker(win, seconds: float = 0.02) -> None:
