@@ -1,5 +1,5 @@
 """``python -m app`` does what the ``slicewise`` command does."""
 
-from app.cli import main
+from app.ui.launch import main
 
 raise SystemExit(main())

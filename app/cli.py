@@ -1,4 +1,4 @@
-"""``slicewise``: the GUI, and its headless twins ``predict``, ``render`` and ``demo``.
+"""``slicewise``: the command line — ``predict`` and ``demo`` here; ``gui`` and ``render`` through ``app.ui.launch``.
 
 The only place that prints for users.  Bad input of any kind ends with exit code 2 and one line
 ``error: …`` on stderr, and no partial output file.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app import __version__
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, metavar="FILE.png")
     render.add_argument("--slice", type=int, metavar="N", help="slice to show (default: the middle one)")
     render.add_argument("--size", default="1280x800", metavar="WxH", help="window size (default: 1280x800)")
+    render.add_argument("--layout", choices=("single", "ortho"), default="single", help="one view, or the three planes with a crosshair")
+    render.add_argument("--neurological", action="store_true", help="patient's left on the screen's left (default: radiological)")
+    render.add_argument("--saliency", action="store_true", help="overlay the saliency map of the shown slice (scores with the slice strategy unless --strategy says)")
     _volume_options(render)
     _model_options(render, None, several=True)
 
@@ -105,13 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+VIEWER_COMMANDS = ("gui", "render")  # run by app.ui.launch, which hands them in as ``viewer``
+
+Viewer = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int:
+    """Parse ``argv`` and run its command; ``viewer`` runs ``gui`` and ``render`` (the core has no Qt)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "gui")
     args = build_parser().parse_args(argv)
     try:
-        return {"gui": _gui, "predict": _predict, "render": _render, "demo": _demo}[args.command](args)
+        if args.command in VIEWER_COMMANDS:
+            if viewer is None:
+                raise SlicewiseError(f"`{args.command}` needs the viewer: run it as `slicewise {args.command}` or `python -m app {args.command}`")
+            return viewer(args)
+        return {"predict": _predict, "demo": _demo}[args.command](args)
     except SlicewiseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -145,12 +158,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
-        if args.saliency_dir or args.labels:
-            raise SlicewiseError("--saliency-dir and --labels review one volume (or a few); cohorts are scored without them")
-        given = [f"--{name}" for name in ("channels", "output", "classes", "slab", "pool") if getattr(args, name)]
-        if len(strategies) > 1 or given:
-            raise SlicewiseError(f"cohorts are scored with one --strategy and the model's own channels and output; drop {' '.join(given) or 'the extra --strategy'}")
-        return cohort.predict_cohort(argparse.Namespace(**{**vars(args), "strategy": strategies[0].name}))
+        return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     if args.out:
         check_writable(args.out)
@@ -262,17 +270,4 @@ def _demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     image, labels = write_demo(out, seed=args.seed, depth=args.depth, lesions=args.lesions)
     print(f"wrote {image} and {labels}", file=sys.stderr)
-    return 0
-
-
-def _gui(args: argparse.Namespace) -> int:
-    from app.ui.main import run_gui
-
-    return run_gui(args.volume, axis=args.axis, volume_index=args.volume_index)
-
-
-def _render(args: argparse.Namespace) -> int:
-    from app.ui.render import render
-
-    render(args)
     return 0

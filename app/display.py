@@ -56,6 +56,20 @@ def sample_voxels(volume: Volume, count: int = SAMPLE_VOXELS) -> np.ndarray:
     return sample[np.isfinite(sample)]
 
 
+def _ct_like(lo: float, hi: float) -> bool:
+    """Hounsfield units: the 1st percentile is air (about -1000) and soft tissue is above 0."""
+    return -1100 <= lo <= -900 and hi > 0
+
+
+def looks_like_ct(volume: Volume, sample: np.ndarray | None = None) -> bool:
+    """Whether the volume's values look like CT in Hounsfield units (from a strided subsample)."""
+    sample = sample_voxels(volume, SAMPLE_VOXELS // 8) if sample is None else sample
+    if sample.size == 0:
+        return False
+    lo, hi = (float(v) for v in np.percentile(sample, [1.0, 99.0]))
+    return _ct_like(lo, hi)
+
+
 def display_range(volume: Volume, sample: np.ndarray | None = None) -> DisplayRange:
     """Initial window, value range and histogram.
 
@@ -67,7 +81,7 @@ def display_range(volume: Volume, sample: np.ndarray | None = None) -> DisplayRa
         return DisplayRange((0.0, 1.0), (0.0, 1.0), _histogram(sample, (0.0, 1.0)))
     lo, hi = (float(v) for v in np.percentile(sample, [1.0, 99.0]))
     vmin, vmax = float(sample.min()), float(sample.max())
-    ct_like = -1100 <= lo <= -900 and hi > 0
+    ct_like = _ct_like(lo, hi)
     if ct_like:
         lo, hi = CT_SOFT_TISSUE
     if hi <= lo:

@@ -59,4 +59,6 @@ def run_finished_text(run: Run, prediction: Prediction, waited_s: float | None =
         text += f"  ·  volume score {', '.join(f'{v:.3f}' for v in np.ravel(prediction.volume_score))}"
     if prediction.nonfinite_slices:
         text += f"  ·  {len(prediction.nonfinite_slices)} slices with NaN/Inf voxels left unscored"
+    for note in prediction.notes:
+        text += f"  ·  {note}"
     return text

@@ -26,6 +26,7 @@ from app.inference.models import (
     misfit,
     model_failed,
 )
+from app.display import looks_like_ct
 from app.inference.runtime import Runtime, bootstrap, to_tensorflow
 from app.prediction import Prediction
 from app.strategies import Strategy
@@ -182,7 +183,7 @@ class Engine:
             output_names=model.outputs,
             classes=model.classes,
             activation=model.activation,
-            notes=[*strategy.notes(volume), *recipe.notes(volume)],
+            notes=[*strategy.notes(volume), *recipe.notes(volume), *builtin_caveat(model, volume)],
         )
 
     def _traced_call(self, model: LoadedModel, signature: tuple) -> Callable:
@@ -236,3 +237,11 @@ class _Traced:
         if self.concrete is None:
             self.concrete = self.function.get_concrete_function()
         return self.concrete(x)
+
+
+BUILTIN_ON_NON_CT = "built-in demo model: trained on CT phantoms; scores on this volume are not meaningful"
+
+
+def builtin_caveat(model: LoadedModel, volume: Volume) -> list[str]:
+    """A note when a built-in model (trained on CT phantoms) scores a volume that is not CT-like."""
+    return [BUILTIN_ON_NON_CT] if model.source.startswith("built-in") and not looks_like_ct(volume) else []

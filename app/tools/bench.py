@@ -16,6 +16,10 @@ load_vs_nibabel        ``load_volume`` of a 512x512x300 int16 ``.nii.gz`` (when 
                        .get_fdata(dtype=float32)``
 scrub_p95_ms           slider change -> repaint done, 512x512 slices, 200 random     <= 16 ms
                        steps while the worker scores (95th percentile)
+crosshair_p95_ms       three views: crosshair moved -> all three repainted, 512x512   <= 16 ms
+                       x300, random voxels while the worker scores (95th pct)
+saliency_ms            slice change -> its saliency overlay shown, 512x512, the      <= 250 ms
+                       built-in slice model, computed on the worker (median)
 startup_vs_import      ``slicewise`` launch -> main window painted / ``import        <= 0.25 x
                        torch, tensorflow``, each in a fresh process
 ui_stall_ms            longest gap between ticks of a 5 ms QTimer while the          <= 50 ms
@@ -132,12 +136,12 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
 def seed_loop_speedup(ctx: Context) -> Figure:
     """The seed article's Example 1 (one ``predict`` per slice) against the ``slice`` strategy."""
     from app.inference.models import LoadedModel, spec_of
-    from app.tools.seed_models import seed_slice_model
     from app.strategies import get_strategy
+    from app.tools.seed_models import seed_slice_model
     from app.volume import Volume
 
     engine = ctx.engine()
-    engine.runtime
+    engine.start()
     batch, depth, height, width, channels = 4, 10, 64, 64, 3
     tensor = torch.rand(batch, depth, height, width, channels, generator=torch.Generator().manual_seed(0))
     model = seed_slice_model(height, width, channels)
@@ -251,6 +255,18 @@ def scrub_p95_ms(ctx: Context) -> Figure:
     return Figure("scrub_p95_ms", r["p95_ms"], "ms", "<= 16", raw)
 
 
+def crosshair_p95_ms(ctx: Context) -> Figure:
+    r = _ui_child(ctx, "crosshair", str(ctx.big_volume()), "--steps", "50" if ctx.quick else "200")
+    raw = {"p95_ms": r["p95_ms"], "median_ms": r["median_ms"], "max_ms": r["max_ms"], "steps": r["steps"]}
+    return Figure("crosshair_p95_ms", r["p95_ms"], "ms", "<= 16", raw)
+
+
+def saliency_ms(ctx: Context) -> Figure:
+    r = _ui_child(ctx, "saliency", str(ctx.big_volume()), "--steps", "10" if ctx.quick else "30")
+    raw = {"median_ms": r["median_ms"], "p95_ms": r["p95_ms"], "max_ms": r["max_ms"], "steps": r["steps"]}
+    return Figure("saliency_ms", r["median_ms"], "ms", "<= 250", raw, notes=r["method"])
+
+
 def _time_to_line(cmd: list[str], marker: str, timeout: float = 300) -> float:
     """Seconds from starting ``cmd`` until it prints a line starting with ``marker``; then it is ended."""
     t0 = time.perf_counter()
@@ -294,7 +310,8 @@ def peak_mem_ratio(ctx: Context) -> Figure:
 
 
 FIGURES: dict[str, Callable[[Context], Figure]] = {
-    f.__name__: f for f in (seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, startup_vs_import, ui_stall_ms, peak_mem_ratio)
+    f.__name__: f
+    for f in (seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, ui_stall_ms, peak_mem_ratio)
 }
 
 

@@ -6,6 +6,8 @@ Run by ``python -m app.tools.bench`` (which prints and records them); each ends 
 - ``startup [--window-only]``  what ``slicewise`` does up to the first paint of its window
   (``--window-only``: without importing its command-line module first)
 - ``scrub VOLUME``   slider change -> repaint finished, random steps, while the worker scores
+- ``crosshair VOLUME``  three views: crosshair moved -> all three repainted, while the worker scores
+- ``saliency VOLUME``   slice change -> its saliency overlay shown (built-in slice model)
 - ``stall VOLUME``   longest gap between ticks of a 5 ms timer while the worker scores it
   (three runs, after a first one that starts TensorFlow, whose longest gap is reported apart)
 - ``memory VOLUME``  peak extra resident memory while the volume is opened and scored
@@ -83,22 +85,41 @@ def _until(qapp, condition, timeout_s: float = 300) -> None:
         _wait(qapp, 5)
 
 
+def _load(window, volume: str):
+    """Open ``volume`` at once, through the window's own display path."""
+    from app.ui.volume_loader import LoadRequest, load
+
+    loaded = load(LoadRequest(0, Path(volume)))
+    window.show_loaded(loaded)
+    return loaded.volume
+
+
 def _score_and_wait(qapp, window) -> object:
     outcome: list = []
-    finished = window.sigPredictionFinished.connect(lambda job, prediction: outcome.append(prediction))
+    finished = window.predictions.sigFinished.connect(lambda job, prediction: outcome.append(prediction))
     failed = window.sigError.connect(lambda title, message: outcome.append(RuntimeError(message)))
     window.run_prediction()
     _until(qapp, lambda: outcome)
-    window.sigPredictionFinished.disconnect(finished)
+    window.predictions.sigFinished.disconnect(finished)
     window.sigError.disconnect(failed)
     if isinstance(outcome[0], Exception):
         raise outcome[0]
     return outcome[0]
 
 
+def _keep_scoring(qapp, window) -> list[int]:
+    """Keep the worker scoring (each finished run starts the next); returns the batches seen."""
+    window.predictions.sigFinished.connect(lambda job, prediction: window.run_prediction())
+    batches: list[int] = []
+    window.predictions.sigBatch.connect(lambda job, done, total: batches.append(done))
+    window.run_prediction()
+    _until(qapp, lambda: batches)  # TensorFlow started, model warm, scores streaming in
+    return batches
+
+
 def startup(window_only: bool) -> None:
     if not window_only:
-        import app.cli  # noqa: F401 - the `slicewise` console script imports it first
+        import app.ui.launch  # noqa: F401 - the `slicewise` console script imports it first
     with tempfile.TemporaryDirectory() as tmp:
         qapp, window = _window(tmp)
         watch = _PaintWatch(window)
@@ -115,15 +136,9 @@ def scrub(volume: str, steps: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         qapp, window = _window(tmp)
-        loaded = window.load_now(volume)
-        viewport = window.slice_view.graphics.viewport()
-        watch = _PaintWatch(viewport)
-        # keep the worker scoring for the whole run: every finished run starts the next one
-        window.sigPredictionFinished.connect(lambda job, prediction: window.run_prediction())
-        batches: list[int] = []
-        window.sigBatchPlotted.connect(lambda job, done, total: batches.append(done))
-        window.run_prediction()
-        _until(qapp, lambda: batches)  # TensorFlow started, model warm, scores streaming in
+        loaded = _load(window, volume)
+        watch = _PaintWatch(window.views.depth_view.graphics.viewport())
+        batches = _keep_scoring(qapp, window)
         rng = np.random.default_rng(0)
         times, while_scoring = [], 0
         for _ in range(steps):
@@ -137,13 +152,73 @@ def scrub(volume: str, steps: int) -> None:
             while watch.count == before:
                 qapp.processEvents()
             times.append(time.perf_counter() - t0)
-            assert window.slice_view.index == index
+            assert window.session.index == index
             _wait(qapp, 10)  # a hand on a slider moves it every frame or so, not back to back
         ms = np.array(times) * 1000
         result = {
             "p95_ms": float(np.percentile(ms, 95)), "median_ms": float(np.median(ms)), "max_ms": float(ms.max()),
             "steps": steps, "steps_while_scoring": while_scoring, "batches_plotted": len(batches),
         }
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def crosshair(volume: str, steps: int) -> None:
+    """Three views: crosshair moved to a random voxel → all three views repainted, while the worker scores."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp)
+        window.session.set_layout("ortho")
+        loaded = _load(window, volume)
+        watches = [_PaintWatch(view.graphics.viewport()) for view in window.views.views]
+        _wait(qapp, 100)
+        batches = _keep_scoring(qapp, window)
+        rng = np.random.default_rng(1)
+        depth, height, width, _ = loaded.shape
+        times = []
+        for _ in range(steps):
+            voxel = (int(rng.integers(0, depth)), int(rng.integers(0, height)), int(rng.integers(0, width)))
+            before = [w.count for w in watches]
+            t0 = time.perf_counter()
+            window.session.set_voxel(*voxel)  # what a click in a view does
+            while any(w.count == b for w, b in zip(watches, before)):
+                qapp.processEvents()
+            times.append(time.perf_counter() - t0)
+            _wait(qapp, 10)
+        ms = np.array(times) * 1000
+        result = {"p95_ms": float(np.percentile(ms, 95)), "median_ms": float(np.median(ms)), "max_ms": float(ms.max()),
+                  "steps": steps, "batches_plotted": len(batches)}
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def saliency(volume: str, steps: int) -> None:
+    """Slice change → its saliency overlay shown (built-in slice model), the map computed on the worker."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp)
+        loaded = _load(window, volume)
+        window.set_strategy("slice")
+        _score_and_wait(qapp, window)
+        window.set_saliency_visible(True)
+        overlay = window.views.saliency
+        _until(qapp, lambda: overlay.shown_index == window.session.index)  # the model's gradient traced once
+        rng = np.random.default_rng(2)
+        times = []
+        for _ in range(steps):
+            index = int(rng.integers(0, loaded.depth))
+            while index == window.session.index:
+                index = int(rng.integers(0, loaded.depth))
+            t0 = time.perf_counter()
+            window.session.set_slice(index)
+            _until(qapp, lambda: overlay.shown_index == index)
+            qapp.processEvents()
+            times.append(time.perf_counter() - t0)
+        ms = np.array(times) * 1000
+        result = {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max()), "steps": steps,
+                  "method": overlay.caption.text()}
         window.close()
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -170,7 +245,7 @@ def stall(volume: str, runs: int = 3) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         qapp, window = _window(tmp)
-        window.load_now(volume)
+        _load(window, volume)
         _wait(qapp, 200)
         cold, _ = _ticks_while_scoring(qapp, window)  # starts TensorFlow on the worker, warms the model
         runs = [_ticks_while_scoring(qapp, window) for _ in range(runs)]
@@ -191,7 +266,7 @@ def memory(volume: str) -> None:
         qapp, window = _window(tmp)
         small = Path(tmp) / "small.nii.gz"
         nib.save(nib.Nifti1Image(np.zeros((64, 64, 8), np.int16), np.eye(4)), small)
-        window.load_now(small)
+        _load(window, str(small))
         _score_and_wait(qapp, window)  # TensorFlow started and the model traced: not the volume's cost
         _wait(qapp, 200)
         gc.collect()
@@ -233,7 +308,7 @@ def memory(volume: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.tools.bench_ui", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("startup", "scrub", "stall", "memory"))
+    parser.add_argument("what", choices=("startup", "scrub", "crosshair", "saliency", "stall", "memory"))
     parser.add_argument("volume", nargs="?")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--window-only", action="store_true")
@@ -245,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.what} needs a volume")
     elif args.what == "scrub":
         scrub(args.volume, args.steps)
+    elif args.what == "crosshair":
+        crosshair(args.volume, args.steps)
+    elif args.what == "saliency":
+        saliency(args.volume, min(args.steps, 30))
     elif args.what == "stall":
         stall(args.volume, 2 if args.quick else 3)
     else:

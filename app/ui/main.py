@@ -28,7 +28,7 @@ def ensure_app(offscreen: bool = False):
     return qapp
 
 
-def run_gui(path: str | os.PathLike | None = None, axis: str = "axial", volume_index: int = 0) -> int:
+def run_gui(path: str | os.PathLike | None = None, axis: str | None = None, volume_index: int = 0) -> int:
     """Open the viewer on ``path`` (default: the bundled demo, if there is one); returns the exit code."""
     qapp = ensure_app()
     from PySide6.QtCore import QTimer

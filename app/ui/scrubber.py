@@ -10,10 +10,20 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRect, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
-from app.status import position_text
 from PySide6.QtWidgets import (
-    QComboBox, QFrame, QHBoxLayout, QLabel, QSlider, QSpinBox, QStyle, QStyleOptionSlider, QVBoxLayout, QWidget,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QStyle,
+    QStyleOptionSlider,
+    QVBoxLayout,
+    QWidget,
 )
+
+from app.status import position_text
 
 if TYPE_CHECKING:
     from app.session import Session

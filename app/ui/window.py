@@ -13,16 +13,18 @@ from app import __version__
 from app.errors import SlicewiseError
 from app.session import Session
 from app.status import readout_text, slice_text, volume_summary
-from app.ui import review
 from app.ui.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
 from app.ui.dialogs import CSV_FILTER, MODEL_FILTER, PNG_FILTER, VOLUME_FILTER, Dialogs
-from app.ui.loader import Loaded, LoadRequest, VolumeLoader
+from app.ui.exports import export_plot, export_runs
+from app.ui.label_keeper import LabelKeeper
 from app.ui.prediction import PredictionController
 from app.ui.review_panel import ReviewPanel
+from app.ui.saliency_requests import SaliencyRequests
 from app.ui.score_plot import ScorePlot
 from app.ui.scrubber import Scrubber
 from app.ui.settings import RecentFiles, WindowSettings
 from app.ui.views import ViewsPanel
+from app.ui.volume_loader import Loaded, LoadRequest, VolumeLoader
 
 if TYPE_CHECKING:  # torch (under app.volume) is imported only once a volume is opened: the window shows first
     from app.volume import Volume
@@ -94,7 +96,7 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.slice_label)
 
         self.loader = VolumeLoader(self)
-        self.loader.sigLoaded.connect(self._show_loaded)
+        self.loader.sigLoaded.connect(self.show_loaded)
         self.loader.sigFailed.connect(self._on_load_failed)
         self.loader.sigBusy.connect(self.load_busy.setVisible)
         self.predictions.sigFailed.connect(lambda message: self._error("Prediction failed", message))
@@ -111,8 +113,8 @@ class MainWindow(QMainWindow):
             event.connect(self._update_enabled)
         for event in (events.layout, events.radiological):
             event.connect(lambda *_: self.prefs.save_view(session_))
-        self.labels = review.LabelKeeper(session_, self)
-        self.saliency = review.SaliencyRequests(session_, self.predictions)
+        self.labels = LabelKeeper(session_, self)
+        self.saliency = SaliencyRequests(session_, self.predictions)
         self.prefs.restore_view(session_, self.actions_by_name)
         if session_.volume is not None:  # a session filled headless (`slicewise render`)
             self._replay_session()
@@ -187,8 +189,9 @@ class MainWindow(QMainWindow):
             index = volume.volume_index if volume_index is None else volume_index
             self.loader.request(volume.source, axis, index, self.session.focus_mm(), remember=False)
 
-    def _show_loaded(self, loaded: Loaded) -> None:
-        """Install a newly loaded volume: cancels scoring of the old one; its runs stay with it."""
+    def show_loaded(self, loaded: Loaded) -> None:
+        """Install a newly loaded volume (from the loader thread, or loaded in place by a benchmark):
+        cancels scoring of the old one; its runs stay with it."""
         self.predictions.cancel(announce=False)
         self.session.show_volume(loaded.volume, loaded.display, loaded.request.focus_mm)
         volume = loaded.volume
@@ -310,7 +313,9 @@ class MainWindow(QMainWindow):
 
     def export_predictions(self, path: str | Path) -> tuple[Path, Path]:
         """Write every finished run as ``slicewise predict --out`` does (one column per run)."""
-        return review.export_runs(self.session, path)
+        written = export_runs(self.session, path, self.labels.store)
+        self.labels.use_folder(Path(written[0]).parent)  # the labels go there too if the volume's folder is read-only
+        return written
 
     def export_predictions_dialog(self) -> None:
         runs = self.session.finished_runs()
@@ -321,14 +326,13 @@ class MainWindow(QMainWindow):
         if path := self.dialogs.save_file("export", "Export predictions", f"{stem}_scores.csv", CSV_FILTER):
             try:
                 table, sidecar = self.export_predictions(path)
-                self.labels.use_folder(Path(table).parent)  # labels go there too if the volume's folder is read-only
             except SlicewiseError as exc:
                 self._error("Cannot export predictions", str(exc))
             else:
                 self.statusBar().showMessage(f"Wrote {table} and {sidecar.name} ({len(runs)} runs)")
 
     def export_plot(self, path: str | Path) -> Path:
-        return review.export_plot(self.session, self.score_plot, path)
+        return export_plot(self.session, self.score_plot, path)
 
     def export_plot_dialog(self) -> None:
         stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "scores"

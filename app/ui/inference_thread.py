@@ -147,10 +147,10 @@ class InferenceWorker(QObject):
 
     def _get_engine(self):
         if self._engine is None:
-            from app.inference.engine import Engine  # TensorFlow is imported by engine.runtime below
+            from app.inference.engine import Engine
 
             engine = Engine(threads=self._threads)
-            engine.runtime
+            engine.start()  # TensorFlow is imported here, on this thread
             self._engine = engine
         return self._engine
 

@@ -1,0 +1,57 @@
+"""What File › Export writes: every finished run in one CSV, and the plot under a title."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QImage, QPainter
+
+from app.errors import SlicewiseError
+
+if TYPE_CHECKING:
+    from app.session import Session
+    from app.ui.score_plot import ScorePlot
+
+
+def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, Path]:
+    """Every finished run of the open volume in one CSV (a column per run), as ``slicewise
+    predict`` with repeated ``--strategy`` writes it; with labels (an `app.labels.SliceLabels`),
+    a ``label`` column and, in the sidecar, who labelled when and each column's agreement."""
+    from app.export import score_columns, write_predictions
+
+    runs = session.finished_runs()
+    if session.volume is None or not runs:
+        raise SlicewiseError("nothing to export yet: run a prediction first")
+    predictions = [run.prediction for run in runs]
+    review = None
+    if labels is not None and len(labels):
+        from app.agreement import agreement
+        from app.review import labels_section
+
+        agreements = {
+            column: agreement(prediction.scores[:, k], labels.labels, session.threshold)
+            for prediction, columns in zip(predictions, score_columns(predictions))
+            for k, column in enumerate(columns)
+        }
+        review = labels_section(labels.entries, labels.path, session.threshold, agreements)
+    return write_predictions(path, [(session.volume, predictions)], labels=session.labels or None, review=review)
+
+
+def export_plot(session: Session, plot: ScorePlot, path: str | Path, title_height: int = 28) -> Path:
+    """The score plot as a PNG under a title naming the volume and its runs."""
+    path = Path(path)
+    picture = plot.grab().toImage()
+    image = QImage(picture.width(), picture.height() + title_height, QImage.Format.Format_RGB32)
+    image.fill(QColor("black"))
+    painter = QPainter(image)
+    painter.drawImage(0, title_height, picture)
+    painter.setPen(QColor("#e0e0e0"))
+    name = session.volume.source.name if session.volume is not None else "no volume"
+    runs = ", ".join(run.title for run in session.finished_runs()) or "no runs"
+    painter.drawText(QRectF(8, 0, image.width() - 16, title_height), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, f"{name}  —  {runs}")
+    painter.end()
+    if not image.save(str(path)):
+        raise SlicewiseError(f"cannot write {path}: not a writable image path (use .png)")
+    return path

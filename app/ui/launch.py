@@ -1,0 +1,36 @@
+"""``slicewise`` / ``python -m app``: the command line, with the viewer's commands (``gui``,
+``render``) handed to it from here, so the core's ``app.cli`` needs no Qt."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from app.errors import SlicewiseError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from app.cli import main as cli_main
+
+    return cli_main(argv, viewer=run_viewer_command)
+
+
+def run_viewer_command(args: argparse.Namespace) -> int:
+    if args.command == "render":
+        from app.ui.render import render
+
+        render(args)
+        return 0
+    from app.ui.platform_check import platform_problem
+
+    problem = platform_problem()
+    if problem is not None:
+        raise SlicewiseError(problem)
+    from app.ui.main import run_gui
+
+    return run_gui(args.volume, axis=args.axis, volume_index=args.volume_index)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
