@@ -38,10 +38,11 @@ class ScoringSettings:
     channels: str | None = None
     output: str | None = None
     slab: int | None = None
+    pool: str | None = None
     batch_size: int = 32
 
     def run_key(self) -> RunKey:
-        options = tuple((name, value) for name, value in (("output", self.output), ("slab", self.slab)) if value is not None)
+        options = tuple((name, value) for name, value in (("output", self.output), ("slab", self.slab), ("pool", self.pool)) if value is not None)
         return RunKey(self.strategy, self.model_path, self.normalize, self.channels, options)
 
     def run_title(self) -> str:

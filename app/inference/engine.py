@@ -18,6 +18,7 @@ import torch
 
 from app import channels as channel_recipes
 from app import preprocessing
+from app.display import looks_like_ct
 from app.errors import Cancelled, ModelError, SlicewiseError
 from app.inference.models import (
     LoadedModel,
@@ -26,7 +27,6 @@ from app.inference.models import (
     misfit,
     model_failed,
 )
-from app.display import looks_like_ct
 from app.inference.runtime import Runtime, bootstrap, to_tensorflow
 from app.prediction import Prediction
 from app.strategies import Strategy

@@ -213,7 +213,7 @@ def saliency(volume: str, steps: int) -> None:
                 index = int(rng.integers(0, loaded.depth))
             t0 = time.perf_counter()
             window.session.set_slice(index)
-            _until(qapp, lambda: overlay.shown_index == index)
+            _until(qapp, lambda index=index: overlay.shown_index == index)
             qapp.processEvents()
             times.append(time.perf_counter() - t0)
         ms = np.array(times) * 1000

@@ -50,6 +50,7 @@ STRATEGY_CHOICES = (
 STRATEGY_TITLES = {name: title for name, title, _ in STRATEGY_CHOICES}
 MODEL_DEFAULT = "model default"
 NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
+POOL_CHOICES = ("mean (default)", "max", "attention")
 CHANNEL_CHOICES = (MODEL_DEFAULT, "replicate", "neighbors", "windows:40,80;80,200;600,2800")
 
 
@@ -110,14 +111,17 @@ class Toolbar:
         bar.addWidget(_label("Strategy"))
         bar.addWidget(self.strategy)
         self.slab = QSpinBox()
-        self.slab.setRange(1, 999)
+        self.slab.setRange(0, 999)
         self.slab.setSingleStep(2)
-        self.slab.setSpecialValueText("model default")
-        self.slab.setToolTip("Embedding: slices pooled around each slice for its score (the slab)")
+        self.slab.setSpecialValueText("default")
+        self.slab.setToolTip("Embedding: the slices pooled around each slice for its score (the slab; default 3)")
         self.slab.setKeyboardTracking(False)
-        self.slab.valueChanged.connect(lambda k: session.update_settings(slab=k if k > 1 else None))
-        self.slab_label = _label("Slab")
-        self.slab_actions = [bar.addWidget(self.slab_label), bar.addWidget(self.slab)]
+        self.slab.valueChanged.connect(lambda k: session.update_settings(slab=k or None))
+        self.pool = QComboBox()
+        self.pool.addItems(POOL_CHOICES)
+        self.pool.setToolTip("Embedding: how a slab is pooled")
+        self.pool.activated.connect(lambda i: session.update_settings(pool=None if i == 0 else self.pool.itemText(i)))
+        self.slab_actions = [bar.addWidget(_label("Slab")), bar.addWidget(self.slab), bar.addWidget(self.pool)]
         self.model = QLabel("built-in model")
         self.model.setToolTip("Model › Load Keras model… to use your own")
         self.model.setContentsMargins(8, 0, 8, 0)
@@ -179,9 +183,10 @@ class Toolbar:
             action.setVisible(len(names) > 1)
 
     def _on_settings(self, settings: ScoringSettings) -> None:
-        with QSignalBlocker(self.strategy), QSignalBlocker(self.slab), QSignalBlocker(self.output):
+        with QSignalBlocker(self.strategy), QSignalBlocker(self.slab), QSignalBlocker(self.output), QSignalBlocker(self.pool):
             self.strategy.setCurrentIndex(self.strategy.findData(settings.strategy))
-            self.slab.setValue(settings.slab or 1)
+            self.slab.setValue(settings.slab or 0)
+            self.pool.setCurrentIndex(max(self.pool.findText(settings.pool), 0) if settings.pool else 0)
             if settings.output is not None:
                 self.output.setCurrentIndex(max(self.output.findData(settings.output), 0))
         for combo, value in ((self.normalize, settings.normalize), (self.channels, settings.channels)):

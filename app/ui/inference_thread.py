@@ -51,7 +51,7 @@ class Job:
     normalize: str | None = None  # None: what the model expects
     unsafe_model: bool = False
     batch_size: int = 32
-    options: tuple = ()  # (name, value) pairs for Engine.run: channels, output, slab
+    options: tuple = ()  # (name, value) pairs: channels and output for Engine.run, slab and pool for the embedding
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,10 @@ class InferenceWorker(QObject):
             return
         try:
             from app.strategies import get_strategy
+            from app.strategies.embedding import configured
 
-            strategy = get_strategy(job.strategy)
+            options = dict(job.options)
+            strategy = configured(get_strategy(job.strategy), options.pop("slab", None), options.pop("pool", None))
             if self._engine is None:
                 self.sigStatus.emit(job.id, "Starting TensorFlow…")
             engine = self._get_engine()
@@ -196,7 +198,7 @@ class InferenceWorker(QObject):
                 model,
                 normalize=job.normalize,
                 batch_size=job.batch_size,
-                **dict(job.options),
+                **options,
                 on_batch=on_batch,
                 cancelled=lambda: self._cancel.is_cancelled(job.id),
             )

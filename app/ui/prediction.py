@@ -63,7 +63,8 @@ class PredictionController(QObject):
         if normalize != settings.normalize:
             settings = session.update_settings(normalize=normalize)
         self.cancel(announce=False)
-        options = {name: value for name, value in (("channels", settings.channels), ("output", settings.output), ("slab", settings.slab)) if value is not None}
+        options = {name: value for name, value in (("channels", settings.channels), ("output", settings.output), ("slab", settings.slab),
+                                                   ("pool", settings.pool)) if value is not None}
         job = self.inference.submit(
             Job(0, session.volume, settings.strategy, settings.model_path, normalize, settings.unsafe_model, settings.batch_size, tuple(options.items()))
         )

@@ -58,13 +58,17 @@ def _score(session, engine, args, strategies: list[str]) -> None:
 
     model_path = getattr(args, "model", None)
     model = engine.load(model_path, args.normalize or "none", getattr(args, "unsafe_model", False)) if model_path else None
-    options = {k: v for k, v in (("channels", getattr(args, "channels", None)), ("output", getattr(args, "output", None)),
-                                 ("slab", getattr(args, "slab", None))) if v is not None}
+    from app.strategies.embedding import configured
+
+    options = {k: v for k, v in (("channels", getattr(args, "channels", None)), ("output", getattr(args, "output", None))) if v is not None}
+    slab, pool = getattr(args, "slab", None), getattr(args, "pool", None)
     for job, name in enumerate(strategies, start=1):
-        session.update_settings(strategy=name, model_path=model_path, normalize=args.normalize, **{k: v for k, v in options.items() if k != "output"})
+        embedding = name == "embedding"
+        session.update_settings(strategy=name, model_path=model_path, normalize=args.normalize, slab=slab if embedding else None,
+                                pool=pool if embedding else None, **options)
         run = session.begin_run(job)
-        prediction = engine.run(session.volume, get_strategy(name), model, normalize=args.normalize,
-                                batch_size=getattr(args, "batch_size", 32) or 32, **options)
+        strategy = configured(get_strategy(name), slab, pool) if embedding else get_strategy(name)
+        prediction = engine.run(session.volume, strategy, model, normalize=args.normalize, batch_size=getattr(args, "batch_size", 32) or 32, **options)
         run.names = tuple(prediction.score_names)
         session.finish_run(run, prediction)
 
