@@ -76,7 +76,8 @@ class SaliencyJob:
     model_path: str | None = None
     normalize: str | None = None
     unsafe_model: bool = False
-    output: int = 0
+    output: str | None = None  # the model output (None: its first)
+    channels: str | None = None  # the channel recipe (None: the model's own)
 
 
 class CancelToken:
@@ -140,7 +141,7 @@ class InferenceWorker(QObject):
         self._engine = None
         self._models: dict[tuple, object] = {}  # (path, mtime, normalize, unsafe) → LoadedModel
         self._warm: set[tuple[str, int]] = set()
-        self._saliency: dict[tuple[str, int, int], object] = {}  # (strategy, id(model), output) → SaliencyComputer
+        self._saliency: dict[tuple, object] = {}  # (strategy, id(model), output) → SaliencyComputer
         self.latest_saliency = 0  # written by the GUI thread: requests older than this are dropped
 
     # -- runs on the worker thread ------------------------------------------------------------
@@ -240,7 +241,7 @@ class InferenceWorker(QObject):
             if key not in self._saliency:
                 self._saliency[key] = SaliencyComputer(engine, strategy, model, output=job.output)
             computer = self._saliency[key]
-            maps = computer.maps(job.volume, [job.index], job.normalize, cancelled=lambda: job.id != self.latest_saliency)
+            maps = computer.maps(job.volume, [job.index], job.normalize, channels=job.channels, cancelled=lambda: job.id != self.latest_saliency)
         except Cancelled:
             return
         except SlicewiseError as exc:

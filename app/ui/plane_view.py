@@ -106,6 +106,7 @@ class PlaneView(QWidget):
         self.letters = [QLabel(self.graphics) for _ in range(4)]  # top, bottom, left, right: pinned to the view
         for label in self.letters:
             label.setStyleSheet(LETTER_STYLE)
+        self.captions: list[QLabel] = []  # labels kept in the view's bottom-right corner (the saliency method)
         self.title = QLabel(self.graphics)
         self.title.setStyleSheet("QLabel { color: #9ab; background: transparent; }")
         layout = QVBoxLayout(self)
@@ -144,7 +145,7 @@ class PlaneView(QWidget):
             label.adjustSize()
         self.title.setText(self.plane.name)
         self.title.adjustSize()
-        self._place_letters()
+        self.place_labels()
         self._shown_at = None
         self._on_position()
         self.reset_zoom()
@@ -233,9 +234,10 @@ class PlaneView(QWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self._place_letters()
+        self.place_labels()
 
-    def _place_letters(self) -> None:
+    def place_labels(self) -> None:
+        """Letters at the middle of each edge, the title top-left, captions bottom-right: pinned to the view, not the image."""
         width, height = self.graphics.width(), self.graphics.height()
         top, bottom, left, right = self.letters
         margin = 4
@@ -244,3 +246,6 @@ class PlaneView(QWidget):
         left.move(margin, (height - left.height()) // 2)
         right.move(width - right.width() - margin, (height - right.height()) // 2)
         self.title.move(margin, margin)
+        for caption in self.captions:
+            caption.adjustSize()
+            caption.move(width - caption.width() - margin, height - caption.height() - margin - bottom.height())

@@ -38,6 +38,7 @@ class SaliencyOverlay:
         self.caption = QLabel(view.graphics)
         self.caption.setStyleSheet("QLabel { color: #ffcc80; background: rgba(0,0,0,150); padding: 1px 4px; }")
         self.caption.hide()
+        view.captions.append(self.caption)
         self.shown_index: int | None = None
         for event in (session.events.slice, session.events.saliency, session.events.volume, session.events.radiological):
             event.connect(self.refresh)
@@ -63,5 +64,4 @@ class SaliencyOverlay:
         self._place_caption()
 
     def _place_caption(self) -> None:
-        graphics = self.view.graphics
-        self.caption.move(graphics.width() - self.caption.width() - 4, graphics.height() - self.caption.height() - 4)
+        self.view.place_labels()

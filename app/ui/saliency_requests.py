@@ -35,9 +35,9 @@ class SaliencyRequests:
         if wanted == self._asked:
             return
         self._asked = wanted
-        output = 0
         self.predictions.inference.request_saliency(
-            SaliencyJob(0, key, session.volume, session.index, key.strategy, key.model, key.normalize, session.settings.unsafe_model, output)
+            SaliencyJob(0, key, session.volume, session.index, key.strategy, key.model, key.normalize, session.settings.unsafe_model,
+                        dict(key.options).get("output"), key.channels)
         )
 
     def _on_map(self, request: int, key, index: int, values, method: str) -> None:

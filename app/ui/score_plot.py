@@ -75,6 +75,7 @@ class ScorePlot(pg.PlotWidget):
         item.layout.removeItem(item.titleLabel)
         item.titleLabel.hide()
         item.layout.addItem(self.legend, 0, 1)
+        item.legend = self.legend  # curves added with a name join it
         self.legend.sigSampleClicked.connect(self._on_legend_clicked)
         self.vb.disableAutoRange()
         self.vb.sigScrub.connect(self._on_scrub)

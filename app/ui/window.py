@@ -14,9 +14,10 @@ from app.errors import SlicewiseError
 from app.session import Session
 from app.status import readout_text, slice_text, volume_summary
 from app.ui.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
-from app.ui.dialogs import CSV_FILTER, MODEL_FILTER, PNG_FILTER, VOLUME_FILTER, Dialogs
-from app.ui.exports import export_plot, export_runs
+from app.ui.dialogs import VOLUME_FILTER, Dialogs
+from app.ui.export_commands import ExportCommands
 from app.ui.label_keeper import LabelKeeper
+from app.ui.model_commands import ModelCommands
 from app.ui.prediction import PredictionController
 from app.ui.review_panel import ReviewPanel
 from app.ui.saliency_requests import SaliencyRequests
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # torch (under app.volume) is imported only once a volume is 
     from app.volume import Volume
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ModelCommands, ExportCommands, QMainWindow):
     sigVolumeShown = Signal(object)  # Volume
     sigError = Signal(str, str)  # title, message (also shown in a dialog when interactive)
 
@@ -240,63 +241,10 @@ class MainWindow(QMainWindow):
     def cancel_prediction(self) -> None:
         self.predictions.cancel()
 
-    def set_model(self, path: str | Path | None, unsafe: bool = False, check: bool = True) -> None:
-        """Use a Keras model file (None: the built-in one); ``check`` loads it on the worker now."""
-        self.session.update_settings(model_path=str(path) if path else None, unsafe_model=bool(path) and unsafe, output=None)
-        self.actions_by_name["builtin"].setChecked(path is None)
-        self.toolbar.show_outputs([])
-        if path is None:
-            return
-        name = Path(path).name + ("  (safe mode off)" if unsafe else "")
-        self.toolbar.model.setText(f"loading {name}…" if check else name)
-        self.toolbar.model.setToolTip(str(path))
-        if check:
-            self.predictions.check_model(str(path), unsafe)
-            self.statusBar().showMessage(f"Loading {Path(path).name} on the worker thread…")
-
-    def use_builtin_model(self) -> None:
-        self.set_model(None)
-
-    def load_model_dialog(self) -> None:
-        self._model_dialog(unsafe=False)
-
-    def load_unsafe_model_dialog(self) -> None:
-        if self.dialogs.confirm_unsafe_model():
-            self._model_dialog(unsafe=True)
-
-    def _model_dialog(self, unsafe: bool) -> None:
-        if path := self.dialogs.open_file("model", "Load Keras model", MODEL_FILTER):
-            self.set_model(path, unsafe)
-        else:
-            self.actions_by_name["builtin"].setChecked(self.session.settings.model_path is None)
-
-    def _on_model_ready(self, description: str, outputs: list[str]) -> None:
-        settings = self.session.settings
-        self.toolbar.model.setText(Path(settings.model_path or "").name + ("  (safe mode off)" if settings.unsafe_model else ""))
-        self.toolbar.show_outputs(outputs)
-
-    def _on_model_failed(self, message: str) -> None:
-        self.set_model(None)
-        self._error("Cannot load model", f"{message}\n\nUsing the built-in model.")
-
-    def batch_size_dialog(self) -> None:
-        if (value := self.dialogs.ask_int("Batch size", "Slices (or windows) per model call:", self.session.settings.batch_size, 1, 4096)) is not None:
-            self.session.update_settings(batch_size=value)
-
-    def worker_threads_dialog(self) -> None:
-        current = self.prefs.worker_threads()
-        value = self.dialogs.ask_int("Threads for scoring", "TensorFlow threads (the worker runs at low priority;\ntakes effect at the next start):", current, 1, 256)
-        if value is not None:
-            self.prefs.set_worker_threads(value)
-
     # -- review, plot and export ----------------------------------------------------------------
 
     def label_slice(self, value: str | None) -> None:
         self.session.label_slice(value)
-
-    def import_labels_dialog(self) -> None:
-        if path := self.dialogs.open_file("labels", "Import labels", CSV_FILTER):
-            self.labels.import_file(path)
 
     def set_saliency_visible(self, on: bool) -> None:
         self.session.set_saliency(on=on)
@@ -310,39 +258,6 @@ class MainWindow(QMainWindow):
 
     def clear_plot(self) -> None:
         self.session.clear_runs()
-
-    def export_predictions(self, path: str | Path) -> tuple[Path, Path]:
-        """Write every finished run as ``slicewise predict --out`` does (one column per run)."""
-        written = export_runs(self.session, path, self.labels.store)
-        self.labels.use_folder(Path(written[0]).parent)  # the labels go there too if the volume's folder is read-only
-        return written
-
-    def export_predictions_dialog(self) -> None:
-        runs = self.session.finished_runs()
-        if self.session.volume is None or not runs:
-            self._error("Nothing to export", "Run a prediction first: Export writes every finished run.")
-            return
-        stem = self.session.volume.source.name.split(".")[0] or "volume"
-        if path := self.dialogs.save_file("export", "Export predictions", f"{stem}_scores.csv", CSV_FILTER):
-            try:
-                table, sidecar = self.export_predictions(path)
-            except SlicewiseError as exc:
-                self._error("Cannot export predictions", str(exc))
-            else:
-                self.statusBar().showMessage(f"Wrote {table} and {sidecar.name} ({len(runs)} runs)")
-
-    def export_plot(self, path: str | Path) -> Path:
-        return export_plot(self.session, self.score_plot, path)
-
-    def export_plot_dialog(self) -> None:
-        stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "scores"
-        if path := self.dialogs.save_file("export", "Export plot", f"{stem}_scores.png", PNG_FILTER):
-            try:
-                self.export_plot(path)
-            except SlicewiseError as exc:
-                self._error("Cannot export plot", str(exc))
-            else:
-                self.statusBar().showMessage(f"Wrote {path}")
 
     # -- misc ---------------------------------------------------------------------------------
 

@@ -1,0 +1,51 @@
+"""The window's file commands for results: export every run as CSV, the plot as PNG, import
+labels.  A mixin of `MainWindow`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.errors import SlicewiseError
+from app.ui.dialogs import CSV_FILTER, PNG_FILTER
+from app.ui.exports import export_plot, export_runs
+
+
+class ExportCommands:
+    """Needs the window's ``session``, ``score_plot``, ``labels``, ``dialogs`` and ``_error``."""
+
+    def import_labels_dialog(self) -> None:
+        if path := self.dialogs.open_file("labels", "Import labels", CSV_FILTER):
+            self.labels.import_file(path)
+
+    def export_predictions(self, path: str | Path) -> tuple[Path, Path]:
+        """Write every finished run as ``slicewise predict --out`` does (one column per run)."""
+        written = export_runs(self.session, path, self.labels.store)
+        self.labels.use_folder(Path(written[0]).parent)  # the labels go there too if the volume's folder is read-only
+        return written
+
+    def export_predictions_dialog(self) -> None:
+        runs = self.session.finished_runs()
+        if self.session.volume is None or not runs:
+            self._error("Nothing to export", "Run a prediction first: Export writes every finished run.")
+            return
+        stem = self.session.volume.source.name.split(".")[0] or "volume"
+        if path := self.dialogs.save_file("export", "Export predictions", f"{stem}_scores.csv", CSV_FILTER):
+            try:
+                table, sidecar = self.export_predictions(path)
+            except SlicewiseError as exc:
+                self._error("Cannot export predictions", str(exc))
+            else:
+                self.statusBar().showMessage(f"Wrote {table} and {sidecar.name} ({len(runs)} runs)")
+
+    def export_plot(self, path: str | Path) -> Path:
+        return export_plot(self.session, self.score_plot, path)
+
+    def export_plot_dialog(self) -> None:
+        stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "scores"
+        if path := self.dialogs.save_file("export", "Export plot", f"{stem}_scores.png", PNG_FILTER):
+            try:
+                self.export_plot(path)
+            except SlicewiseError as exc:
+                self._error("Cannot export plot", str(exc))
+            else:
+                self.statusBar().showMessage(f"Wrote {path}")

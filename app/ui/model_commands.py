@@ -1,0 +1,62 @@
+"""The window's model commands: a Keras file (checked on the worker at once) or the built-in
+model, safe mode, batch size and scoring threads.  A mixin of `MainWindow`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.ui.dialogs import MODEL_FILTER
+
+
+class ModelCommands:
+    """Needs the window's ``session``, ``predictions``, ``toolbar``, ``actions_by_name``,
+    ``dialogs``, ``prefs`` and ``_error``."""
+
+    def set_model(self, path: str | Path | None, unsafe: bool = False, check: bool = True) -> None:
+        """Use a Keras model file (None: the built-in one); ``check`` loads it on the worker now."""
+        self.session.update_settings(model_path=str(path) if path else None, unsafe_model=bool(path) and unsafe, output=None)
+        self.actions_by_name["builtin"].setChecked(path is None)
+        self.toolbar.show_outputs([])
+        if path is None:
+            return
+        name = Path(path).name + ("  (safe mode off)" if unsafe else "")
+        self.toolbar.model.setText(f"loading {name}…" if check else name)
+        self.toolbar.model.setToolTip(str(path))
+        if check:
+            self.predictions.check_model(str(path), unsafe)
+            self.statusBar().showMessage(f"Loading {Path(path).name} on the worker thread…")
+
+    def use_builtin_model(self) -> None:
+        self.set_model(None)
+
+    def load_model_dialog(self) -> None:
+        self._model_dialog(unsafe=False)
+
+    def load_unsafe_model_dialog(self) -> None:
+        if self.dialogs.confirm_unsafe_model():
+            self._model_dialog(unsafe=True)
+
+    def _model_dialog(self, unsafe: bool) -> None:
+        if path := self.dialogs.open_file("model", "Load Keras model", MODEL_FILTER):
+            self.set_model(path, unsafe)
+        else:
+            self.actions_by_name["builtin"].setChecked(self.session.settings.model_path is None)
+
+    def _on_model_ready(self, description: str, outputs: list[str]) -> None:
+        settings = self.session.settings
+        self.toolbar.model.setText(Path(settings.model_path or "").name + ("  (safe mode off)" if settings.unsafe_model else ""))
+        self.toolbar.show_outputs(outputs)
+
+    def _on_model_failed(self, message: str) -> None:
+        self.set_model(None)
+        self._error("Cannot load model", f"{message}\n\nUsing the built-in model.")
+
+    def batch_size_dialog(self) -> None:
+        if (value := self.dialogs.ask_int("Batch size", "Slices (or windows) per model call:", self.session.settings.batch_size, 1, 4096)) is not None:
+            self.session.update_settings(batch_size=value)
+
+    def worker_threads_dialog(self) -> None:
+        current = self.prefs.worker_threads()
+        value = self.dialogs.ask_int("Threads for scoring", "TensorFlow threads (the worker runs at low priority;\ntakes effect at the next start):", current, 1, 256)
+        if value is not None:
+            self.prefs.set_worker_threads(value)
