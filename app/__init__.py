@@ -1,20 +1,32 @@
 """Slicewise: a desktop volume viewer with per-slice Keras predictions.
 
-Architecture (the core never imports Qt; ``app.ui`` only wires widgets to it):
+Where state lives: one `app.session.Session` holds everything the user looks at and has asked
+for — the open volume, slice, crosshair point, levels, colormap, left/right convention, layout,
+the scoring settings, the threshold, the runs and their scores, the labels, the saliency maps.
+It announces each change on ``session.events`` (plain callbacks, `app.events`).  The widgets in
+``app.ui`` draw the session and write it through its methods; none keeps state of its own.
+``slicewise render`` fills a session headless and draws it with the same widgets.
 
-- ``app.volume``      ``Volume``: a ``(depth, height, width, channels)`` float32 torch tensor
-                      in a known orientation, with its affine, spacing and slice positions.
-- ``app.io``          one loader per file family (nibabel formats, DICOM, arrays) → ``Volume``.
-- ``app.preprocessing`` explicit, recorded intensity normalisation.
-- ``app.strategies``  the three ways to score a volume with a Keras model: ``slice`` (2D CNN
-                      per slice), ``temporal`` (a sequence model along depth) and ``embedding``
-                      (depth-pooled features into dense layers).  Each adapts the volume to the
-                      model's input and maps its output to per-slice scores.
-- ``app.inference``   the TensorFlow runtime (lazy import, threads, device) and the engine that
-                      feeds batches, reports progress and honours cancellation.
-- ``app.export``      CSV + JSON sidecar, written atomically.
-- ``app.cli``         ``slicewise`` / ``python -m app``: GUI, ``predict``, ``render``, ``demo``.
-- ``app.ui``          PySide6 + pyqtgraph: main window, slice view, score plot, worker thread.
+Which way dependencies point (checked by import-linter, ``lint-imports``; see pyproject.toml):
+
+    app.tools        benchmark, demo-model training, the seed article's models (dev only)
+      app.ui         PySide6 + pyqtgraph: window, plane views, scrubber, plot, worker thread
+        app.cli      ``slicewise predict`` / ``demo`` (``gui`` and ``render`` come from app.ui.launch)
+          app.cohort   volumes of a folder or glob scored on Dask
+            app.session | app.export     viewer state | CSV + JSON sidecar, atomic writes
+              app.inference   TensorFlow runtime (lazy, threads, GPU), safe model loading, batch
+                              engine, saliency
+                app.strategies | app.io   slice, temporal, embedding | loaders → Volume
+                  app.volume     ``Volume``: a (depth, height, width, channels) float32 torch
+                                 tensor in a known orientation, with affine, spacing, positions
+
+Beside them, small modules with one job each: `app.display` (initial levels, CT presets),
+`app.planes` (the three planes through a voxel, oriented for reading), `app.runs` (a run's
+scores, regions above a threshold), `app.status` (what the status bar and CLI say),
+`app.channels` (channel recipes), `app.preprocessing` (intensity normalisation),
+`app.labels` and `app.agreement` (a reader's labels and how a run agrees with them),
+`app.review` (the CLI's saliency and label outputs), `app.phantom` (the demo phantom).
+Nothing outside ``app.ui`` and ``app.tools`` imports Qt.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
