@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from app.cli import build_parser
-from app.cohort import is_cohort, predict_cohort
+from app.cohort import CohortRequest, is_cohort, predict_cohort
 from app.cohort.inputs import expand
 from app.errors import LoadError, SlicewiseError
 from tests.dicom_writer import IOPS, write_series
@@ -66,11 +66,12 @@ def cluster():
             yield cluster, client
 
 
-def cohort_args(*argv: str | Path, scheduler: str | None = None):
+def cohort_args(*argv: str | Path, scheduler: str | None = None) -> CohortRequest:
+    """The request that ``slicewise predict ARGV`` makes."""
     argv = ["predict", *map(str, argv)]
     if scheduler:
         argv += ["--scheduler", scheduler]
-    return build_parser().parse_args(argv)
+    return CohortRequest.from_args(build_parser().parse_args(argv))
 
 
 def read_table(path: Path) -> list[list[str]]:
@@ -153,6 +154,20 @@ def test_result_keys_follow_what_decides_the_scores():
     assert len(keys) == 7 and base.key("v" * 64) == Settings("m" * 64, "slice", "window:60,200", "axial", 0).key("v" * 64)
 
 
+def test_request_carries_the_options_and_refuses_what_a_cohort_cannot_honour(study):
+    request = cohort_args(study, "--strategy", "temporal", "--normalize", "zscore", "--batch-size", "4", "--axis", "coronal", "--workers", "3", "--out", "o.csv")
+    assert (request.volumes, request.strategy, request.normalize, request.batch_size, request.axis, request.workers, request.scheduler) == (
+        (str(study),), "temporal", "zscore", 4, "coronal", 3, None
+    )
+    with pytest.raises(AttributeError):
+        request.strategy = "slice"  # frozen: what was asked cannot change under the run
+    for extra, dropped in (("--channels=neighbors:1", "drop --channels"), ("--classes=a,b", "drop --classes"), ("--strategy=slice", "drop the extra --strategy")):
+        with pytest.raises(SlicewiseError, match=dropped):
+            cohort_args(study, "--strategy", "temporal", extra, "--out", "o.csv")
+    with pytest.raises(SlicewiseError, match="--saliency-dir and --labels review one volume"):
+        cohort_args(study, "--labels", "l.csv", "--out", "o.csv")
+
+
 def test_cohort_needs_out(study, capsys):
     with pytest.raises(SlicewiseError, match="needs --out"):
         predict_cohort(cohort_args(study))
@@ -192,7 +207,7 @@ def test_cluster_gives_the_serial_results(full_run, study, engine):
     assert f"error: {study / BROKEN}: " in stderr
     ok = [v for v in meta["volumes"] if v["status"] == "ok"]
     assert len(ok) == 6 and not any(v["reused"] for v in ok)
-    for v, volume, prediction in zip(ok, volumes, predictions):
+    for v, volume in zip(ok, volumes):
         assert v["sha256"] == volume.sha256 and v["shape"] == list(volume.shape)
     assert meta["model"]["sha256"] == predictions[0].model_sha256
     assert meta["cohort"] | {"cluster": None, "scoring_s": None, "volumes_per_s": None} == {
@@ -264,8 +279,8 @@ def test_user_model_on_the_cluster_and_a_model_that_cannot_load(study, cluster, 
     load stops the run with Keras's reason (it is no volume's fault)."""
     from app.errors import ModelError
     from app.io import load_volume
-    from app.tools.seed_models import seed_slice_model
     from app.strategies import get_strategy
+    from app.tools.seed_models import seed_slice_model
 
     model_path = tmp_path / "mine.keras"
     seed_slice_model(16, 16, 1).save(model_path)

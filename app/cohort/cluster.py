@@ -3,7 +3,6 @@ machine, and the model probe that warms every worker up."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -42,24 +41,25 @@ def default_workers(pending: int) -> int:
 
 
 @contextmanager
-def connect(args: argparse.Namespace, pending: int) -> Iterator[tuple[object, str]]:
-    """A Dask client: to ``--scheduler``, or to a LocalCluster on this machine."""
+def connect(scheduler: str | None, workers: int | None, pending: int) -> Iterator[tuple[object, str]]:
+    """A Dask client and a label for it: to the cluster at ``scheduler``, else to a LocalCluster
+    on this machine of ``workers`` processes (default: ``default_workers(pending)``)."""
     from distributed import Client, LocalCluster
 
-    if args.scheduler:
+    if scheduler:
         try:
-            client = Client(args.scheduler, timeout=20, set_as_default=False)
+            client = Client(scheduler, timeout=20, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise SlicewiseError(f"cannot reach the Dask scheduler at {args.scheduler}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+            raise SlicewiseError(f"cannot reach the Dask scheduler at {scheduler}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
         try:
-            workers = len(client.scheduler_info().get("workers", {}))
-            if not workers:
-                print(f"warning: the Dask cluster at {args.scheduler} has no workers yet; waiting for some", file=sys.stderr)
-            yield client, f"the Dask cluster at {args.scheduler} ({workers} workers)"
+            present = len(client.scheduler_info().get("workers", {}))
+            if not present:
+                print(f"warning: the Dask cluster at {scheduler} has no workers yet; waiting for some", file=sys.stderr)
+            yield client, f"the Dask cluster at {scheduler} ({present} workers)"
         finally:
             client.close()
         return
-    n = args.workers or default_workers(pending)
+    n = workers or default_workers(pending)
     try:
         cluster = LocalCluster(
             n_workers=n,

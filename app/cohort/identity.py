@@ -4,7 +4,6 @@ under which an untrained built-in model's hash is remembered."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
@@ -33,16 +32,16 @@ def builtin_identity(strategy) -> str:
     return digest.hexdigest()
 
 
-def effective_normalize(args: argparse.Namespace, strategy) -> str:
+def effective_normalize(normalize: str | None, model: str | None, strategy) -> str:
     """The normalisation the engine will apply, in canonical form, known before any worker runs:
-    ``--normalize``, else ``none`` for a user's model, else the built-in model's own (as
+    ``normalize`` as given, else ``none`` for a user's ``model``, else the built-in model's own (as
     ``app.inference.models.builtin_model`` decides it).  It is part of each result's key."""
     from app import preprocessing
     from app.inference.models import builtin_metadata
 
-    if args.normalize:
-        return preprocessing.parse_spec(args.normalize)
-    if args.model:
+    if normalize:
+        return preprocessing.parse_spec(normalize)
+    if model:
         return "none"
     return preprocessing.parse_spec(builtin_metadata(strategy)["normalize"])
 

@@ -8,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-from app.cohort.run import Outcome, Run
+from app.cohort.outcome import CohortRun, Outcome
+from app.cohort.request import CohortRequest
 from app.cohort.store import Parts, Settings, assemble
 from app.export import RUN_KEYS, sidecar_document, write_atomic
 from app.prediction import nonfinite_warning
 
 
-def finish(args, out: Path, parts: Parts, run: Run, settings: Settings | None, cluster_label: str | None) -> int:
+def finish(request: CohortRequest, out: Path, parts: Parts, run: CohortRun, settings: Settings | None, cluster_label: str | None) -> int:
     """Write the table and sidecar from the parts, in input order; report failures."""
     ok = [(item, outcome) for item, outcome in zip(run.items, run.outcomes) if outcome is not None and outcome.status == "ok"]
     table = assemble(parts, [(item.display, outcome.key) for item, outcome in ok])
@@ -37,11 +38,11 @@ def finish(args, out: Path, parts: Parts, run: Run, settings: Settings | None, c
     if first is not None:
         runs = first.get("runs") or [{key: first.get(key) for key in RUN_KEYS}]
     else:
-        model = {"source": args.model or f"built-in:{args.strategy}", "sha256": settings.model_sha256 if settings else None}
-        runs = [{"strategy": args.strategy, "model": model, "normalize": settings.normalize if settings else args.normalize, "batch_size": args.batch_size, "device": None}]
-    runs = [{**settings_of_run, "batch_size": args.batch_size} for settings_of_run in runs]
+        model = {"source": request.model or f"built-in:{request.strategy}", "sha256": settings.model_sha256 if settings else None}
+        runs = [{"strategy": request.strategy, "model": model, "normalize": settings.normalize if settings else request.normalize, "batch_size": request.batch_size, "device": None}]
+    runs = [{**settings_of_run, "batch_size": request.batch_size} for settings_of_run in runs]
     cohort = {
-        "inputs": list(args.volumes),
+        "inputs": list(request.volumes),
         "total": len(run.items),
         "ok": len(ok),
         "failed": len(failed),

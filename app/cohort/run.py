@@ -3,68 +3,32 @@ back, save each as it arrives, and assemble the table and sidecar in input order
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.atomic import check_writable
 from app.cohort.cluster import connect, probe_model
 from app.cohort.identity import builtin_identity, effective_normalize, model_sha_on_client
 from app.cohort.inputs import Item, expand, stamp
+from app.cohort.outcome import CohortRun, Outcome
+from app.cohort.report import finish
+from app.cohort.request import CohortRequest
 from app.cohort.store import Parts, Settings
 from app.errors import ModelError, SlicewiseError
 from app.progress import ProgressBar
 
-OnResult = Callable[["distributed.Client", "Run"], None]  # noqa: F821 - a test hook, called after each result
-
-
-@dataclass
-class Outcome:
-    status: str  # "ok" or "failed"
-    key: str | None = None
-    reason: str | None = None
-    reused: bool = False
-
-
-@dataclass
-class Run:
-    """The state of one cohort run, as the progress bar and test hooks see it."""
-
-    items: list[Item]
-    outcomes: list[Outcome | None]
-    scored: int = 0  # scored by workers in this run (not reused)
-    started: float = field(default_factory=time.perf_counter)
-    finished: float | None = None  # when the last result arrived
-
-    @property
-    def done(self) -> int:
-        return sum(1 for o in self.outcomes if o is not None and o.status == "ok")
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for o in self.outcomes if o is not None and o.status == "failed")
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.perf_counter()) - self.started
-
-    @property
-    def rate(self) -> float:
-        """Volumes scored per second since the tasks were submitted."""
-        elapsed = self.elapsed
-        return self.scored / elapsed if elapsed > 0 else 0.0
+OnResult = Callable[["distributed.Client", CohortRun], None]  # noqa: F821 - a test hook, called after each result
 
 
 class CohortProgress(ProgressBar):
     """``volumes [#####.....] 12/30 done, 1 failed, 2.4 vol/s``."""
 
-    def show(self, run: Run) -> None:
+    def show(self, run: CohortRun) -> None:
         total = len(run.items)
         if not self.enabled or total <= 0:
             return
@@ -76,34 +40,34 @@ class CohortProgress(ProgressBar):
         self.stream.flush()
 
 
-def predict_cohort(args: argparse.Namespace, *, on_result: OnResult | None = None) -> int:
-    """Score every volume the arguments name; 0 if all were scored, 2 if any failed."""
+def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None) -> int:
+    """Score every volume the request names; 0 if all were scored, 2 if any failed."""
     from app.strategies import get_strategy
 
-    if not args.out:
+    if not request.out:
         raise SlicewiseError("scoring a cohort needs --out FILE.csv: each volume's result is saved beside it as it arrives, so a re-run can resume")
-    if args.workers is not None and args.scheduler:
+    if request.workers is not None and request.scheduler:
         raise SlicewiseError("use --workers N (a local Dask cluster) or --scheduler ADDRESS (an existing one), not both")
-    if args.workers is not None and args.workers < 1:
-        raise SlicewiseError(f"--workers must be at least 1, not {args.workers}")
-    if args.batch_size < 1:
-        raise SlicewiseError(f"batch size must be at least 1, not {args.batch_size}")
-    strategy = get_strategy(args.strategy)
-    normalize = effective_normalize(args, strategy)
-    out = check_writable(args.out)
+    if request.workers is not None and request.workers < 1:
+        raise SlicewiseError(f"--workers must be at least 1, not {request.workers}")
+    if request.batch_size < 1:
+        raise SlicewiseError(f"batch size must be at least 1, not {request.batch_size}")
+    strategy = get_strategy(request.strategy)
+    normalize = effective_normalize(request.normalize, request.model, strategy)
+    out = check_writable(request.out)
     parts = Parts(out)
-    items, unmatched = expand(args.volumes, skip=(os.path.abspath(parts.folder),))
+    items, unmatched = expand(request.volumes, skip=(os.path.abspath(parts.folder),))
     for pattern in unmatched:
         print(f"warning: {pattern} matches no volume", file=sys.stderr)
     if not items:
-        if len(args.volumes) == 1 and Path(args.volumes[0]).is_dir():
-            given = Path(args.volumes[0])
+        if len(request.volumes) == 1 and Path(request.volumes[0]).is_dir():
+            given = Path(request.volumes[0])
             others = sum(1 for p in given.rglob("*") if p.is_file())
             raise SlicewiseError(f"{given.name or given}: no volume files or DICOM images in this folder ({others} other files)")
-        raise SlicewiseError(f"no volumes found in {' '.join(args.volumes)}")
+        raise SlicewiseError(f"no volumes found in {' '.join(request.volumes)}")
     parts.create()
 
-    model_path = os.path.abspath(args.model) if args.model else None
+    model_path = os.path.abspath(request.model) if request.model else None
     model_sha = model_sha_on_client(model_path, strategy.name)
     builtin_key = builtin_identity(strategy) if model_path is None else None
     if model_sha is None:
@@ -112,18 +76,18 @@ def predict_cohort(args: argparse.Namespace, *, on_result: OnResult | None = Non
         "strategy": strategy.name,
         "model": model_path,
         "model_sha256": model_sha,
-        "unsafe": bool(args.unsafe_model),
-        "normalize": args.normalize,
-        "axis": args.axis,
-        "volume_index": args.volume_index,
-        "batch_size": args.batch_size,
+        "unsafe": bool(request.unsafe_model),
+        "normalize": request.normalize,
+        "axis": request.axis,
+        "volume_index": request.volume_index,
+        "batch_size": request.batch_size,
     }
     stamps = [stamp(item.path) for item in items]
-    run = Run(items, [None] * len(items))
+    run = CohortRun(items, [None] * len(items))
     manifest = parts.manifest()
 
     def settings_for(sha: str) -> Settings:
-        return Settings(sha, strategy.name, normalize, args.axis, args.volume_index)
+        return Settings(sha, strategy.name, normalize, request.axis, request.volume_index)
 
     def reuse(settings: Settings) -> list[int]:
         """Mark the volumes already scored with these settings; the indices still to score."""
@@ -141,7 +105,7 @@ def predict_cohort(args: argparse.Namespace, *, on_result: OnResult | None = Non
     pending = reuse(settings) if settings else list(range(len(items)))
     cluster_label = None
     if pending:
-        with connect(args, len(pending)) as (client, cluster_label):
+        with connect(request.scheduler, request.workers, len(pending)) as (client, cluster_label):
             warming: list = []  # model probes still loading on the other workers: kept until the end
             if settings is None:  # an untrained built-in model: its hash needs TensorFlow, so ask the workers
                 info, warming = probe_model(client, job)
@@ -154,16 +118,14 @@ def predict_cohort(args: argparse.Namespace, *, on_result: OnResult | None = Non
             if pending:
                 reused = len(items) - len(pending)
                 print(f"scoring {len(pending)} of {len(items)} volumes on {cluster_label}" + (f" ({reused} already scored)" if reused else ""), file=sys.stderr)
-                _score(client, run, pending, job, settings, parts, stamps, args.progress, on_result)
+                _score(client, run, pending, job, settings, parts, stamps, request.progress, on_result)
             del warming
     if not pending:
         print(f"all {len(items)} volumes already scored; reusing {parts.folder}", file=sys.stderr)
-    from app.cohort.report import finish
-
-    return finish(args, out, parts, run, settings, cluster_label)
+    return finish(request, out, parts, run, settings, cluster_label)
 
 
-def _score(client, run: Run, pending: list[int], job: dict, settings: Settings, parts: Parts, stamps: list, progress, on_result) -> None:
+def _score(client, run: CohortRun, pending: list[int], job: dict, settings: Settings, parts: Parts, stamps: list, progress, on_result) -> None:
     """Submit one task per pending volume; save each result as it arrives."""
     from distributed import as_completed
 
@@ -229,4 +191,4 @@ def _receive(future, item: Item, old_stamp: str | None, settings: Settings, part
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,63 @@
+"""What a cohort run is asked to do, as one typed, immutable value.
+
+``CohortRequest`` is all that ``predict_cohort`` and the modules below it read; the command line
+builds it once with ``from_args``, which also refuses the ``predict`` options a cohort cannot
+honour.  Other callers (the GUI, scripts) build it directly.  Cheap to import: no Dask, no
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from app.errors import SlicewiseError
+
+# ``predict`` options a cohort cannot honour: its tasks score with the model's own channels and
+# output, and write no review files.
+_REVIEW_OPTIONS = ("saliency_dir", "labels")
+_PER_MODEL_OPTIONS = ("channels", "output", "classes", "slab", "pool")
+
+
+@dataclass(frozen=True)
+class CohortRequest:
+    """A cohort to score: the arguments naming its volumes, where the table goes, the model and
+    how it sees each volume, and where the Dask workers come from."""
+
+    volumes: tuple[str, ...]  # files, folders and glob patterns, as the user spelled them
+    out: str | None  # the table; required (checked by ``predict_cohort``): parts are saved beside it
+    strategy: str = "slice"
+    model: str | None = None  # a Keras model file; None: the strategy's built-in model
+    unsafe_model: bool = False
+    normalize: str | None = None  # a spec as given; None: the model's default
+    batch_size: int = 32
+    axis: str = "axial"
+    volume_index: int = 0
+    workers: int | None = None  # a local Dask cluster of this many workers (None: chosen by size)
+    scheduler: str | None = None  # the address of an existing Dask cluster instead
+    progress: bool | None = None  # the progress bar; None: on a terminal
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CohortRequest:
+        """The request of a parsed ``slicewise predict``; a ``SlicewiseError`` names the options
+        given that a cohort cannot honour."""
+        if any(getattr(args, name, None) for name in _REVIEW_OPTIONS):
+            raise SlicewiseError("--saliency-dir and --labels review one volume (or a few); cohorts are scored without them")
+        given = [f"--{name}" for name in _PER_MODEL_OPTIONS if getattr(args, name, None)]
+        strategies = list(dict.fromkeys(getattr(args, "strategies", None) or [args.strategy]))
+        if len(strategies) > 1 or given:
+            raise SlicewiseError(f"cohorts are scored with one --strategy and the model's own channels and output; drop {' '.join(given) or 'the extra --strategy'}")
+        return cls(
+            volumes=tuple(args.volumes),
+            out=args.out,
+            strategy=strategies[0],
+            model=args.model,
+            unsafe_model=bool(args.unsafe_model),
+            normalize=args.normalize,
+            batch_size=args.batch_size,
+            axis=args.axis,
+            volume_index=args.volume_index,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=args.progress,
+        )
