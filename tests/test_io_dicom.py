@@ -260,11 +260,3 @@ def test_real_inconsistent_inputs(relative, message):
 def test_real_unusable_files(name):
     with pytest.raises(LoadError, match=rf"^{name.replace('.', '[.]')}: "):
         load_volume(pydicom_file(name))
-
-
-def test_compressed_without_decoder_is_a_load_error():
-    path = pydicom_file("JPEG2000.dcm")
-    try:
-        load_volume(path)
-    except LoadError as exc:
-        assert str(exc).startswith("JPEG2000.dcm: ") and "\n" not in str(exc)
