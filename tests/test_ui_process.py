@@ -219,7 +219,7 @@ def test_window_screenshot_of_the_demo_scored_three_ways(qtbot, tmp_path, monkey
     radiological, a CT window preset, saliency asked for; saved for a look."""
     from PySide6.QtCore import QSettings
 
-    from app.ui import review
+    from app.ui import label_keeper
     from app.ui.window import MainWindow
     from tests.ui_helpers import SIGNAL_TIMEOUT_MS, close, open_volume, run
 
@@ -227,7 +227,7 @@ def test_window_screenshot_of_the_demo_scored_three_ways(qtbot, tmp_path, monkey
     demo.mkdir()
     for name in ("phantom.nii.gz", "labels.csv"):
         (demo / name).write_bytes((DEMO / name).read_bytes())
-    monkeypatch.setattr(review, "DEMO_LABELS", demo / "labels.csv")
+    monkeypatch.setattr(label_keeper, "DEMO_LABELS", demo / "labels.csv")
     window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), interactive=False)
     try:
         window.resize(1400, 900)

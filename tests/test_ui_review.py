@@ -33,16 +33,11 @@ LEGEND_BUG = (
     "app/ui/score_plot.py: the legend is a LegendItem of its own that PlotItem.addItem never fills "
     "(PlotItem.legend stays None) and _draw never calls legend.addItem: no run is in the legend, so none can be clicked"
 )
-EXPORT_BUG = (
-    "app/ui/review.py export_runs: passes [(volume, run.prediction) for run in runs], one group per run, so "
-    "write_predictions refuses the labels ('slice labels belong to one volume; this table holds 2') and without "
-    "labels writes each run as its own rows under one 'score' column; it should pass [(volume, [run.prediction ...])]"
-)
 
 SALIENCY_BUG = (
-    "app/ui/worker.py SaliencyJob.output is an int (0) and InferenceWorker.saliency passes it as "
+    "app/ui/inference_thread.py: SaliencyJob.output is an int (0) and InferenceWorker.saliency passes it as "
     "SaliencyComputer(..., output=job.output), whose output is a model output NAME (str | None): every GUI request "
-    "fails with 'built-in:slice has no output 0; its outputs: dense_1' (review.SaliencyRequests sends output = 0); "
+    "fails with 'built-in:slice has no output 0; its outputs: dense_1' (saliency_requests.py sends output = 0); "
     "pass output=None (or the session's settings.output) and the score index as score_index"
 )
 
@@ -75,14 +70,14 @@ def read_truth() -> dict[int, str]:
 @pytest.fixture(scope="module")
 def demo_copy(tmp_path_factory):
     """The bundled demo and its labels.csv copied to a folder of their own (nothing is written
-    into resources/), and app.ui.review told that this is the demo's folder."""
+    into resources/), and app.ui.label_keeper told that this is the demo's folder."""
     folder = tmp_path_factory.mktemp("demo")
     for name in ("phantom.nii.gz", "labels.csv"):
         shutil.copyfile(DEMO / name, folder / name)
     with pytest.MonkeyPatch.context() as patch:
-        from app.ui import review
+        from app.ui import label_keeper
 
-        patch.setattr(review, "DEMO_LABELS", folder / "labels.csv")
+        patch.setattr(label_keeper, "DEMO_LABELS", folder / "labels.csv")
         yield folder
 
 
@@ -321,7 +316,6 @@ def test_review_panel_shows_agreement_live_and_jumps_to_disagreements(fresh):
     assert ("FP" in target.text()) == (truth[session.index] == "0")
 
 
-@pytest.mark.xfail(reason=EXPORT_BUG, strict=True)
 def test_export_has_a_column_per_run_and_the_labels(fresh, tmp_path):
     window, volume = fresh["window"], fresh["volume"]
     table, sidecar = window.export_predictions(tmp_path / "scores.csv")

@@ -296,12 +296,6 @@ def test_legend_names_each_run_and_the_volume_score(scored):
     assert len(plot.legend.items) == 3
 
 
-EXPORT_BUG = ("app/ui/review.py export_runs: passes [(volume, run.prediction) for run in runs], one group per run, "
-              "so write_predictions writes the volume's rows once per run under one 'score' column (and refuses labels: "
-              "'this table holds N'); it should pass [(volume, [run.prediction for run in runs])]")
-
-
-@pytest.mark.xfail(reason=EXPORT_BUG, strict=True)
 def test_export_writes_every_run_as_the_cli_does(scored, tmp_path):
     from app import export
 
