@@ -13,10 +13,10 @@ from pathlib import Path
 
 from app import __version__
 from app.errors import SlicewiseError
+from app.strategy_catalog import NAMES as STRATEGY_NAMES
 from app.volume import AXES
 
 COMMANDS = ("predict", "render", "demo", "gui")
-STRATEGY_NAMES = ("slice", "temporal", "embedding")  # kept literal so --help needs no imports
 
 
 def _volume_options(parser: argparse.ArgumentParser) -> None:

@@ -73,14 +73,6 @@ def test_bench_and_window_modules_import_lightly():
     assert done.returncode == 0 and done.stdout.strip() == "False False", done.stderr[-2000:]
 
 
-def test_literal_tables_of_the_ui_match_the_core():
-    pytest.importorskip("PySide6")
-    from app.strategies import STRATEGIES
-    from app.ui.actions import STRATEGY_CHOICES
-    from app.ui.scrubber import AXES as UI_AXES
-
-    assert STRATEGY_CHOICES == tuple((s.name, s.title, s.summary) for s in STRATEGIES.values())
-    assert UI_AXES == AXES
 
 
 # -- gzip-compressed images: read straight into float32, as nibabel would read them -----------

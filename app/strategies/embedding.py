@@ -40,6 +40,7 @@ from app.strategies.base import (
     score_vector,
     shape_text,
 )
+from app.strategy_catalog import CATALOG
 
 SLICE = (64, 64, 1)  # the built-in model's slice input
 EMBEDDING = 16  # the built-in encoder's embedding size
@@ -52,8 +53,7 @@ class EmbeddingStrategy(Strategy):
     """Depth-pooled slabs: ``EmbeddingStrategy(slab=5, pool="max")`` configures a run."""
 
     name = "embedding"
-    title = "Depth-pooled embedding (slab)"
-    summary = "each slice scored from the pooled embeddings of the slab of slices centred on it"
+    title, summary = CATALOG["embedding"]
     default_normalize = "window:60,200"
 
     def __init__(self, slab: int = SLAB, pool: str = "mean"):

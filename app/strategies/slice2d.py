@@ -7,14 +7,14 @@ through one traced ``model(x, training=False)``, which gives the same numbers fa
 from __future__ import annotations
 
 from app.strategies.base import ModelSpec, Plan, SliceBatches, Strategy, score_vector, slice_input
+from app.strategy_catalog import CATALOG
 
 INPUT = (64, 64, 1)
 
 
 class SliceStrategy(Strategy):
     name = "slice"
-    title = "Slice by slice (2D CNN)"
-    summary = "each slice scored on its own by a 2D CNN"
+    title, summary = CATALOG["slice"]
     default_normalize = "window:60,200"
 
     def build_model(self):

@@ -20,14 +20,14 @@ import torch
 from app.errors import ModelError
 from app.strategies.adapt import SliceShape, fit_slices, flat_shape, image_shape
 from app.strategies.base import ModelSpec, Normalize, Plan, Step, Strategy, shape_text
+from app.strategy_catalog import CATALOG
 
 INPUT = (None, 64, 64, 1)
 
 
 class TemporalStrategy(Strategy):
     name = "temporal"
-    title = "Sequence along depth (temporal)"
-    summary = "each slice scored in the context of its neighbours by a sequence model along depth"
+    title, summary = CATALOG["temporal"]
     default_normalize = "window:60,200"
 
     def build_model(self):

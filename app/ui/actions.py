@@ -18,6 +18,8 @@ from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QProgressBar, QPushButton, QSpinBox, QStyle, QToolBar, QWidget
 
+from app.strategy_catalog import CATALOG
+
 if TYPE_CHECKING:
     from app.session import Activity, ScoringSettings, Session
 
@@ -40,13 +42,7 @@ SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>Ctrl+O</b></td><td>open a file (or drop a file or folder on the window)</td></tr>
 </table>"""
 
-#: (name, title, summary) of each strategy in ``app.strategies.STRATEGIES``, kept literal so that
-#: the window opens without importing torch (tests/test_ui_window.py checks that the two agree)
-STRATEGY_CHOICES = (
-    ("slice", "Slice by slice (2D CNN)", "each slice scored on its own by a 2D CNN"),
-    ("temporal", "Sequence along depth (temporal)", "each slice scored in the context of its neighbours by a sequence model along depth"),
-    ("embedding", "Depth-pooled embedding (dense)", "slices pooled over depth into one feature vector, scored by dense layers"),
-)
+STRATEGY_CHOICES = tuple((name, title, summary) for name, (title, summary) in CATALOG.items())
 STRATEGY_TITLES = {name: title for name, title, _ in STRATEGY_CHOICES}
 MODEL_DEFAULT = "model default"
 NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
