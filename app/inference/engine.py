@@ -226,7 +226,7 @@ class _Traced:
 
     That skips the function's per-call dispatch (binding the arguments, looking the trace up):
     about 0.15 ms a call here, a tenth of a 32-slice batch of the built-in model.  It is traced
-    on the first call, so a model that cannot take the input fails there, as before.
+    on the first call, so a model that cannot take the input fails on its first batch.
     """
 
     def __init__(self, function):
