@@ -40,6 +40,8 @@ class ScoringSettings:
     slab: int | None = None
     pool: str | None = None
     batch_size: int = 32
+    model_outputs: tuple[str, ...] = ()  # the loaded model's outputs, to choose from (empty: one, or not loaded yet)
+    model_state: str = "built-in"  # "built-in" | "loading" | "ready"
 
     def run_key(self) -> RunKey:
         options = tuple((name, value) for name, value in (("output", self.output), ("slab", self.slab), ("pool", self.pool)) if value is not None)
@@ -117,6 +119,7 @@ class Session:
         self.saliency_on = False
         self.saliency_opacity = 0.5
         self.score_tint = False
+        self.plot_x_mm = False  # the score plot's x axis: slice index, or position in mm
         self._runs_by_view: dict[tuple, list[Run]] = {}
         self._saliency: dict[tuple[RunKey, int], SaliencyMap] = {}
 
@@ -378,6 +381,10 @@ class Session:
         if opacity is not None:
             self.saliency_opacity = min(max(float(opacity), 0.0), 1.0)
         self.events.saliency.emit(self.index, self.saliency_map(self.index))
+
+    def set_plot_x_mm(self, on: bool) -> None:
+        self.plot_x_mm = bool(on)
+        self.events.slice.emit(self.index)
 
     def set_score_tint(self, on: bool) -> None:
         self.score_tint = bool(on)

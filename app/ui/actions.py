@@ -159,7 +159,6 @@ class Toolbar:
         spacer.setFixedWidth(6)
         bar.addWidget(spacer)
         bar.addWidget(self.progress)
-        self.show_outputs([])
         self._on_settings(session.settings)
         session.events.settings.connect(self._on_settings)
         session.events.activity.connect(self._on_activity)
@@ -169,16 +168,29 @@ class Toolbar:
         text = combo.currentText().strip()
         return None if not text or text == MODEL_DEFAULT else text
 
-    def show_outputs(self, names: list[str]) -> None:
+    def _show_outputs(self, names: tuple[str, ...]) -> None:
         """The loaded model's outputs; the picker shows only when there is a choice."""
-        with QSignalBlocker(self.output):
-            self.output.clear()
-            for name in names:
-                self.output.addItem(name, name)
+        if tuple(self.output.itemData(i) for i in range(self.output.count())) != names:
+            with QSignalBlocker(self.output):
+                self.output.clear()
+                for name in names:
+                    self.output.addItem(name, name)
         for action in self.output_actions:
             action.setVisible(len(names) > 1)
 
+    def _show_model(self, settings: ScoringSettings) -> None:
+        if settings.model_path is None:
+            self.model.setText("built-in model")
+            self.model.setToolTip("Model › Load Keras model… to use your own")
+            return
+        from pathlib import Path
+
+        name = Path(settings.model_path).name + ("  (safe mode off)" if settings.unsafe_model else "")
+        self.model.setText(f"loading {name}…" if settings.model_state == "loading" else name)
+        self.model.setToolTip(settings.model_path)
+
     def _on_settings(self, settings: ScoringSettings) -> None:
+        self._show_outputs(settings.model_outputs)  # before choosing the output among them
         with QSignalBlocker(self.strategy), QSignalBlocker(self.slab), QSignalBlocker(self.output), QSignalBlocker(self.pool):
             self.strategy.setCurrentIndex(self.strategy.findData(settings.strategy))
             self.slab.setValue(settings.slab or 0)
@@ -191,9 +203,7 @@ class Toolbar:
                     combo.setCurrentText(value or MODEL_DEFAULT)
         for action in self.slab_actions:
             action.setVisible(settings.strategy == "embedding")
-        if settings.model_path is None:
-            self.model.setText("built-in model")
-            self.model.setToolTip("Model › Load Keras model… to use your own")
+        self._show_model(settings)
 
     def _on_activity(self, activity: Activity) -> None:
         if activity.busy and activity.total == 0:

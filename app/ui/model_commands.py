@@ -13,16 +13,12 @@ class ModelCommands:
     ``dialogs``, ``prefs`` and ``_error``."""
 
     def set_model(self, path: str | Path | None, unsafe: bool = False, check: bool = True) -> None:
-        """Use a Keras model file (None: the built-in one); ``check`` loads it on the worker now."""
-        self.session.update_settings(model_path=str(path) if path else None, unsafe_model=bool(path) and unsafe, output=None)
+        """Use a Keras model file (None: the built-in one); ``check`` loads it on the worker at once."""
+        state = "built-in" if path is None else ("loading" if check else "ready")
+        self.session.update_settings(model_path=str(path) if path else None, unsafe_model=bool(path) and unsafe, output=None,
+                                     model_outputs=(), model_state=state)
         self.actions_by_name["builtin"].setChecked(path is None)
-        self.toolbar.show_outputs([])
-        if path is None:
-            return
-        name = Path(path).name + ("  (safe mode off)" if unsafe else "")
-        self.toolbar.model.setText(f"loading {name}…" if check else name)
-        self.toolbar.model.setToolTip(str(path))
-        if check:
+        if path is not None and check:
             self.predictions.check_model(str(path), unsafe)
             self.statusBar().showMessage(f"Loading {Path(path).name} on the worker thread…")
 
@@ -43,9 +39,7 @@ class ModelCommands:
             self.actions_by_name["builtin"].setChecked(self.session.settings.model_path is None)
 
     def _on_model_ready(self, description: str, outputs: list[str]) -> None:
-        settings = self.session.settings
-        self.toolbar.model.setText(Path(settings.model_path or "").name + ("  (safe mode off)" if settings.unsafe_model else ""))
-        self.toolbar.show_outputs(outputs)
+        self.session.update_settings(model_outputs=tuple(outputs), model_state="ready")
 
     def _on_model_failed(self, message: str) -> None:
         self.set_model(None)

@@ -57,7 +57,7 @@ class ScorePlot(pg.PlotWidget):
         super().__init__(parent, background="k", viewBox=self.vb)
         self.session = session
         self.setMinimumHeight(120)
-        self.x_mm = False
+        self._x_mm = False  # what the x axis shows now (session.plot_x_mm once drawn)
         self.curves: dict[Run, list[pg.PlotDataItem]] = {}
         self.colors: dict[Run, str] = {}
         item = self.getPlotItem()
@@ -125,18 +125,21 @@ class ScorePlot(pg.PlotWidget):
         volume = self.session.volume
         if volume is None:
             return np.zeros(0)
-        return np.asarray(volume.positions_mm, dtype=np.float64) if self.x_mm else np.arange(volume.depth, dtype=np.float64)
+        return np.asarray(volume.positions_mm, dtype=np.float64) if self.session.plot_x_mm else np.arange(volume.depth, dtype=np.float64)
 
     def nearest_slice(self, x: float) -> int:
         xs = self.xs()
         return int(np.argmin(np.abs(xs - x))) if len(xs) else 0
 
-    def set_x_mm(self, on: bool) -> None:
-        self.x_mm = bool(on)
-        self.getPlotItem().setLabel("bottom", "position (mm)" if self.x_mm else "slice index")
-        self._on_slice(self.session.index)
-        self.draw_labels(self.session.labels)
-        self.refresh()
+    def _on_slice(self, index: int) -> None:
+        """The cursor to the slice; the x axis follows ``session.plot_x_mm`` (index or mm)."""
+        x_mm = self.session.plot_x_mm
+        if x_mm != self._x_mm:
+            self._x_mm = x_mm
+            self.getPlotItem().setLabel("bottom", "position (mm)" if x_mm else "slice index")
+            self.draw_labels(self.session.labels)
+            self.refresh()
+        self._move_cursor(index)
 
     def _on_volume(self, volume) -> None:
         for run in list(self.curves):
@@ -145,7 +148,7 @@ class ScorePlot(pg.PlotWidget):
         self.draw_labels(self.session.labels)
         self._update_ranges()
 
-    def _on_slice(self, index: int) -> None:
+    def _move_cursor(self, index: int) -> None:
         xs = self.xs()
         if not len(xs):
             return
@@ -165,7 +168,7 @@ class ScorePlot(pg.PlotWidget):
 
     def _request(self, index: int) -> None:
         self.session.set_slice(index)
-        self._on_slice(self.session.index)  # snap the cursor even when the slice did not change
+        self._move_cursor(self.session.index)  # snap the cursor even when the slice did not change
 
     # -- runs ---------------------------------------------------------------------------------
 

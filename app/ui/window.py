@@ -254,7 +254,7 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.session.set_score_tint(on)
 
     def set_plot_x_mm(self, on: bool) -> None:
-        self.score_plot.set_x_mm(on)
+        self.session.set_plot_x_mm(on)
 
     def clear_plot(self) -> None:
         self.session.clear_runs()
