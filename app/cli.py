@@ -14,13 +14,15 @@ from pathlib import Path
 from app import __version__
 from app.errors import SlicewiseError
 from app.strategy_catalog import NAMES as STRATEGY_NAMES
-from app.volume import AXES
+from app.volume import ACQUIRED, AXIS_CHOICES
 
 COMMANDS = ("predict", "render", "demo", "gui")
 
 
 def _volume_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--axis", choices=AXES, default="axial", help="depth axis of the slices (default: axial)")
+    parser.add_argument(
+        "--axis", choices=AXIS_CHOICES, default=ACQUIRED, help="depth axis of the slices (default: acquired, the scan's own slices shown as the closest anatomical axis)"
+    )
     parser.add_argument("--volume-index", type=int, default=0, metavar="N", help="which 3D volume of a 4D file (default: 0)")
 
 
@@ -160,6 +162,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
+    for volume in volumes:
+        for text in volume.warnings:
+            print(f"warning: {volume.source}: {text}", file=sys.stderr)
     if args.out:
         check_writable(args.out)
     entries = None
@@ -202,7 +207,8 @@ def _predict(args: argparse.Namespace) -> int:
         section = _agreement(results[0][1], labels, entries, args)
     if args.out:
         table, meta = export.write_predictions(args.out, results, labels, section)
-        print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, {results[0][1][0].device})", file=sys.stderr)
+        axes = ", ".join(dict.fromkeys(v.axis_label for v, _ in results))
+        print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, axis: {axes}, {results[0][1][0].device})", file=sys.stderr)
     else:
         sys.stdout.write(export.csv_text(results, labels))
     return 0

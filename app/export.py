@@ -191,6 +191,7 @@ def _volume_entry(volume: Volume, predictions: Sequence[Prediction]) -> dict:
         "shape": list(volume.shape),
         "spacing_mm": [round(s, 6) for s in volume.spacing],
         "axis": volume.axis,
+        "axis_label": volume.axis_label,
         "orientation": "".join(volume.orientation),
         "volume_index": volume.volume_index,
         "original_dtype": volume.original_dtype,

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     import torch  # imported where used: the window must not wait for torch to appear
 
 AXES = ("axial", "coronal", "sagittal")
+#: what a caller may ask for: an anatomical axis, or the acquisition's own (resolved to the closest of `AXES`)
+ACQUIRED = "acquired"
+AXIS_CHOICES = (ACQUIRED, *AXES)
+#: notes that start with this are warnings: the CLI prints them as ``warning: …`` on stderr
+WARNING_PREFIX = "warning: "
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,7 +34,13 @@ class Volume:
     sagittal    left → right            superior → inferior   anterior → posterior
     ==========  ======================  ===================  =====================
 
-    ``affine`` maps a voxel index ``(d, h, w, 1)`` to RAS+ world millimetres.
+    ``affine`` maps a voxel index ``(d, h, w, 1)`` to RAS+ world millimetres.  When the slices
+    are not evenly spaced (a DICOM series with a missing slice), ``slice_origins`` holds the true
+    RAS position of voxel ``(d, 0, 0)`` of each slice and the affine's depth column is their
+    median step; `world` and `positions_mm` use the true positions.
+
+    ``axis`` is always one of `AXES`; ``axis_source`` says how it was chosen: ``"acquired"`` when
+    it is the acquisition's own slicing (asked for as ``axis="acquired"``), else ``"chosen"``.
     """
 
     data: torch.Tensor
@@ -41,6 +52,23 @@ class Volume:
     volume_index: int = 0
     n_volumes: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
+    axis_source: str = "chosen"
+    slice_origins: np.ndarray | None = None
+
+    @property
+    def axis_label(self) -> str:
+        """The axis as the user reads it: ``"acquired (sagittal)"``, or ``"sagittal"`` when chosen."""
+        return f"{ACQUIRED} ({self.axis})" if self.axis_source == ACQUIRED else self.axis
+
+    @property
+    def uniform_spacing(self) -> bool:
+        """True when the slices are evenly spaced along depth (neighbours are one step apart)."""
+        return self.slice_origins is None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The notes that are warnings (without their ``warning: `` prefix)."""
+        return tuple(n.removeprefix(WARNING_PREFIX) for n in self.notes if n.startswith(WARNING_PREFIX))
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -70,6 +98,9 @@ class Volume:
     def positions_mm(self) -> np.ndarray:
         """World position (mm) of each slice's centre along the depth direction's RAS axis."""
         _, h, w, _ = self.shape
+        if self.slice_origins is not None:
+            centres = self.slice_origins + self.affine[:3, 1] * ((h - 1) / 2) + self.affine[:3, 2] * ((w - 1) / 2)
+            return centres[:, self.depth_world_axis]
         d = np.arange(self.depth, dtype=np.float64)
         index = np.stack([d, np.full_like(d, (h - 1) / 2), np.full_like(d, (w - 1) / 2), np.ones_like(d)])
         world = (self.affine @ index)[:3]
@@ -82,7 +113,11 @@ class Volume:
 
     def world(self, d: float, h: float, w: float) -> np.ndarray:
         """RAS+ world coordinates (mm) of voxel index (d, h, w)."""
-        return (self.affine @ np.array([d, h, w, 1.0]))[:3]
+        if self.slice_origins is None or self.depth < 2:
+            return (self.affine @ np.array([d, h, w, 1.0]))[:3]
+        k = int(np.clip(np.floor(d), 0, self.depth - 2))  # between slices k and k+1 (beyond the ends: the end step)
+        origin = self.slice_origins[k] + (self.slice_origins[k + 1] - self.slice_origins[k]) * (d - k)
+        return origin + self.affine[:3, 1] * h + self.affine[:3, 2] * w
 
     def slice(self, d: int) -> torch.Tensor:
         """Slice ``d`` as an ``(H, W, C)`` view."""

@@ -1,6 +1,7 @@
 """The bad-input corpus (tests/bad_inputs.py) through `slicewise predict`: every broken or hostile
 file ends in exit code 2 and one line ``error: <file>: <reason>``, no output file, no payload run;
-NaN/Inf voxels load, are scored elsewhere, and are reported."""
+NaN/Inf voxels load, are scored elsewhere, and are reported; a series with a missing slice loads
+at its true positions, with a warning."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import pytest
 
 from app.cli import main
-from tests.bad_inputs import EXPECTED, MARKER, NAMED_AS, NAN_SLICES, write_corpus
+from tests.bad_inputs import EXPECTED, MARKER, MISSING_SLICE_POSITIONS, NAMED_AS, NAN_SLICES, write_corpus
 
 FAILING = sorted(item for item, reason in EXPECTED.items() if reason is not None)
 
@@ -74,3 +75,17 @@ def test_nan_inf_voxels_load_and_are_reported_not_scored(corpus, capsys, tmp_pat
     volume = meta["volumes"][0]
     assert volume["nonfinite_slices"] == list(NAN_SLICES)
     assert any("NaN/Inf voxels in 2 of 10 slices (3, 7)" in note for note in volume["notes"])
+
+
+def test_series_with_a_missing_slice_loads_at_true_positions_with_a_warning(corpus, capsys, tmp_path):
+    _, paths = corpus
+    out = tmp_path / "scores.csv"
+    code, lines = predict(capsys, paths["dicom_missing_slice"], "--strategy", "slice", "--out", out)
+    assert code == 0, lines
+    warning = "slices are not evenly spaced (2.5 to 5 mm apart; missing slices?): shown at their true positions, without resampling"
+    assert f"warning: {paths['dicom_missing_slice']}: {warning}" in lines, lines
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["position_mm"]) for r in rows] == pytest.approx(MISSING_SLICE_POSITIONS, abs=1e-3)
+    volume = json.loads(out.with_name("scores.csv.json").read_text())["volumes"][0]
+    assert f"warning: {warning}" in volume["notes"] and volume["axis_label"] == "acquired (axial)"

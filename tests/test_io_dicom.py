@@ -101,21 +101,99 @@ def test_folder_with_several_series_loads_the_largest(tmp_path):
 
 @pytest.mark.parametrize(
     ("problem", "message"),
-    [("gap", "spacing is not uniform"), ("tilted", "orientations differ"), ("duplicate", "share a position")],
+    [
+        ("tilted", "orientations differ"),
+        ("duplicate", "2 slices share a position with different pixels"),
+        ("off_line", "slice positions do not lie on a line"),
+    ],
 )
 def test_inconsistent_series_are_load_errors(tmp_path, problem, message):
     folder = tmp_path / "broken"
     paths, positions = write_series(folder, coded_volume(), IOPS["axial"], [0.0, 0.0, 0.0])
     ds = pydicom.dcmread(paths[2])
-    if problem == "gap":
-        ds.ImagePositionPatient = [0.0, 0.0, float(positions[2][2]) + 1.0]
-    elif problem == "tilted":
+    if problem == "tilted":
         ds.ImageOrientationPatient = [1, 0, 0, 0, 0.9, 0.43589]
-    else:
+    elif problem == "duplicate":
         ds.ImagePositionPatient = [float(v) for v in positions[3]]
+    else:
+        ds.ImagePositionPatient = [4.0, 0.0, float(positions[2][2])]  # 4 mm aside, in the slice's plane
     ds.save_as(paths[2])
     with pytest.raises(LoadError, match=rf"^broken: .*{message}"):
         load_volume(folder)
+
+
+def gapped_positions() -> list[np.ndarray]:
+    """A CT series with one slice missing: 1.25 mm apart, then a 200 mm jump (as in pydicom's CT2)."""
+    return [np.array([-20.0, 30.0, z]) for z in (10.0, 11.25, 12.5, 212.5, 213.75)]
+
+
+@pytest.mark.parametrize("axis", ["acquired", "axial"])
+def test_gapped_series_loads_at_true_positions_with_a_warning(tmp_path, axis):
+    positions = gapped_positions()
+    write_series(tmp_path / "gap", coded_volume(), IOPS["axial"], [0, 0, 0], positions=positions, spacing=(0.5, 0.75))
+    volume = load_volume(tmp_path / "gap", axis=axis)
+    assert volume.depth == 5 and not volume.uniform_spacing
+    np.testing.assert_allclose(volume.positions_mm, [10.0, 11.25, 12.5, 212.5, 213.75], atol=1e-4)
+    check_world_positions(volume, positions, IOPS["axial"], (0.5, 0.75))  # every voxel at its true place, in true order
+    assert volume.warnings == ("slices are not evenly spaced (1.25 to 200 mm apart; missing slices?): shown at their true positions, without resampling",)
+    assert "warning: " + volume.warnings[0] in volume.notes
+    np.testing.assert_allclose(volume.spacing[0], 1.25)
+
+
+def test_gapped_series_across_another_axis_is_said_to_be_shown_evenly(tmp_path):
+    write_series(tmp_path / "gap", coded_volume(), IOPS["axial"], [0, 0, 0], positions=gapped_positions())
+    volume = load_volume(tmp_path / "gap", axis="sagittal")
+    assert volume.uniform_spacing and volume.shape[:3] == (7, 5, 6)
+    assert volume.warnings and any("shown evenly spaced" in n for n in volume.notes)
+
+
+def test_evenly_spaced_series_is_uniform(tmp_path):
+    write_series(tmp_path / "even", coded_volume(), IOPS["sagittal"], [0, 0, 0])
+    volume = load_volume(tmp_path / "even")
+    assert volume.uniform_spacing and volume.warnings == ()
+
+
+def test_identical_duplicate_slices_are_dropped_with_a_note(tmp_path):
+    folder = tmp_path / "twice"
+    paths, _ = write_series(folder, coded_volume(), IOPS["axial"], [0.0, 0.0, 0.0])
+    (folder / "copy_of_slice_2.dcm").write_bytes(paths[2].read_bytes())
+    volume = load_volume(folder)
+    assert volume.depth == 5 and volume.uniform_spacing
+    assert "dropped 1 duplicate slices (the same position and pixels as a slice kept)" in volume.notes
+    np.testing.assert_array_equal(volume.data.numpy(), load_volume(folder, axis="axial").data.numpy())
+
+
+def assert_acquired_slices(volume, stack: np.ndarray) -> None:
+    """Each displayed slice is one acquired image, whole (the coded values say which), in order."""
+    assert volume.depth == len(stack) and volume.shape[1:3] == stack.shape[1:]
+    images = []
+    for d in range(volume.depth):
+        codes = np.rint(volume.data.numpy()[d, ..., 0]).astype(int)
+        k = int(codes.flat[0]) // 100
+        assert np.all(codes // 100 == k), f"slice {d} mixes acquired images"
+        assert sorted(codes.ravel()) == sorted(stack[k].ravel())
+        images.append(k)
+    assert images in (sorted(images), sorted(images, reverse=True))
+
+
+@pytest.mark.parametrize(("acquisition", "resolved"), [("sagittal", "sagittal"), ("coronal", "coronal"), ("oblique", "coronal")])
+def test_acquired_axis_is_the_series_own(tmp_path, acquisition, resolved):
+    stack = coded_volume(5, 6, 7)
+    write_series(tmp_path / acquisition, stack, IOPS[acquisition], [-20.0, 30.0, 40.0])
+    volume = load_volume(tmp_path / acquisition)  # axis="acquired" is the default
+    assert (volume.axis, volume.axis_source, volume.axis_label) == (resolved, "acquired", f"acquired ({resolved})")
+    assert_acquired_slices(volume, stack)
+    chosen = load_volume(tmp_path / acquisition, axis="axial")
+    assert (chosen.axis, chosen.axis_label) == ("axial", "axial") and chosen.depth != 5
+
+
+def test_single_oblique_sagittal_image_is_one_slice(tmp_path):
+    image = coded_volume(1, 9, 8)
+    tilted_sagittal = [0, 0.98480775, 0.17364818, 0, 0.17364818, -0.98480775]  # sagittal, turned 10° about x
+    paths, _ = write_series(tmp_path / "one", image, tilted_sagittal, [0, 0, 0])
+    volume = load_volume(paths[0])
+    assert volume.axis_label == "acquired (sagittal)" and volume.shape == (1, 9, 8, 1)
+    assert_acquired_slices(volume, image)
 
 
 def test_folder_without_dicom(tmp_path):
@@ -243,10 +321,20 @@ def test_real_series_folder_is_sorted_by_position_not_instance_number():
     np.testing.assert_array_equal(volume.data.numpy()[0, :, :, 0], apply_modality_lut(ds.pixel_array, ds)[:, ::-1])
 
 
+def test_real_series_with_a_missing_stretch_loads_with_a_warning():
+    folder = SERIES_DIRS / "77654033" / "CT2"  # 1.25 mm apart, then a jump of about 200 mm
+    volume = load_volume(folder)
+    positions = sorted(float(pydicom.dcmread(p).ImagePositionPatient[2]) for p in folder.iterdir())
+    np.testing.assert_allclose(volume.positions_mm, positions, atol=1e-4)
+    assert volume.depth == 4 and not volume.uniform_spacing and "missing slices?" in volume.warnings[0]
+    first = min(folder.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    ds = pydicom.dcmread(first)
+    np.testing.assert_array_equal(volume.data.numpy()[0, :, :, 0], apply_modality_lut(ds.pixel_array, ds)[:, ::-1])
+
+
 @pytest.mark.parametrize(
     ("relative", "message"),
     [
-        ("77654033/CT2", "spacing is not uniform"),
         ("98892003/MR700", "orientations differ"),
         ("DICOMDIR", "DICOMDIR index"),
     ],

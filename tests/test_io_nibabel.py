@@ -84,6 +84,20 @@ def test_every_storage_order_gives_the_same_volume(tmp_path, ras_image, codes, a
     assert volume.orientation == {"axial": ("S", "P", "R"), "coronal": ("A", "I", "R"), "sagittal": ("R", "I", "P")}[axis]
 
 
+@pytest.mark.parametrize(("codes", "acquired"), [("PIR", "sagittal"), ("LSA", "coronal"), ("ASL", "sagittal"), ("LPS", "axial")])
+def test_acquired_axis_is_the_third_voxel_axis(tmp_path, ras_image, codes, acquired):
+    data, affine = ras_image
+    img = reoriented(data, affine, codes)
+    volume = load_volume(_save(tmp_path / f"{codes}.nii.gz", img))  # axis="acquired" is the default
+    assert (volume.axis, volume.axis_label) == (acquired, f"acquired ({acquired})")
+    assert volume.depth == img.shape[2]  # one displayed slice per stored slice img[:, :, k]
+    check_against_nibabel(volume, img, acquired)
+    stored = np.asarray(img.dataobj)
+    for d in range(volume.depth):
+        shown = volume.data.numpy()[d, ..., 0]
+        assert any(np.array_equal(np.sort(shown, axis=None), np.sort(stored[:, :, k], axis=None)) for k in range(stored.shape[2]))
+
+
 @pytest.mark.parametrize("axis", AXES)
 def test_oblique_affine_matches_closest_canonical(tmp_path, ras_image, axis):
     data, affine = ras_image
@@ -210,7 +224,7 @@ def test_minc_4d_has_time_first(name):
     path = NIBABEL_DATA / name
     img = nib.load(path)
     n_volumes, *spatial = img.shape  # time, then the three *space axes the affine covers
-    volume = load_volume(path, volume_index=1)
+    volume = load_volume(path, axis="axial", volume_index=1)
     assert volume.n_volumes == n_volumes and sorted(volume.shape[:3]) == sorted(spatial)
     check_against_nibabel(volume, nib.Nifti1Image(np.asarray(img.dataobj)[1], img.affine), "axial")
 

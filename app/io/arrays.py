@@ -144,6 +144,7 @@ def from_array(
         files=[path],
         affine=raw_affine(),
         notes=[*(notes or []), RAW_NOTE],
+        slice_axis=0,
     )
 
 

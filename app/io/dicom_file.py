@@ -47,9 +47,11 @@ def from_dataset(ds: Dataset, path: Path, volume_index: int, files: list[Path]) 
     check_pixel_size(ds, path, count, rows, cols)
     notes: list[str] = []
     planes, plane_note = frame_planes(ds, count)
+    origins = None
     if planes is not None:
-        order, affine, stack_notes = geometry.stack(planes, path)
-        notes += stack_notes
+        stacked = geometry.stack(planes, path)
+        order, affine, origins = stacked.order, stacked.affine, stacked.slice_origins
+        notes += stacked.notes
     else:
         order, affine = list(range(count)), raw_affine((1.0, *_pixel_spacing(ds)))
         notes.append("no patient geometry (ImagePositionPatient / ImageOrientationPatient): frames shown as stored, 1 mm apart")
@@ -70,13 +72,15 @@ def from_dataset(ds: Dataset, path: Path, volume_index: int, files: list[Path]) 
             write_frame(target[k], pixels[f], ds, group)
 
     return StoredImage(
-        shape=(count, rows, cols),
+        shape=(len(order), rows, cols),
         channels=samples_per_pixel(ds),
         fill=fill,
         original_dtype=stored_dtype(ds),
         files=files,
         affine=affine,
         notes=notes,
+        slice_axis=0,
+        slice_origins=origins,
     )
 
 

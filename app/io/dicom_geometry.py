@@ -2,17 +2,22 @@
 
 Slices are ordered by ImagePositionPatient projected on the slice normal (the cross product
 of the two ImageOrientationPatient vectors), as ITK/GDCM do; never by InstanceNumber.
+Unevenly spaced slices (a missing slice) are kept at their true positions, with a warning, as
+3D Slicer does; what cannot be one volume is refused: mixed orientations or pixel spacings,
+slices off a line, two different slices at one position.
 DICOM patient coordinates are LPS: x and y are negated to get RAS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from app.io.messages import fail
+from app.volume import WARNING_PREFIX
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_TOL = 1e-3  # absolute, on direction cosines
@@ -46,11 +51,28 @@ def plane(position, orientation, pixel_spacing, thickness=None) -> Plane | None:
     return Plane(pos, iop, spacing, step)  # type: ignore[arg-type]
 
 
-def stack(planes: list[Plane], path: Path) -> tuple[list[int], np.ndarray, list[str]]:
-    """(slice order, RAS affine of the array ``(slice, row, column)``, notes) for ``planes``.
+@dataclass(frozen=True)
+class Stack:
+    """How a list of planes becomes one volume ``(slice, row, column)``.
 
-    Raises `LoadError` when the orientations differ, two slices share a position, the gaps are
-    not uniform or the slices do not lie on a line.
+    ``order``: the planes' indices, slice by slice (duplicates dropped).  ``affine``: RAS affine of
+    the array; when the slices are unevenly spaced its slice column is the median step and
+    ``slice_origins`` holds the true RAS position of voxel ``(k, 0, 0)`` of each slice ``k``
+    (None when the affine is exact).
+    """
+
+    order: list[int]
+    affine: np.ndarray
+    notes: list[str]
+    slice_origins: np.ndarray | None = None
+
+
+def stack(planes: list[Plane], path: Path, same_pixels: Callable[[int, int], bool] | None = None) -> Stack:
+    """The `Stack` of ``planes``.
+
+    Raises `LoadError` when the orientations or pixel spacings differ, the slices do not lie on
+    a line, or two slices share a position - unless ``same_pixels(i, j)`` says that planes ``i``
+    and ``j`` hold the same values: such a duplicate is dropped, with a note.
     """
     iop = planes[0].orientation
     if any(not np.allclose(p.orientation, iop, atol=ORIENTATION_TOL, rtol=0) for p in planes):
@@ -70,21 +92,28 @@ def stack(planes: list[Plane], path: Path) -> tuple[list[int], np.ndarray, list[
     along = positions @ normal
     order = [int(i) for i in np.argsort(along, kind="stable")]
     notes: list[str] = []
-    if len(planes) > 1:
+    order = _drop_duplicates(order, along, path, same_pixels, notes)
+    origins = None
+    if len(order) > 1:
+        first, last = positions[order[0]], positions[order[-1]]
+        per_mm = (last - first) / (along[order[-1]] - along[order[0]])  # position change per mm along the normal
+        expected = first + np.outer(along[order] - along[order[0]], per_mm)
         gaps = np.diff(along[order])
-        mean = float(gaps.mean())
-        if gaps.min() <= SPACING_ATOL_MM:
-            dupes = int(np.sum(gaps <= SPACING_ATOL_MM))
-            fail(path, f"{dupes + 1} slices share a position (several volumes, echoes or time points in one series?)")
-        if np.max(np.abs(gaps - mean)) > max(SPACING_RTOL * mean, SPACING_ATOL_MM):
-            fail(path, f"slice spacing is not uniform ({gaps.min():.3g} to {gaps.max():.3g} mm; missing slices?)")
-        step = (positions[order[-1]] - positions[order[0]]) / (len(planes) - 1)
-        off_line = positions[order] - (positions[order[0]] + np.outer(np.arange(len(planes)), step))
-        if np.max(np.linalg.norm(off_line, axis=1)) > max(0.05 * np.linalg.norm(step), 0.01):  # 5 % of a step, or 10 µm
+        typical = float(np.median(gaps))
+        if np.max(np.linalg.norm(positions[order] - expected, axis=1)) > max(0.05 * typical, 0.01):  # 5 % of a step, or 10 µm
             fail(path, "slice positions do not lie on a line")
-        tilt = float(np.degrees(np.arccos(np.clip(abs(step @ normal) / np.linalg.norm(step), 0.0, 1.0))))
+        tilt = float(np.degrees(np.arccos(np.clip(1.0 / np.linalg.norm(per_mm), 0.0, 1.0))))
         if tilt > TILT_NOTE_DEG:
             notes.append(f"slices are sheared by {tilt:.1f}° (gantry tilt); shown without resampling")
+        step = per_mm * typical
+        if np.max(np.abs(gaps - typical)) > max(SPACING_RTOL * typical, SPACING_ATOL_MM):
+            notes.append(
+                f"{WARNING_PREFIX}slices are not evenly spaced ({gaps.min():.3g} to {gaps.max():.3g} mm apart; missing slices?): "
+                "shown at their true positions, without resampling"
+            )
+            origins = (LPS_TO_RAS[:3, :3] @ positions[order].T).T
+        else:
+            step = (last - first) / (len(order) - 1)
     else:
         step = normal * planes[0].thickness
 
@@ -93,4 +122,19 @@ def stack(planes: list[Plane], path: Path) -> tuple[list[int], np.ndarray, list[
     affine[:3, 1] = col * planes[0].pixel_spacing[0]
     affine[:3, 2] = row * planes[0].pixel_spacing[1]
     affine[:3, 3] = positions[order[0]]
-    return order, LPS_TO_RAS @ affine, notes
+    return Stack(order, LPS_TO_RAS @ affine, notes, origins)
+
+
+def _drop_duplicates(
+    order: list[int], along: np.ndarray, path: Path, same_pixels: Callable[[int, int], bool] | None, notes: list[str]
+) -> list[int]:
+    """``order`` without the later of two planes at one position, if they hold the same pixels."""
+    tied = [k for k in range(1, len(order)) if along[order[k]] - along[order[k - 1]] <= SPACING_ATOL_MM]
+    if not tied:
+        return order
+    if same_pixels is None or not all(same_pixels(order[k - 1], order[k]) for k in tied):
+        involved = {order[k] for k in tied} | {order[k - 1] for k in tied}
+        fail(path, f"{len(involved)} slices share a position with different pixels (several volumes, echoes or time points in one series?)")
+    dropped = {order[k] for k in tied}
+    notes.append(f"dropped {len(dropped)} duplicate slices (the same position and pixels as a slice kept)")
+    return [i for i in order if i not in dropped]

@@ -74,11 +74,23 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
         fail(folder, f"slices of series {chosen[0].label} lack ImagePositionPatient/ImageOrientationPatient, so their order is unknown")
     if len({h.shape for h in chosen}) > 1:
         fail(folder, f"slices of series {chosen[0].label} differ in size: {sorted({h.shape[:2] for h in chosen})}")
-    order, affine, stack_notes = geometry.stack([h.plane for h in chosen], folder)  # type: ignore[misc]
-    ordered = [chosen[i].path for i in order]
+    rows, cols, samples = chosen[0].shape
+
+    def same_pixels(i: int, j: int) -> bool:
+        """Whether two files hold the same modality values (decoded: only for duplicate positions)."""
+        values = []
+        for path in (chosen[i].path, chosen[j].path):
+            with _within(folder, path):
+                ds = _read(path)
+                frame = np.empty((rows, cols, samples), np.float32)
+                write_frame(frame, frames(ds, path)[0], ds)
+            values.append(frame)
+        return bool(np.array_equal(values[0], values[1], equal_nan=True))
+
+    stacked = geometry.stack([h.plane for h in chosen], folder, same_pixels)  # type: ignore[misc]
+    ordered = [chosen[i].path for i in stacked.order]
     with _within(folder, ordered[0]):
         first = _read(ordered[0])
-    rows, cols, _ = chosen[0].shape
 
     def fill(target: np.ndarray) -> None:
         for k, path in enumerate(ordered):
@@ -95,8 +107,10 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
         fill=fill,
         original_dtype=stored_dtype(first),
         files=[h.path for h in chosen],
-        affine=affine,
-        notes=notes + stack_notes,
+        affine=stacked.affine,
+        notes=notes + stacked.notes,
+        slice_axis=0,
+        slice_origins=stacked.slice_origins,
     )
 
 

@@ -21,24 +21,27 @@ from app.io.hashing import sha256_of_files
 from app.io.memory import check_memory
 from app.io.messages import describe, display_name, fail
 from app.io.nibabel_formats import read_nibabel
-from app.io.orientation import obliquity_deg, plan_layout, raw_affine
+from app.io.orientation import Layout, acquired_axis, obliquity_deg, plan_layout, raw_affine
 from app.io.stored import StoredImage
 from app.preprocessing import nonfinite_slices
-from app.volume import AXES, Volume
+from app.volume import ACQUIRED, AXIS_CHOICES, Volume
 
 OBLIQUE_NOTE_DEG = 1.0
 
 
-def load_volume(path: str | os.PathLike, axis: str = "axial", volume_index: int = 0) -> Volume:
+def load_volume(path: str | os.PathLike, axis: str = ACQUIRED, volume_index: int = 0) -> Volume:
     """Read one 3D volume from ``path`` and lay it out along ``axis`` (see `Volume`).
 
     ``path`` is a NIfTI/Analyze/MGH/MINC/... file, a DICOM file or folder, or a ``.npy`` /
-    ``.npz`` / ``.pt`` array; ``volume_index`` picks one volume of a 4D image.  Every failure
-    is a `LoadError` (`UnsafeFileError` for files that would run code) naming the file.
+    ``.npz`` / ``.pt`` array; ``volume_index`` picks one volume of a 4D image.  ``axis`` is one
+    of `AXIS_CHOICES`: ``"acquired"`` slices the image as it was acquired (the DICOM slice
+    normal, a NIfTI's third voxel axis), shown as the closest of axial/coronal/sagittal
+    (``Volume.axis``; ``Volume.axis_label`` reads "acquired (sagittal)").  Every failure is a
+    `LoadError` (`UnsafeFileError` for files that would run code) naming the file.
     """
     source = Path(path)
-    if axis not in AXES:
-        fail(source, f"unknown axis {axis!r} (expected one of {', '.join(AXES)})")
+    if axis not in AXIS_CHOICES:
+        fail(source, f"unknown axis {axis!r} (expected one of {', '.join(AXIS_CHOICES)})")
     try:
         index = operator.index(volume_index)
     except TypeError:
@@ -78,16 +81,21 @@ def _read(path: Path, volume_index: int) -> StoredImage:
     return read_nibabel(path, volume_index)
 
 
-def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -> Volume:
-    """Lay ``stored`` out for ``axis``, read its voxels once into float32, hash its files."""
+def _assemble(source: Path, stored: StoredImage, requested: str, volume_index: int) -> Volume:
+    """Lay ``stored`` out for the ``requested`` axis, read its voxels once into float32, hash its files."""
     notes = list(stored.notes)
     affine = stored.affine
     try:
+        axis = acquired_axis(affine, stored.slice_axis) if requested == ACQUIRED else requested
         layout = plan_layout(affine, stored.shape, axis)
     except ValueError:
         affine = raw_affine()
+        axis = acquired_axis(affine, stored.slice_axis) if requested == ACQUIRED else requested
         layout = plan_layout(affine, stored.shape, axis)
         notes.append("degenerate affine (zero voxel size?): axes taken as stored, 1 mm voxels")
+    origins = _slice_origins(stored, affine, layout)
+    if stored.slice_origins is not None and origins is None:
+        notes.append(f"the unevenly spaced slices run along the rows or columns of this {axis} view: shown evenly spaced")
     oblique = obliquity_deg(affine)
     if oblique > OBLIQUE_NOTE_DEG:
         notes.append(f"oblique: voxel axes up to {oblique:.1f}° off the anatomical axes; shown without resampling")
@@ -110,6 +118,8 @@ def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -
         data=torch.from_numpy(data),
         affine=affine @ layout.index_affine(),
         axis=axis,
+        axis_source=ACQUIRED if requested == ACQUIRED else "chosen",
+        slice_origins=origins,
         source=source,
         sha256=sha256,
         original_dtype=stored.original_dtype,
@@ -117,6 +127,17 @@ def _assemble(source: Path, stored: StoredImage, axis: str, volume_index: int) -
         n_volumes=stored.n_volumes,
         notes=tuple(notes),
     )
+
+
+def _slice_origins(stored: StoredImage, affine: np.ndarray, layout: Layout) -> np.ndarray | None:
+    """True RAS position of voxel ``(d, 0, 0)`` of each displayed slice, when the stored slices
+    are unevenly spaced and are the displayed ones (stored axis 0 shown along depth); else None."""
+    if stored.slice_origins is None or affine is not stored.affine or layout.perm[0] != 0:
+        return None
+    d = np.arange(layout.shape[0], dtype=np.float64)
+    index = layout.index_affine() @ np.stack([d, np.zeros_like(d), np.zeros_like(d), np.ones_like(d)])  # stored (k, i, j, 1)
+    k = index[0].round().astype(int)
+    return stored.slice_origins[k] + np.outer(index[1], affine[:3, 1]) + np.outer(index[2], affine[:3, 2])
 
 
 def nonfinite_note(data: np.ndarray) -> list[str]:

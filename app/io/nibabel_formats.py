@@ -94,6 +94,7 @@ def read_nibabel(path: Path, volume_index: int) -> StoredImage:
         affine=np.asarray(affine, dtype=np.float64),
         n_volumes=n_volumes,
         notes=notes,
+        slice_axis=0 if names is not None else 2,  # MINC: the slowest axis (C order); else the third (Fortran order)
     )
 
 

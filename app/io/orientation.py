@@ -83,6 +83,19 @@ def plan_layout(affine: np.ndarray, stored_shape: tuple[int, int, int], axis: st
     return Layout(tuple(perm), tuple(flip), tuple(int(s) for s in stored_shape))  # type: ignore[arg-type]
 
 
+#: the anatomical axis whose slices are perpendicular to each canonical RAS axis (0=R, 1=A, 2=S)
+AXIS_ACROSS = {0: "sagittal", 1: "coronal", 2: "axial"}
+
+
+def acquired_axis(affine: np.ndarray, slice_axis: int) -> str:
+    """The anatomical axis (one of `AXES`) closest to stored axis ``slice_axis``: the plane the
+    image was acquired in (a sagittal series gives "sagittal")."""
+    ornt = io_orientation(affine)
+    if np.isnan(ornt).any():
+        raise ValueError("affine is degenerate")
+    return AXIS_ACROSS[int(ornt[slice_axis, 0])]
+
+
 def obliquity_deg(affine: np.ndarray) -> float:
     """Largest angle (degrees) between a voxel axis and the anatomical axis it is shown along."""
     columns = affine[:3, :3]

@@ -18,6 +18,10 @@ class StoredImage:
 
     ``affine`` maps the stored index ``(a0, a1, a2, 1)`` to RAS+ mm (for files without
     geometry, the raw-array convention of `orientation.raw_affine`).  ``files`` are hashed.
+    ``slice_axis`` is the stored axis the image was acquired along (its slices: axis 0 of DICOM
+    and arrays and MINC, axis 2 of NIfTI and the other Fortran-ordered formats).  When those
+    slices are unevenly spaced, ``slice_origins`` holds the true RAS mm of voxel ``(k, 0, 0)`` of
+    each (``slice_axis`` is then 0) and the affine's axis-0 column is their median step.
     """
 
     shape: tuple[int, int, int]
@@ -28,6 +32,8 @@ class StoredImage:
     affine: np.ndarray
     n_volumes: int = 1
     notes: list[str] = field(default_factory=list)
+    slice_axis: int = 2
+    slice_origins: np.ndarray | None = None
 
 
 def array_filler(array: np.ndarray) -> Filler:
