@@ -117,7 +117,7 @@ class PredictionController(QObject):
         run = self.session.run_for_job(job)
         waited = time.perf_counter() - self._started.pop(job, time.perf_counter())
         if run is not None:
-            run.names = tuple(prediction.classes or ())  # unnamed outputs are drawn as 'output k'
+            run.names = tuple(prediction.score_names)
             self.session.finish_run(run, prediction)
             self.session.say(run_finished_text(run, prediction, waited))
         self.session.set_activity(Activity("done", 1, 1))

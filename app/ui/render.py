@@ -69,7 +69,7 @@ def _score(session, engine, args, strategies: list[str]) -> None:
         run = session.begin_run(job)
         strategy = configured(get_strategy(name), slab, pool) if embedding else get_strategy(name)
         prediction = engine.run(session.volume, strategy, model, normalize=args.normalize, batch_size=getattr(args, "batch_size", 32) or 32, **options)
-        run.names = tuple(prediction.classes or ())
+        run.names = tuple(prediction.score_names)
         session.finish_run(run, prediction)
 
 

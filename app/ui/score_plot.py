@@ -217,7 +217,8 @@ class ScorePlot(pg.PlotWidget):
         if outputs <= 1:
             text = run.title
         else:
-            name = run.names[k] if k < len(run.names) else f"output {k}"
+            name = run.names[k] if k < len(run.names) else str(k)
+            name = f"output {name}" if name.isdigit() else name  # an unnamed score column
             text = f"{run.title} · {name}"
         if run.prediction is None:
             text += " (scoring…)"
