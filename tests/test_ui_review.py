@@ -29,17 +29,6 @@ from tests.ui_helpers import (
 pytestmark = pytest.mark.gui
 
 DEMO = REPO / "resources" / "demo"
-LEGEND_BUG = (
-    "app/ui/score_plot.py: the legend is a LegendItem of its own that PlotItem.addItem never fills "
-    "(PlotItem.legend stays None) and _draw never calls legend.addItem: no run is in the legend, so none can be clicked"
-)
-
-SALIENCY_BUG = (
-    "app/ui/inference_thread.py: SaliencyJob.output is an int (0) and InferenceWorker.saliency passes it as "
-    "SaliencyComputer(..., output=job.output), whose output is a model output NAME (str | None): every GUI request "
-    "fails with 'built-in:slice has no output 0; its outputs: dense_1' (saliency_requests.py sends output = 0); "
-    "pass output=None (or the session's settings.output) and the score index as score_index"
-)
 
 
 def choose(combo, text: str) -> None:
@@ -210,7 +199,6 @@ def test_hiding_a_run_hides_its_curve_and_n_p_skip_it(fresh):
     assert all(c.isVisible() for c in plot.curves[temporal_run])
 
 
-@pytest.mark.xfail(reason=LEGEND_BUG, strict=True)
 def test_clicking_the_legend_hides_and_shows_a_run(fresh):
     window, bot = fresh["window"], fresh["bot"]
     plot, temporal_run = window.score_plot, fresh["runs"]["temporal"]
@@ -371,7 +359,6 @@ def test_label_keys_ticks_markers_and_a_sidecar_found_by_content(qtbot, window, 
 # -- saliency ------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason=SALIENCY_BUG, strict=True)
 def test_saliency_overlay_on_a_lesion_slice_and_stale_requests_dropped(fresh):
     window, bot = fresh["window"], fresh["bot"]
     session, overlay = window.session, window.views.saliency
@@ -407,13 +394,6 @@ def test_saliency_overlay_on_a_lesion_slice_and_stale_requests_dropped(fresh):
     assert window.errors == []
 
 
-CAPTION_BUG = (
-    "app/ui/saliency_overlay.py: the caption is placed (_place_caption) only when a map arrives; PlaneView.resizeEvent "
-    "re-places the letters but not the caption, so after a resize or a layout change it sits outside the view "
-    "(in `slicewise render --saliency` it is never seen: the window is resized after the map is set)"
-)
-
-
 def gradient_map(height: int, width: int) -> np.ndarray:
     """A map that tells left from right and top from bottom: 0 at the first voxel, 1 at the last."""
     return np.linspace(0, 1, height * width, dtype=np.float32).reshape(height, width)
@@ -446,7 +426,6 @@ def test_saliency_overlay_draws_the_sessions_map_in_the_views_orientation(qtbot,
     assert volume.depth == 10
 
 
-@pytest.mark.xfail(reason=CAPTION_BUG, strict=True)
 def test_saliency_caption_stays_in_the_view_when_the_window_changes(qtbot, window, tmp_path):
     from app.session import SaliencyMap
 

@@ -277,16 +277,11 @@ def test_each_strategy_streams_into_the_plot(scored):
     assert window.errors == []
 
 
-LEGEND_BUG = ("app/ui/score_plot.py: the legend is a LegendItem of its own that PlotItem.addItem never fills "
-              "(PlotItem.legend stays None) and _draw never calls legend.addItem: no run is in the legend")
-
-
 def legend_text(plot, curve) -> str | None:
     label = plot.legend.getLabel(curve)
     return None if label is None else label.text
 
 
-@pytest.mark.xfail(reason=LEGEND_BUG, strict=True)
 def test_legend_names_each_run_and_the_volume_score(scored):
     window, predictions = scored["window"], scored["predictions"]
     plot = window.score_plot
@@ -575,7 +570,7 @@ def test_user_model_with_two_outputs_draws_two_curves(two_outputs, tmp_path):
     assert "Model ready" in two_outputs["ready"]
     assert prediction.model_source == str(two_outputs["model_path"]) and prediction.normalize == "zscore"
     run_ = window.session.runs[-1]
-    assert run_.title == "temporal · two_outputs.keras · zscore" and run_.names == ("0", "1")
+    assert run_.title == "temporal · two_outputs.keras · zscore" and run_.scores.shape == (volume.depth, 2)
     run_curves = window.score_plot.curves[run_]
     assert len(run_curves) == 2 and all(len(c.getData()[1]) == volume.depth for c in run_curves)
     for k, curve in enumerate(run_curves):
@@ -590,7 +585,6 @@ def test_user_model_with_two_outputs_draws_two_curves(two_outputs, tmp_path):
     assert window.errors == []
 
 
-@pytest.mark.xfail(reason=LEGEND_BUG + "; and ScorePlot._label names an unnamed output by its bare score name ('… · 0'), not 'output 0'", strict=True)
 def test_legend_names_each_output(two_outputs):
     window = two_outputs["window"]
     run_curves = window.score_plot.curves[window.session.runs[-1]]
