@@ -31,7 +31,7 @@ class CohortRequest:
     unsafe_model: bool = False
     normalize: str | None = None  # a spec as given; None: the model's default
     batch_size: int = 32
-    axis: str = "axial"
+    axis: str = "acquired"
     volume_index: int = 0
     workers: int | None = None  # a local Dask cluster of this many workers (None: chosen by size)
     scheduler: str | None = None  # the address of an existing Dask cluster instead

@@ -25,13 +25,13 @@ from typing import Any
 
 from app import channels as channel_recipes
 from app.errors import ModelError
+from app.io.formats import MODEL_SUFFIXES
 from app.io.hashing import file_sha256 as hashing_file_sha256
 from app.io.hashing import sha256_of_files
 from app.strategies import ModelSpec, Strategy
 from app.strategies.base import shape_text
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "models"
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 KERAS_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")
 KERAS_FUNCTION_MODULES = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers", "regularizers")
 MODEL_CLASSES = ("Functional", "Sequential", "Model", "InputLayer")

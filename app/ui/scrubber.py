@@ -24,12 +24,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.status import position_text
+from app.volume import AXIS_CHOICES
 
 if TYPE_CHECKING:
     from app.session import Session
 
 DRAG_RATE_HZ = 60  # a dragged slider repaints at most this often; the last position always lands
-AXIS_CHOICES = ("acquired", "axial", "coronal", "sagittal")  # app.io's axis names, literal: the window opens without torch
 LABEL_COLORS = {"1": "#66bb6a", "0": "#ef5350", "?": "#bdbdbd"}
 HIT_COLOR = "#ffb74d"
 
