@@ -53,6 +53,8 @@ def run_finished_text(run: Run, prediction: Prediction, waited_s: float | None =
     """``slice: 64 slices in 0.21 s on CPU (waited 3.9 s: TensorFlow started)  ·  volume score 0.93``."""
     total = prediction.timings.get("total_s", float("nan"))
     text = f"{run.title}: {run.depth} slices in {total:.2f} s on {prediction.device}"
+    if prediction.channels != "replicate":
+        text += f" (channels {prediction.channels})"
     if waited_s is not None and waited_s > total + 0.25:
         text += f" (waited {waited_s:.1f} s in all)"
     if prediction.volume_score is not None:

@@ -89,11 +89,9 @@ def _saliency(session, engine, args) -> None:
 
 def render(args) -> Path:
     """Draw ``args.volume`` (scored if ``args.strategy`` or ``args.model``) to ``args.out``."""
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise SlicewiseError(f"cannot write {out}: the output must be a .png file")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise SlicewiseError(f"cannot write {out}: folder {out.parent} does not exist")
+    from app.atomic import check_writable
+
+    out = check_writable(args.out, ".png")
     width, height = parse_size(args.size)
     session = fill_session(args)
 
