@@ -60,7 +60,7 @@ import numpy as np
 from app.atomic import write_atomic
 from app.errors import SlicewiseError
 
-__all__ = ["HU", "LABEL_PATCH", "LABEL_THRESHOLD_HU", "Phantom", "make_phantom", "write_demo"]
+__all__ = ["HU", "LABEL_PATCH", "LABEL_THRESHOLD_HU", "Phantom", "lesion_mask", "make_phantom", "write_demo"]
 
 #: Intensities of the structures, in HU.
 HU = {
@@ -127,6 +127,23 @@ def make_phantom(
     return Phantom(image=_nifti(data, affine), labels=labels)
 
 
+def lesion_mask(
+    seed: int = 0,
+    depth: int = 64,
+    size: int = 128,
+    spacing: Sequence[float] = (0.9, 0.9, 2.5),
+    lesions: int | None = None,
+) -> nib.Nifti1Image:
+    """Where ``make_phantom``'s lesions show, voxel by voxel: 1 at the centre of every
+    LABEL_PATCH² patch a lesion raises by LABEL_THRESHOLD_HU on average (uint8, the phantom's
+    affine).  A slice's label is 1 iff its mask holds a 1."""
+    _, _, affine, mask = _render(seed, depth, size, spacing, lesions, mask=True)
+    img = nib.Nifti1Image(mask, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
+
+
 def write_demo(
     out_dir: str | os.PathLike, seed: int = 0, depth: int = 64, size: int = 128, lesions: int | None = None
 ) -> tuple[Path, Path]:
@@ -175,8 +192,9 @@ def _affine(shape: tuple[int, int, int], spacing: tuple[float, float, float]) ->
     return affine
 
 
-def _render(seed, depth, size, spacing, lesions: int | None = None):
-    """The phantom as ``(data (x, y, z) int16, labels uint8, affine)``.
+def _render(seed, depth, size, spacing, lesions: int | None = None, mask: bool = False):
+    """The phantom as ``(data (x, y, z) int16, labels uint8, affine)``, plus the lesion mask
+    ``(x, y, z)`` uint8 if ``mask``.
 
     ``lesions=0`` renders the same phantom without its lesions (same anatomy, texture and
     noise): the tests use it to see exactly which voxels the lesions changed.
@@ -204,8 +222,9 @@ def _render(seed, depth, size, spacing, lesions: int | None = None):
         v += texture.at(k) * np.take(_TEXTURE_GAIN, c)
 
     labels = np.zeros(depth, np.uint8)
+    shown = np.zeros((depth, size, size), np.uint8) if mask else None
     if lesions != 0:
-        labels = _add_lesions(vol, cls, lesion_rng, body, xs, ys, zs, spacing, lesions)
+        labels = _add_lesions(vol, cls, lesion_rng, body, xs, ys, zs, spacing, lesions, shown)
 
     sigma = np.float32(noise_rng.uniform(*NOISE_SIGMA_HU))
     out = np.empty((depth, size, size), np.int16)
@@ -214,6 +233,8 @@ def _render(seed, depth, size, spacing, lesions: int | None = None):
         np.rint(noisy, out=noisy)
         np.clip(noisy, -1024, 3071, out=noisy)
         out[k] = noisy
+    if shown is not None:
+        return out.T, labels, affine, shown.T
     return out.T, labels, affine  # (x, y, z), Fortran-ordered: NIfTI's on-disk layout
 
 
@@ -343,9 +364,10 @@ def _lerp_index(coords: np.ndarray, cell: float, rng: np.random.Generator):
 # lesions
 
 
-def _add_lesions(vol, cls, rng, body: _Anatomy, xs, ys, zs, spacing, count: int | None = None) -> np.ndarray:
+def _add_lesions(vol, cls, rng, body: _Anatomy, xs, ys, zs, spacing, count: int | None = None, mask=None) -> np.ndarray:
     """Add lesions into ``vol`` (``count`` of them, or until the seed's target fraction of reached
-    slices); return the labels of the slices where a lesion is visible."""
+    slices); return the labels of the slices where a lesion is visible (and mark its voxels in
+    ``mask``, if given)."""
     depth = vol.shape[0]
     reached = np.zeros(depth, np.uint8)
     visible = np.zeros(depth, np.uint8)
@@ -361,7 +383,7 @@ def _add_lesions(vol, cls, rng, body: _Anatomy, xs, ys, zs, spacing, count: int 
             continue
         for _ in range(40):  # ... then spots in the plane until one is all soft tissue
             lesion = _sample_lesion_xy(rng, body, zs, spacing, *shape)
-            accepted = _try_lesion(vol, cls, reached, lesion, placed, xs, ys, zs, spacing)
+            accepted = _try_lesion(vol, cls, reached, lesion, placed, xs, ys, zs, spacing, mask)
             if accepted is not None:
                 reached, shown = accepted
                 visible |= shown
@@ -370,7 +392,7 @@ def _add_lesions(vol, cls, rng, body: _Anatomy, xs, ys, zs, spacing, count: int 
     return visible
 
 
-def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing) -> tuple[np.ndarray, np.ndarray] | None:
+def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing, mask=None) -> tuple[np.ndarray, np.ndarray] | None:
     """Render ``lesion`` into ``vol`` and return the slices it reaches (``labels`` plus its own)
     and the slices where it is visible, or ``None`` (``vol`` untouched)."""
     x, y, z = lesion.center  # quick rejection: the centre voxel must be soft tissue
@@ -394,8 +416,11 @@ def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing) 
     if fresh < (int(hit.sum()) + 1) // 2 or new.mean() > MAX_POSITIVE_FRACTION or new[0] or new[-1]:
         return None
     vol[box] += added
+    patch = _patch_mean(added) >= LABEL_THRESHOLD_HU
     shown = np.zeros_like(labels)
-    shown[box[0]] = _patch_mean(added).max(axis=(1, 2)) >= LABEL_THRESHOLD_HU
+    shown[box[0]] = patch.any(axis=(1, 2))
+    if mask is not None and patch.shape[1:] == (added.shape[1] - 2, added.shape[2] - 2):
+        mask[box][:, 1:-1, 1:-1] |= patch
     return new, shown
 
 

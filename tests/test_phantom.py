@@ -16,6 +16,7 @@ from app.phantom import (
     LABEL_THRESHOLD_HU,
     Phantom,
     _render,
+    lesion_mask,
     make_phantom,
     write_demo,
 )
@@ -177,6 +178,18 @@ def test_positive_fraction_and_free_end_slices(seed):
     assert 0.12 <= labels.mean() <= 0.40
     assert labels[0] == 0 and labels[-1] == 0
     assert len(runs(labels)) >= 2
+
+
+@pytest.mark.parametrize("seed", [6, 20_001])
+def test_lesion_mask_marks_the_visible_lesions(seed):
+    mask = np.asarray(lesion_mask(seed).dataobj)
+    p = make_phantom(seed)
+    assert mask.shape == array(p).shape and mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask.any(axis=(0, 1)), p.labels.astype(bool))
+    without, _, _ = _render(seed, 64, 128, (0.9, 0.9, 2.5), lesions=0)
+    change = array(p).astype(np.int32) - without
+    assert change[mask == 1].min() > 0  # marked voxels are brightened by a lesion
+    assert (change[mask == 1] >= LABEL_THRESHOLD_HU - 1).mean() > 0.9
 
 
 def test_lesion_free_phantom_is_the_same_body_without_lesions():
