@@ -1,19 +1,20 @@
 """The TensorFlow runtime: imported lazily, configured once (threads, GPU memory growth), and
-the device it runs on.  Call ``bootstrap()`` on the thread that will own the model."""
+the device it runs on.  Call ``bootstrap()`` on the thread that will own the model.
+
+The import lets other threads run meanwhile (`app.startup`): the viewer's window does not freeze
+while its worker thread starts TensorFlow.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 
+from app import startup
 from app.buffers import ALIGNMENT
 
 _lock = threading.Lock()
@@ -48,8 +49,12 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        with _native_stderr_held(_log_level() >= 2):
-            import tensorflow as tf
+        startup.wait_for_preload()  # a background preload's stderr hold ends first: one hold at a time
+        with startup.native_stderr_held(startup.quiet_tensorflow()):
+            startup.preload(startup.TENSORFLOW_LIBRARIES)  # the GIL released; nothing left to do after a background preload
+            with startup.gc_paused(), startup.without_optional_sklearn():
+                import tensorflow as tf
+            startup.end_gc_pause()  # the CLI's (`startup.quick_start`)
 
             torch.set_num_threads(threads)
             try:
@@ -71,40 +76,6 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
         else:
             _runtime = Runtime(tf, "/CPU:0", f"CPU ({threads} thread{'s' if threads > 1 else ''})")
         return _runtime
-
-
-def _log_level() -> int:
-    """TensorFlow's C++ log level (``TF_CPP_MIN_LOG_LEVEL``, 0 = all … 3 = errors only)."""
-    try:
-        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
-    except ValueError:
-        return 0
-
-
-@contextmanager
-def _native_stderr_held(hold: bool) -> Iterator[None]:
-    """Hold back what C++ code writes to stderr (fd 2) for the duration; replay it on failure.
-
-    TensorFlow's start-up chatter (oneDNN, CUDA probing) is logged before its log level applies,
-    and would otherwise precede every CLI message.
-    """
-    if not hold:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def to_tensorflow(runtime: Runtime, x: torch.Tensor):

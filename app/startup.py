@@ -1,0 +1,268 @@
+"""Loading torch and TensorFlow quickly, and without freezing the process's other threads.
+
+Qt-free and light (imports neither library), so the CLI and the viewer's worker can call it
+before either is imported.  Measured on the 2-core bench machine, ``import tensorflow`` here is
+mostly three things besides its Python modules, each of them done holding the GIL, so that no
+other Python thread (the GUI's event loop, the CLI's loading) runs meanwhile:
+
+- mapping its native libraries (about a second): `preload` maps them with the GIL released;
+- the cyclic garbage collector's full collections, triggered over and over by the objects the
+  imports create, each walking every object already imported (0.1–0.3 s each, about a second in
+  all): `gc_paused` holds the collector off while the libraries import, then freezes what they
+  made, so later collections skip it;
+- scikit-learn and SciPy, imported by Keras' optional scikit-learn wrappers, which Slicewise
+  never uses (about a fifth of the import): `without_optional_sklearn`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import gc
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+# Native libraries that take long to map (relocations, static initialisers), as
+# ``package:path/in/package``, in dependency order.  Op libraries (loaded through
+# ``tf.load_op_library``) are left out: TensorFlow registers their ops while it loads them.
+TENSORFLOW_LIBRARIES = (
+    "tensorflow:libtensorflow_framework.so.2",
+    "tensorflow:libtensorflow_cc.so.2",
+    "tensorflow:python/lib_pywrap_tensorflow_common.so",
+    "tensorflow:lite/python/libpywrap_tflite_common.so",
+    "tensorflow:python/profiler/internal/_pywrap_profiler_plugin.so",
+)
+TORCH_LIBRARIES = ("torch:lib/libc10.so", "torch:lib/libtorch_cpu.so")
+
+_preloaded: dict[str, int] = {}  # path -> dlopen handle, never closed
+_background: threading.Thread | None = None
+_dlopen_function: Callable | None = None
+
+
+def preload(libraries: Iterable[str]) -> list[str]:
+    """Map shared libraries (``package:path/in/package``) into the process, the GIL released.
+
+    CPython 3.11 calls ``dlopen`` holding the GIL, both when it imports an extension module and
+    in ``ctypes.CDLL``, so every other Python thread stops while a large library loads.  Called
+    as a ctypes foreign function, which releases the GIL, ``dlopen`` does the same work while
+    other threads run; the import that follows finds the libraries mapped.  The flags are those
+    of Python's own imports (``sys.getdlopenflags()``), so the process ends up as it would
+    have.  A library that is missing or fails to load is left to the real import, which reports
+    it.  Linux and macOS (elsewhere nothing is done).  Returns the paths this call mapped.
+    """
+    dlopen = _dlopen()
+    mapped = []
+    for entry in libraries:
+        path = _library_path(entry)
+        if dlopen is None or path is None or path in _preloaded:
+            continue
+        handle = dlopen(path.encode(), sys.getdlopenflags())
+        if handle:
+            _preloaded[path] = handle
+            mapped.append(path)
+    return mapped
+
+
+def preload_in_background(libraries: Iterable[str] = (*TORCH_LIBRARIES, *TENSORFLOW_LIBRARIES)) -> None:
+    """Start `preload` on a thread of its own, so that the libraries map while this thread goes
+    on (once per process, and not once TensorFlow is imported).  What they print to stderr
+    meanwhile is held back as in `native_stderr_held`; `wait_for_preload` waits for it."""
+    global _background
+    if _background is not None or "tensorflow" in sys.modules or _dlopen() is None:
+        return
+    names = tuple(libraries)
+
+    def run() -> None:
+        with native_stderr_held(quiet_tensorflow()):
+            preload(names)
+
+    _background = threading.Thread(target=run, name="slicewise-preload")  # not a daemon: it must end its stderr hold
+    _background.start()
+
+
+def wait_for_preload() -> None:
+    """Return once a `preload_in_background` has finished (at once when none runs)."""
+    if _background is not None and _background is not threading.current_thread():
+        _background.join()
+
+
+@contextmanager
+def gc_paused(freeze: bool = True) -> Iterator[None]:
+    """No cyclic garbage collection inside; on leaving, what was made meanwhile (and before) is
+    moved to the collector's permanent generation when ``freeze``, then collection resumes.
+
+    Made for big imports: they create hundreds of thousands of long-lived objects, which set off
+    full collections again and again, each one walking all the objects already there.  Frozen
+    objects are still freed by reference counting; only cycles among them are never collected.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.freeze()
+        gc.enable()
+
+
+@contextmanager
+def heavy_import(libraries: Iterable[str] = TORCH_LIBRARIES) -> Iterator[None]:
+    """For the first import of torch (or another large package) off the main thread: its
+    native ``libraries`` mapped first with the GIL released (`preload`), and no garbage
+    collection while its modules import (`gc_paused`), so that the GUI thread keeps running."""
+    preload(libraries)
+    with gc_paused():
+        yield
+
+
+_T = TypeVar("_T")
+
+
+def quick_start(function: Callable[..., _T]) -> Callable[..., _T]:
+    """Run ``function`` with torch's and TensorFlow's native libraries mapping on a second
+    thread from its start (`preload_in_background`), and the garbage collector held off
+    (`gc_paused`) until the imports are done: TensorFlow's start-up (`app.inference.runtime`)
+    ends the pause, and so does ``function``'s return.  For a command that imports both."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        global _pause
+        preload_in_background()
+        outer = _pause is None and gc.isenabled()
+        if outer:
+            gc.disable()
+            _pause = threading.get_ident()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if outer and _pause is not None:
+                _pause = None
+                gc.enable()
+            wait_for_preload()  # its stderr hold ends before the command returns
+
+    return wrapper
+
+
+_pause: int | None = None  # the thread whose `quick_start` paused the collector
+
+
+def end_gc_pause() -> None:
+    """End a `quick_start` pause of the garbage collector: freeze what was imported, collect again."""
+    global _pause
+    if _pause is not None:
+        _pause = None
+        gc.freeze()
+        gc.enable()
+
+
+@contextmanager
+def without_optional_sklearn() -> Iterator[None]:
+    """Import with scikit-learn hidden, unless it is already imported.
+
+    ``import tensorflow`` imports Keras, whose scikit-learn wrappers import scikit-learn, and
+    with it much of SciPy, when it is installed; Keras defines the wrappers without it (they
+    are not used here).  Afterwards scikit-learn imports as usual (`app.agreement` uses it).
+    """
+    if "sklearn" in sys.modules:
+        yield
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # ``import sklearn`` raises ImportError
+    try:
+        yield
+    finally:
+        if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
+            del sys.modules["sklearn"]
+
+
+def quiet_tensorflow() -> bool:
+    """Whether TensorFlow's C++ log level (``TF_CPP_MIN_LOG_LEVEL``, default 3 here) hides its
+    informational messages and warnings."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return int(os.environ["TF_CPP_MIN_LOG_LEVEL"]) >= 2
+    except ValueError:
+        return False
+
+
+# TensorFlow's and absl's informational and warning lines (``I0000 00:00:1796175381.9  12 file.cc:31] …``,
+# ``2026-01-01 12:00:00.000000: W tensorflow/…] …``), and absl's notice before them
+_CHATTER = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] .*"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] \S+:\d+\] .*"
+)
+_hold = threading.Lock()
+
+
+@contextmanager
+def native_stderr_held(hold: bool) -> Iterator[None]:
+    """Hold back what is written to stderr (file descriptor 2) inside; on leaving, pass it on
+    without TensorFlow's informational and warning lines (all of it after an exception).
+
+    TensorFlow's native libraries log as they load, before its log level applies, and would
+    otherwise precede every message of the CLI.  What other threads write meanwhile comes out
+    at the end.  One hold at a time: inside another, nothing more is done.
+    """
+    if not hold or not _hold.acquire(blocking=False):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            failed = False
+            try:
+                yield
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError):
+                    pass
+                os.dup2(saved, 2)
+                held.seek(0)
+                lines = held.read().decode(errors="replace").splitlines(keepends=True)
+                kept = "".join(line for line in lines if failed or not _CHATTER.fullmatch(line.rstrip("\r\n")))
+                if kept:
+                    os.write(saved, kept.encode())
+                os.close(saved)
+    finally:
+        _hold.release()
+
+
+def _library_path(entry: str) -> str | None:
+    package, _, relative = entry.partition(":")
+    try:
+        spec = importlib.util.find_spec(package)  # locates the package without importing it
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    return str(path) if path.is_file() else None
+
+
+def _dlopen() -> Callable | None:
+    """libc's ``dlopen`` as a ctypes foreign function (ctypes releases the GIL around it), or None."""
+    global _dlopen_function
+    if _dlopen_function is None and sys.platform.startswith(("linux", "darwin")):
+        try:
+            function = ctypes.CDLL(None).dlopen
+        except (AttributeError, OSError):
+            return None
+        function.restype, function.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int]
+        _dlopen_function = function
+    return _dlopen_function
