@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from app import __version__
+from app import __version__, startup
 from app.errors import SlicewiseError
 from app.strategy_catalog import NAMES as STRATEGY_NAMES
 from app.volume import ACQUIRED, AXIS_CHOICES
@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int
         return 130
 
 
+@startup.quick_start  # torch's and TensorFlow's native libraries map on a second thread; no GC pauses while they import
 def _predict(args: argparse.Namespace) -> int:
     from app import export
     from app.atomic import check_writable

@@ -28,7 +28,10 @@ __all__ = ["load_volume"]
 
 def __getattr__(name: str):
     if name == "load_volume":
-        from app.io.loader import load_volume
+        from app.startup import heavy_import
+
+        with heavy_import():  # torch's first import, often on the viewer's loader thread: the window keeps running
+            from app.io.loader import load_volume
 
         return load_volume
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
