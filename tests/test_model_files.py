@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import keras
 import pytest
+import torch
 from keras import layers
 
 from app.errors import ModelError
+from app.volume import Volume
 from tests.bad_inputs import lambda_model
 
 
@@ -264,3 +266,22 @@ def test_folder_that_is_no_saved_model(engine, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match=r"empty: a folder, but not a TensorFlow SavedModel"):
         engine.load(tmp_path / "empty")
+
+
+def test_a_model_that_raises_is_a_model_error(engine):
+    """The engine calls a traced model through its concrete function, traced on the first call:
+    a model that cannot run still fails there, as a ModelError naming it, its input, the volume
+    and the batch, then the reason."""
+    import keras
+
+    from app.inference.models import LoadedModel, spec_of
+    from app.strategies import get_strategy
+
+    class Broken(keras.Model):
+        def call(self, x, training=False):
+            raise ValueError("this model always fails")
+
+    spec = spec_of(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]))
+    volume = Volume.from_tensor(torch.rand(4, 8, 8))
+    with pytest.raises(ModelError, match=r"^broken \(input \(8, 8, 1\)\) failed on the volume 4×8×8×1 \(slices × height × width × channels\) \(a batch of shape \(4, 8, 8, 1\)\): .*this model always fails"):
+        engine.run(volume, get_strategy("slice"), LoadedModel(Broken(), "broken", "", "none", spec))
