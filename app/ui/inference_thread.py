@@ -223,7 +223,7 @@ class InferenceWorker(QObject):
             log.exception("loading %s failed", request.path)
             self.sigModelFailed.emit(request.id, f"unexpected {type(exc).__name__}: {exc}")
         else:
-            outputs = list(getattr(model, "output_names", ()) or ())
+            outputs = list(model.outputs)
             self.sigModelLoaded.emit(request.id, f"{model.name}: {model.spec.describe()}", outputs)
 
     @Slot(object)
