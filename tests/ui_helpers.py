@@ -164,7 +164,11 @@ def click_view(qtbot, view, row: float, col: float, button=Qt.MouseButton.LeftBu
 
 
 def hover_view(qtbot, view, row: float, col: float) -> None:
+    """Move the mouse over screen (row, col) of ``view``; pyqtgraph holds back a move that comes
+    within 10 ms of the last one (its ``mouseRateLimit``) and delivers it on a timer, so wait."""
+    qtbot.wait(12)
     qtbot.mouseMove(view.graphics.viewport(), view_point(view, row + 0.5, col + 0.5))
+    qtbot.wait(25)
 
 
 def drag(qtbot, viewport, start: QPoint, end: QPoint, button=Qt.MouseButton.LeftButton, steps: int = 5) -> None:
