@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int
         return 130
 
 
-@startup.quick_start  # torch's and TensorFlow's native libraries map on a second thread; no GC pauses while they import
+@startup.quick_start  # no garbage collection passes while torch and TensorFlow import
 def _predict(args: argparse.Namespace) -> int:
     from app import export
     from app.atomic import check_writable

@@ -43,7 +43,6 @@ TENSORFLOW_LIBRARIES = (
 TORCH_LIBRARIES = ("torch:lib/libc10.so", "torch:lib/libtorch_cpu.so")
 
 _preloaded: dict[str, int] = {}  # path -> dlopen handle, never closed
-_background: threading.Thread | None = None
 _dlopen_function: Callable | None = None
 
 
@@ -57,6 +56,10 @@ def preload(libraries: Iterable[str]) -> list[str]:
     of Python's own imports (``sys.getdlopenflags()``), so the process ends up as it would
     have.  A library that is missing or fails to load is left to the real import, which reports
     it.  Linux and macOS (elsewhere nothing is done).  Returns the paths this call mapped.
+
+    While ``dlopen`` runs it holds the dynamic loader's lock: another thread that imports an
+    extension module meanwhile waits for it (holding the GIL), so call this where the other
+    threads are not importing (the viewer's worker, once its window is up).
     """
     dlopen = _dlopen()
     mapped = []
@@ -69,29 +72,6 @@ def preload(libraries: Iterable[str]) -> list[str]:
             _preloaded[path] = handle
             mapped.append(path)
     return mapped
-
-
-def preload_in_background(libraries: Iterable[str] = (*TORCH_LIBRARIES, *TENSORFLOW_LIBRARIES)) -> None:
-    """Start `preload` on a thread of its own, so that the libraries map while this thread goes
-    on (once per process, and not once TensorFlow is imported).  What they print to stderr
-    meanwhile is held back as in `native_stderr_held`; `wait_for_preload` waits for it."""
-    global _background
-    if _background is not None or "tensorflow" in sys.modules or _dlopen() is None:
-        return
-    names = tuple(libraries)
-
-    def run() -> None:
-        with native_stderr_held(quiet_tensorflow()):
-            preload(names)
-
-    _background = threading.Thread(target=run, name="slicewise-preload")  # not a daemon: it must end its stderr hold
-    _background.start()
-
-
-def wait_for_preload() -> None:
-    """Return once a `preload_in_background` has finished (at once when none runs)."""
-    if _background is not None and _background is not threading.current_thread():
-        _background.join()
 
 
 @contextmanager
@@ -129,15 +109,17 @@ _T = TypeVar("_T")
 
 
 def quick_start(function: Callable[..., _T]) -> Callable[..., _T]:
-    """Run ``function`` with torch's and TensorFlow's native libraries mapping on a second
-    thread from its start (`preload_in_background`), and the garbage collector held off
-    (`gc_paused`) until the imports are done: TensorFlow's start-up (`app.inference.runtime`)
-    ends the pause, and so does ``function``'s return.  For a command that imports both."""
+    """Run ``function`` with the garbage collector held off (`gc_paused`) until its imports are
+    done: TensorFlow's start-up (`app.inference.runtime`) ends the pause, and so does
+    ``function``'s return.  For a command that imports torch and TensorFlow.
+
+    (The libraries are not mapped on a second thread meanwhile: ``dlopen`` holds the dynamic
+    loader's lock, so every extension module the first thread imports waited for it, holding
+    the GIL; measured, nothing was gained.)"""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         global _pause
-        preload_in_background()
         outer = _pause is None and gc.isenabled()
         if outer:
             gc.disable()
@@ -148,7 +130,6 @@ def quick_start(function: Callable[..., _T]) -> Callable[..., _T]:
             if outer and _pause is not None:
                 _pause = None
                 gc.enable()
-            wait_for_preload()  # its stderr hold ends before the command returns
 
     return wrapper
 

@@ -49,6 +49,26 @@ def test_quick_run_prints_one_line_per_figure_and_writes_json(tmp_path):
         assert isinstance(figure["met"], bool) and figure["raw"]
 
 
+def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path):
+    """``whole_job_vs_script`` compares like with like: the script scores the same slices, in the
+    same order, with the same model (only the resizing differs: slicewise antialiases)."""
+    import nibabel as nib
+
+    from app.tools.bench import USER_SCRIPT, brain_phantom
+
+    volume = tmp_path / "brain.nii.gz"
+    nib.save(brain_phantom((48, 56, 24)), volume)
+    ours, theirs = tmp_path / "slicewise.csv", tmp_path / "script.csv"
+    for args in (["-m", "app", "predict", str(volume), "--strategy", "slice", "--out", str(ours)], [str(USER_SCRIPT), str(volume), str(theirs)]):
+        done = python(*args)
+        assert done.returncode == 0, done.stderr[-2000:]
+    a = np.loadtxt(ours, delimiter=",", skiprows=1, usecols=3)
+    b = np.loadtxt(theirs, delimiter=",", skiprows=1, usecols=1)
+    assert a.shape == b.shape == (24,)
+    assert np.ptp(a) > 0.1, "the slices score differently, so an order or orientation mix-up would show"
+    np.testing.assert_allclose(a, b, atol=0.02)  # upsized here (48 x 56 -> 64 x 64): no antialiasing on either side
+
+
 def test_unknown_figure_is_refused():
     done = python("-m", "app.tools.bench", "--only", "warp_speed")
     assert done.returncode == 2 and "unknown figure(s) warp_speed" in done.stderr

@@ -49,9 +49,8 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        startup.wait_for_preload()  # a background preload's stderr hold ends first: one hold at a time
         with startup.native_stderr_held(startup.quiet_tensorflow()):
-            startup.preload(startup.TENSORFLOW_LIBRARIES)  # the GIL released; nothing left to do after a background preload
+            startup.preload(startup.TENSORFLOW_LIBRARIES)  # mapped with the GIL released: other threads run meanwhile
             with startup.gc_paused(), startup.without_optional_sklearn():
                 import tensorflow as tf
             startup.end_gc_pause()  # the CLI's (`startup.quick_start`)
