@@ -38,10 +38,10 @@ until a per-seed target fraction of the slices they reach (16-32 %) is reached, 
 fit), ``lesions=0`` for a lesion-free phantom with the same anatomy and noise.
 
 Labels say where a lesion can be seen: slice ``k`` is labelled 1 iff a lesion raises some
-``LABEL_PATCH`` × ``LABEL_PATCH`` voxel patch of it (2.7 mm square) by at least
+``LABEL_PATCH`` × ``LABEL_PATCH`` voxel patch of it (4.5 mm square) by at least
 ``LABEL_THRESHOLD_HU`` on average, computed from the rendered lesion field itself (before noise).
-The outermost caps of a lesion, a few voxels raised by 20-30 HU under 12-18 HU of noise, hold
-no visible lesion and are labelled 0.
+The outermost caps of a lesion, a cross-section of a few mm² raised by 20-60 HU under 12-18 HU
+of noise, show no lesion one could point at and are labelled 0.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ HU = {
 
 #: A slice is positive iff a lesion raises a LABEL_PATCH² voxel patch by this much on average.
 LABEL_THRESHOLD_HU = 30.0
-LABEL_PATCH = 3
+LABEL_PATCH = 5
 #: A lesion reaches a slice where it adds at least this much to a voxel (used to place lesions).
 REACH_THRESHOLD_HU = 20.0
 
@@ -134,9 +134,9 @@ def lesion_mask(
     spacing: Sequence[float] = (0.9, 0.9, 2.5),
     lesions: int | None = None,
 ) -> nib.Nifti1Image:
-    """Where ``make_phantom``'s lesions show, voxel by voxel: 1 at the centre of every
-    LABEL_PATCH² patch a lesion raises by LABEL_THRESHOLD_HU on average (uint8, the phantom's
-    affine).  A slice's label is 1 iff its mask holds a 1."""
+    """Where ``make_phantom``'s lesions show, voxel by voxel: 1 where a lesion raises a voxel by
+    LABEL_THRESHOLD_HU in a slice where it shows (uint8, the phantom's affine).  A slice's label
+    is 1 iff its mask holds a 1."""
     _, _, affine, mask = _render(seed, depth, size, spacing, lesions, mask=True)
     img = nib.Nifti1Image(mask, affine)
     img.set_qform(affine, code=1)
@@ -419,8 +419,8 @@ def _try_lesion(vol, cls, labels, lesion: _Lesion, placed, xs, ys, zs, spacing, 
     patch = _patch_mean(added) >= LABEL_THRESHOLD_HU
     shown = np.zeros_like(labels)
     shown[box[0]] = patch.any(axis=(1, 2))
-    if mask is not None and patch.shape[1:] == (added.shape[1] - 2, added.shape[2] - 2):
-        mask[box][:, 1:-1, 1:-1] |= patch
+    if mask is not None:  # the voxels it raises by the threshold, in the slices where it shows
+        mask[box] |= (added >= LABEL_THRESHOLD_HU) & shown[box[0]].astype(bool)[:, None, None]
     return new, shown
 
 
