@@ -57,7 +57,8 @@ def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path):
     from app.tools.bench import USER_SCRIPT, brain_phantom
 
     volume = tmp_path / "brain.nii.gz"
-    nib.save(brain_phantom((48, 56, 24)), volume)
+    head = brain_phantom((48, 56, 24))
+    nib.save(nib.Nifti1Image(np.asarray(head.dataobj) // 8, head.affine), volume)  # into the model's window (60 ± 100): slices score apart
     ours, theirs = tmp_path / "slicewise.csv", tmp_path / "script.csv"
     for args in (["-m", "app", "predict", str(volume), "--strategy", "slice", "--out", str(ours)], [str(USER_SCRIPT), str(volume), str(theirs)]):
         done = python(*args)
@@ -66,7 +67,8 @@ def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path):
     b = np.loadtxt(theirs, delimiter=",", skiprows=1, usecols=1)
     assert a.shape == b.shape == (24,)
     assert np.ptp(a) > 0.1, "the slices score differently, so an order or orientation mix-up would show"
-    np.testing.assert_allclose(a, b, atol=0.02)  # upsized here (48 x 56 -> 64 x 64): no antialiasing on either side
+    np.testing.assert_allclose(a, b, atol=0.05)  # the script clips before it resizes, slicewise after
+    assert np.corrcoef(a, b)[0, 1] > 0.95
 
 
 def test_unknown_figure_is_refused():
