@@ -166,9 +166,13 @@ def click_view(qtbot, view, row: float, col: float, button=Qt.MouseButton.LeftBu
 def hover_view(qtbot, view, row: float, col: float) -> None:
     """Move the mouse over screen (row, col) of ``view``; pyqtgraph holds back a move that comes
     within 10 ms of the last one (its ``mouseRateLimit``) and delivers it on a timer, so wait."""
+    viewport, target = view.graphics.viewport(), view_point(view, row + 0.5, col + 0.5)
+    qtbot.mouseMove(viewport, target + QPoint(3, 3))  # Qt sends no move to where the mouse already is
     qtbot.wait(12)
-    qtbot.mouseMove(view.graphics.viewport(), view_point(view, row + 0.5, col + 0.5))
-    qtbot.wait(25)
+    qtbot.mouseMove(viewport, target)
+    voxel = view.voxel_at(row + 0.5, col + 0.5)
+    expected = None if voxel is None else (view.fixed, voxel)
+    qtbot.waitUntil(lambda: view.session.pointer == expected, timeout=2000)
 
 
 def drag(qtbot, viewport, start: QPoint, end: QPoint, button=Qt.MouseButton.LeftButton, steps: int = 5) -> None:
