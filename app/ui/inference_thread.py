@@ -205,11 +205,8 @@ class InferenceWorker(QObject):
             )
         except Cancelled:
             self.sigCancelled.emit(job.id)
-        except SlicewiseError as exc:
-            self.sigFailed.emit(job.id, str(exc))
-        except Exception as exc:  # noqa: BLE001 - keep the worker alive; report the bug
-            log.exception("scoring job %d failed", job.id)
-            self.sigFailed.emit(job.id, f"unexpected {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the worker stays alive; _failed reports it
+            self._failed(self.sigFailed, job.id, exc, f"scoring job {job.id}")
         else:
             self.sigFinished.emit(job.id, prediction)
 
@@ -217,11 +214,8 @@ class InferenceWorker(QObject):
     def load_model(self, request: ModelRequest) -> None:
         try:
             model = self._model(request.path, request.normalize, request.unsafe)
-        except SlicewiseError as exc:
-            self.sigModelFailed.emit(request.id, str(exc))
-        except Exception as exc:  # noqa: BLE001 - keep the worker alive; report the bug
-            log.exception("loading %s failed", request.path)
-            self.sigModelFailed.emit(request.id, f"unexpected {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the worker stays alive; _failed reports it
+            self._failed(self.sigModelFailed, request.id, exc, f"loading {request.path}")
         else:
             outputs = list(model.outputs)
             self.sigModelLoaded.emit(request.id, f"{model.name}: {model.spec.describe()}", outputs)
@@ -244,13 +238,20 @@ class InferenceWorker(QObject):
             maps = computer.maps(job.volume, [job.index], job.normalize, channels=job.channels, cancelled=lambda: job.id != self.latest_saliency)
         except Cancelled:
             return
-        except SlicewiseError as exc:
-            self.sigSaliencyFailed.emit(job.id, str(exc))
-        except Exception as exc:  # noqa: BLE001 - keep the worker alive; report the bug
-            log.exception("saliency of slice %d failed", job.index)
-            self.sigSaliencyFailed.emit(job.id, f"unexpected {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the worker stays alive; _failed reports it
+            self._failed(self.sigSaliencyFailed, job.id, exc, f"saliency of slice {job.index}")
         else:
             self.sigSaliency.emit(job.id, job.key, job.index, maps[job.index], computer.method)
+
+    @staticmethod
+    def _failed(signal, request_id: int, exc: Exception, what: str) -> None:
+        """Report a failure on ``signal``: a SlicewiseError says what went wrong for the user;
+        anything else is a bug, logged with its traceback (call from the ``except`` block)."""
+        if isinstance(exc, SlicewiseError):
+            signal.emit(request_id, str(exc))
+            return
+        log.exception("%s failed", what)
+        signal.emit(request_id, f"unexpected {type(exc).__name__}: {exc}")
 
     def _check(self, job: Job) -> None:
         if self._cancel.is_cancelled(job.id):
