@@ -182,9 +182,6 @@ class PlaneView(QWidget):
     def reset_zoom(self) -> None:
         self.view.autoRange(padding=0.02)
 
-    def current_image(self) -> np.ndarray | None:
-        return self.image.image
-
     # -- mouse --------------------------------------------------------------------------------
 
     def voxel_at(self, row: float, col: float) -> tuple[int, int, int] | None:

@@ -267,9 +267,6 @@ class ScorePlot(pg.PlotWidget):
             if curve in curves:
                 self.session.set_run_visible(run, curve.isVisible())
 
-    def run_of(self, curve) -> Run | None:
-        return next((run for run, curves in self.curves.items() if curve in curves), None)
-
     # -- labels -------------------------------------------------------------------------------
 
     def draw_labels(self, labels: dict[int, str]) -> None:
