@@ -90,6 +90,7 @@ class SessionEvents:
         self.threshold = Event("threshold")  # value
         self.runs = Event("runs")  # (Run, what): what is "added", "scores", "finished", "removed", "shown"
         self.follow = Event("follow")  # Run | None: the run N / P step through
+        self.score_tint = Event("score_tint")  # bool: side views tinted by the followed run's scores
         self.activity = Event("activity")  # Activity
         self.labels = Event("labels")  # {slice index: "1" | "0" | "?"}
         self.saliency = Event("saliency")  # (slice index, SaliencyMap) as it arrives, or None when cleared
@@ -388,7 +389,7 @@ class Session:
 
     def set_score_tint(self, on: bool) -> None:
         self.score_tint = bool(on)
-        self.events.follow.emit(self.follow)
+        self.events.score_tint.emit(self.score_tint)
 
     # -- labels -------------------------------------------------------------------------------
 

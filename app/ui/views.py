@@ -109,7 +109,7 @@ class _ScoreTint:
         self.ends = [pg.InfiniteLine(pen=pen, movable=False) for _ in range(2)]
         for line in self.ends:
             view.view.addItem(line, ignoreBounds=True)
-        for event in (session.events.runs, session.events.volume, session.events.follow, session.events.radiological):
+        for event in (session.events.runs, session.events.volume, session.events.follow, session.events.radiological, session.events.score_tint):
             event.connect(self.refresh)
         self.refresh()
 
