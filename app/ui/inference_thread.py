@@ -78,6 +78,7 @@ class SaliencyJob:
     unsafe_model: bool = False
     output: str | None = None  # the model output (None: its first)
     channels: str | None = None  # the channel recipe (None: the model's own)
+    options: tuple = ()  # (name, value) pairs: slab and pool for the embedding
 
 
 class CancelToken:
@@ -167,11 +168,8 @@ class InferenceWorker(QObject):
             self.sigCancelled.emit(job.id)
             return
         try:
-            from app.strategies import get_strategy
-            from app.strategies.embedding import configured
-
             options = dict(job.options)
-            strategy = configured(get_strategy(job.strategy), options.pop("slab", None), options.pop("pool", None))
+            strategy = _strategy(job.strategy, options)
             if self._engine is None:
                 self.sigStatus.emit(job.id, "Starting TensorFlow…")
             engine = self._get_engine()
@@ -226,12 +224,11 @@ class InferenceWorker(QObject):
             return  # the user has moved on: a newer request is queued behind this one
         try:
             from app.inference.saliency import SaliencyComputer
-            from app.strategies import get_strategy
 
-            strategy = get_strategy(job.strategy)
+            strategy = _strategy(job.strategy, dict(job.options))
             engine = self._get_engine()
             model = self._model(job.model_path, job.normalize, job.unsafe_model) if job.model_path else engine.builtin(strategy)
-            key = (strategy.name, id(model), job.output)
+            key = (strategy.name, id(model), job.output, job.options)
             if key not in self._saliency:
                 self._saliency[key] = SaliencyComputer(engine, strategy, model, output=job.output)
             computer = self._saliency[key]
@@ -256,6 +253,14 @@ class InferenceWorker(QObject):
     def _check(self, job: Job) -> None:
         if self._cancel.is_cancelled(job.id):
             raise Cancelled("cancelled")
+
+
+def _strategy(name: str, options: dict):
+    """The strategy called ``name``, configured by the embedding's ``slab`` and ``pool`` (popped from ``options``)."""
+    from app.strategies import get_strategy
+    from app.strategies.embedding import configured
+
+    return configured(get_strategy(name), options.pop("slab", None), options.pop("pool", None))
 
 
 def _mtime(path: str) -> float:

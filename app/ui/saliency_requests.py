@@ -37,7 +37,7 @@ class SaliencyRequests:
         self._asked = wanted
         self.predictions.inference.request_saliency(
             SaliencyJob(0, key, session.volume, session.index, key.strategy, key.model, key.normalize, session.settings.unsafe_model,
-                        dict(key.options).get("output"), key.channels)
+                        dict(key.options).get("output"), key.channels, tuple((k, v) for k, v in key.options if k in ("slab", "pool")))
         )
 
     def _on_map(self, request: int, key, index: int, values, method: str) -> None:
