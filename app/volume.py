@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,17 +95,21 @@ class Volume:
 
         return tuple(nib.aff2axcodes(self.affine))  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def positions_mm(self) -> np.ndarray:
-        """World position (mm) of each slice's centre along the depth direction's RAS axis."""
+        """World position (mm) of each slice's centre along the depth direction's RAS axis
+        (computed once, read-only: the readout and the plot ask for it on every slice change)."""
         _, h, w, _ = self.shape
         if self.slice_origins is not None:
             centres = self.slice_origins + self.affine[:3, 1] * ((h - 1) / 2) + self.affine[:3, 2] * ((w - 1) / 2)
-            return centres[:, self.depth_world_axis]
-        d = np.arange(self.depth, dtype=np.float64)
-        index = np.stack([d, np.full_like(d, (h - 1) / 2), np.full_like(d, (w - 1) / 2), np.ones_like(d)])
-        world = (self.affine @ index)[:3]
-        return world[self.depth_world_axis]
+            positions = centres[:, self.depth_world_axis]
+        else:
+            d = np.arange(self.depth, dtype=np.float64)
+            index = np.stack([d, np.full_like(d, (h - 1) / 2), np.full_like(d, (w - 1) / 2), np.ones_like(d)])
+            positions = (self.affine @ index)[:3][self.depth_world_axis]
+        positions = np.array(positions, dtype=np.float64)
+        positions.flags.writeable = False
+        return positions
 
     @property
     def depth_world_axis(self) -> int:

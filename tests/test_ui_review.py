@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 
 from tests.ui_helpers import (
     REPO,
@@ -391,6 +391,40 @@ def test_saliency_overlay_on_a_lesion_slice_and_stale_requests_dropped(fresh):
     assert overlay.image.isVisible() and overlay.shown_index == burst[-1]
     bot.keyClick(window, Qt.Key.Key_S)
     assert not session.saliency_on and not overlay.image.isVisible()
+    assert window.errors == []
+
+
+def test_every_slice_change_repaints_the_view_while_saliency_maps_arrive(fresh):
+    """Scrubbing with the overlay on, the maps arriving from the worker between steps: each slice
+    change repaints the depth view (the scene's own repaint request used to be lost now and then,
+    leaving the old slice on screen)."""
+    window, bot = fresh["window"], fresh["bot"]
+    session = window.session
+    window.set_saliency_visible(True)
+    viewport = window.views.depth_view.graphics.viewport()
+    paints: list[int] = []
+
+    class Watch(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Paint:
+                paints.append(session.index)
+            return False
+
+    watch = Watch()
+    viewport.installEventFilter(watch)
+    rng = np.random.default_rng(3)
+    try:
+        for _ in range(60):
+            index = int(rng.integers(0, fresh["volume"].depth))
+            if index == session.index:
+                continue
+            before = len(paints)
+            window.scrubber.slider.setValue(index)
+            bot.waitUntil(lambda before=before: len(paints) > before, timeout=1000)
+            bot.wait(int(rng.integers(0, 15)))  # a map may arrive meanwhile
+    finally:
+        viewport.removeEventFilter(watch)
+        window.set_saliency_visible(False)
     assert window.errors == []
 
 

@@ -162,14 +162,14 @@ def test_radiological_and_neurological_on_an_asymmetric_phantom(qtbot, window, t
     d, h, w = window.session.readout_voxel()
     value = float(volume.data[d, h, w, 0])
     assert value == view.image.image[row, col] and value - MARKER_VALUE == w < width / 2
-    assert f"voxel ({d}, {h}, {w})" in window.hover_label.text() and f"value {value:.6g}" in window.hover_label.text()
+    assert f"voxel ({d}, {h}, {w})" in window.status_line.readout.text() and f"value {value:.6g}" in window.status_line.readout.text()
 
     window.actions_by_name["neurological"].trigger()
     assert marker_columns().max() < width / 2, "neurological: the patient's left on the screen's left"
     assert tuple(label.text() for label in view.letters) == ("A", "P", "L", "R")
     hover_view(qtbot, view, row, width - 1 - col)  # the same voxel, now mirrored on screen
     assert window.session.readout_voxel() == (d, h, w)
-    assert f"value {value:.6g}" in window.hover_label.text()
+    assert f"value {value:.6g}" in window.status_line.readout.text()
     again = make_window(qtbot, tmp_path, monkeypatch)  # remembered
     try:
         assert not again.session.radiological and again.actions_by_name["neurological"].isChecked()
@@ -283,16 +283,16 @@ def test_readout_follows_scrubbing_and_a_new_volume(qtbot, window, volumes):
     view = window.views.depth_view
     hover_view(qtbot, view, 20, 10)
     w = 40 - 1 - 10
-    assert window.hover_label.text() == readout_text(volume, 12, 20, w)
+    assert window.status_line.readout.text() == readout_text(volume, 12, 20, w)
     qtbot.keyClick(window, Qt.Key.Key_Right)
-    assert window.hover_label.text() == readout_text(volume, 13, 20, w)
-    assert f"value {float(volume.data[13, 20, w, 0]):.6g}" in window.hover_label.text()
+    assert window.status_line.readout.text() == readout_text(volume, 13, 20, w)
+    assert f"value {float(volume.data[13, 20, w, 0]):.6g}" in window.status_line.readout.text()
     wheel(view.graphics, 240)
     assert window.current_slice() == 15
-    assert window.hover_label.text() == readout_text(volume, 15, 20, w)
+    assert window.status_line.readout.text() == readout_text(volume, 15, 20, w)
     qtbot.keyClick(window, Qt.Key.Key_End)
-    assert window.hover_label.text() == readout_text(volume, 23, 20, w)
-    old = window.hover_label.text()
+    assert window.status_line.readout.text() == readout_text(volume, 23, 20, w)
+    old = window.status_line.readout.text()
     other = open_volume(qtbot, window, volumes["other"])
-    assert window.hover_label.text() == readout_text(other, *window.session.crosshair()) != old
+    assert window.status_line.readout.text() == readout_text(other, *window.session.crosshair()) != old
     assert window.session.crosshair() == (17 // 2, 32 // 2, 36 // 2)

@@ -107,7 +107,7 @@ def test_open_shows_middle_slice_upright_at_true_aspect(qtbot, window, volumes):
     mri_like = Volume.from_tensor(expected.data + 1000)
     flat = mri_like.data.numpy().ravel()
     assert display_range(mri_like).levels == pytest.approx((np.percentile(flat, 1), np.percentile(flat, 99)), abs=1.0)
-    assert "12 / 23" in window.slice_label.text() and "mm" in window.slice_label.text()
+    assert "12 / 23" in window.status_line.slice.text() and "mm" in window.status_line.slice.text()
     grey = window.views.depth_view.lut.copy()
     window.views.display.colormap.setCurrentText("viridis")
     assert window.session.colormap == "viridis"
@@ -190,7 +190,7 @@ def test_hover_reports_voxel_world_and_value(qtbot, window, volumes):
     d = window.current_slice()
     voxel = view.plane.to_voxel(volume, 20, 10, (d, 0, 0))
     assert voxel == (d, 20, 40 - 1 - 10), "radiological: screen column 10 is voxel column 29"
-    text = window.hover_label.text()
+    text = window.status_line.readout.text()
     x, y, z = volume.world(*voxel)
     assert f"voxel ({d}, 20, 29)" in text
     assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in text
@@ -254,8 +254,8 @@ def test_each_strategy_streams_into_the_plot(scored):
     window, volume, predictions = scored["window"], scored["volume"], scored["predictions"]
     session, plot = window.session, window.score_plot
     for batches in scored["batches"].values():
-        assert batches and batches[-1][0] == batches[-1][1], "progress streamed batch by batch"
-    assert len(scored["batches"]["slice"]) == 3  # 24 slices in batches of 8
+        assert batches and batches[-1][0] == batches[-1][1], "progress streamed to the last batch"
+    assert scored["batches"]["slice"][0] == (1, 3), "24 slices in batches of 8: the first one shows at once"
     assert [r.key.strategy for r in session.runs] == ["temporal", "embedding", "slice"]
     for run_ in session.runs:
         assert run_.finished and run_.prediction is predictions[run_.key.strategy]
@@ -610,3 +610,19 @@ def test_slider_drag_is_rate_limited_and_lands_on_the_last_position(qtbot, windo
     assert window.current_slice() == 209 and volume.depth > 209
     assert window.score_plot.cursor.value() == pytest.approx(209)
     np.testing.assert_array_equal(depth_image(window), expected_depth_image(volume, 209))
+
+
+def test_progress_relay_hands_fast_batches_on_together():
+    """Batches that follow within PROGRESS_INTERVAL_S reach the GUI as one hand-over; the first
+    and the last go at once, and every scored slice arrives exactly once."""
+    from app.ui.inference_thread import _ProgressRelay
+
+    sent: list[tuple[int, int, list[int], np.ndarray]] = []
+    relay = _ProgressRelay(lambda done, total, indices, scores: sent.append((done, total, list(indices), scores)))
+    relay(1, 4, np.arange(0, 8), np.full((8, 1), 0.1))
+    relay(2, 4, np.empty(0, int), np.empty((0, 0)))  # a step that scored no slice
+    relay(3, 4, np.arange(8, 16), np.full((8, 1), 0.3))
+    relay(4, 4, np.arange(16, 24), np.full((8, 1), 0.4))
+    assert [(done, total) for done, total, _, _ in sent] == [(1, 4), (4, 4)]
+    assert sent[1][2] == list(range(8, 24)) and sent[1][3].shape == (16, 1)
+    assert sorted(i for _, _, indices, _ in sent for i in indices) == list(range(24))

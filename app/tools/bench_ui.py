@@ -108,14 +108,43 @@ def _score_and_wait(qapp, window) -> object:
     return outcome[0]
 
 
-def _keep_scoring(qapp, window) -> list[int]:
-    """Keep the worker scoring (each finished run starts the next); returns the batches seen."""
-    window.predictions.sigFinished.connect(lambda job, prediction: window.run_prediction())
-    batches: list[int] = []
-    window.predictions.sigBatch.connect(lambda job, done, total: batches.append(done))
-    window.run_prediction()
-    _until(qapp, lambda: batches)  # TensorFlow started, model warm, scores streaming in
-    return batches
+class _Scoring:
+    """Keeps the worker scoring (each finished run starts the next) until `stop`."""
+
+    def __init__(self, qapp, window):
+        self.window, self.batches = window, []
+        self._restart = window.predictions.sigFinished.connect(lambda job, prediction: window.run_prediction())
+        self._count = window.predictions.sigBatch.connect(lambda job, done, total: self.batches.append(done))
+        window.run_prediction()
+        _until(qapp, lambda: self.batches)  # TensorFlow started, model warm, scores streaming in
+
+    def stop(self, qapp) -> None:
+        self.window.predictions.sigFinished.disconnect(self._restart)
+        self.window.predictions.sigBatch.disconnect(self._count)
+        _until(qapp, lambda: not self.window.inference.current)
+
+
+def _time_steps(qapp, widgets, move, steps: int):
+    """Milliseconds from each ``move()`` until every widget in ``widgets`` has been repainted."""
+    import numpy as np
+
+    watches = [_PaintWatch(widget) for widget in widgets]
+    times = []
+    for _ in range(steps):
+        before = [w.count for w in watches]
+        t0 = time.perf_counter()
+        move()
+        while any(w.count == b for w, b in zip(watches, before)):
+            qapp.processEvents()
+        times.append(time.perf_counter() - t0)
+        _wait(qapp, 10)  # a hand on a slider moves it every frame or so, not back to back
+    return np.array(times) * 1000
+
+
+def _figures(ms, prefix: str = "") -> dict:
+    import numpy as np
+
+    return {f"{prefix}p95_ms": float(np.percentile(ms, 95)), f"{prefix}median_ms": float(np.median(ms)), f"{prefix}max_ms": float(ms.max())}
 
 
 def startup(window_only: bool) -> None:
@@ -132,64 +161,64 @@ def startup(window_only: bool) -> None:
         os._exit(0)  # the parent has what it needs; skip the teardown
 
 
-def scrub(volume: str, steps: int) -> None:
+def _slider_steps(window, depth: int, seed: int):
+    """``move()``: the slider to a random other slice, as dragging it does."""
     import numpy as np
 
+    rng = np.random.default_rng(seed)
+
+    def move() -> None:
+        index = int(rng.integers(0, depth))
+        while index == window.session.index:
+            index = int(rng.integers(0, depth))
+        window.scrubber.slider.setValue(index)
+
+    return move
+
+
+def scrub(volume: str, steps: int) -> None:
+    """Slider steps while the worker scores (the figure), with it idle, and with the saliency
+    overlay on (each slice's map computed on the worker as the slice is shown)."""
     with tempfile.TemporaryDirectory() as tmp:
         qapp, window = _window(tmp)
         loaded = _load(window, volume)
-        watch = _PaintWatch(window.views.depth_view.graphics.viewport())
-        batches = _keep_scoring(qapp, window)
-        rng = np.random.default_rng(0)
-        times, while_scoring = [], 0
-        for _ in range(steps):
-            index = int(rng.integers(0, loaded.depth))
-            while index == window.current_slice():
-                index = int(rng.integers(0, loaded.depth))
-            while_scoring += bool(window.inference.current)
-            before = watch.count
-            t0 = time.perf_counter()
-            window.scrubber.slider.setValue(index)  # what dragging the slider does
-            while watch.count == before:
-                qapp.processEvents()
-            times.append(time.perf_counter() - t0)
-            assert window.session.index == index
-            _wait(qapp, 10)  # a hand on a slider moves it every frame or so, not back to back
-        ms = np.array(times) * 1000
-        result = {
-            "p95_ms": float(np.percentile(ms, 95)), "median_ms": float(np.median(ms)), "max_ms": float(ms.max()),
-            "steps": steps, "steps_while_scoring": while_scoring, "batches_plotted": len(batches),
-        }
+        view = [window.views.depth_view.graphics.viewport()]
+        idle = _time_steps(qapp, view, _slider_steps(window, loaded.depth, 1), max(steps // 4, 20))
+        window.set_strategy("slice")
+        scoring = _Scoring(qapp, window)
+        busy = _time_steps(qapp, view, _slider_steps(window, loaded.depth, 0), steps)
+        scoring.stop(qapp)
+        window.set_saliency_visible(True)
+        overlay = window.views.saliency
+        _until(qapp, lambda: overlay.shown_index == window.session.index)  # the model's gradient traced once
+        salient = _time_steps(qapp, view, _slider_steps(window, loaded.depth, 2), max(steps // 2, 20))
+        result = {**_figures(busy), **_figures(idle, "idle_"), **_figures(salient, "saliency_"),
+                  "steps": steps, "batches_plotted": len(scoring.batches), "saliency_method": overlay.caption.text()}
         window.close()
     print("RESULT " + json.dumps(result), flush=True)
 
 
 def crosshair(volume: str, steps: int) -> None:
-    """Three views: crosshair moved to a random voxel → all three views repainted, while the worker scores."""
+    """Three views: the crosshair moved to a random voxel → all three views repainted, while the
+    worker scores (the figure) and with it idle."""
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
         qapp, window = _window(tmp)
         window.session.set_layout("ortho")
         loaded = _load(window, volume)
-        watches = [_PaintWatch(view.graphics.viewport()) for view in window.views.views]
+        viewports = [view.graphics.viewport() for view in window.views.views]
         _wait(qapp, 100)
-        batches = _keep_scoring(qapp, window)
         rng = np.random.default_rng(1)
         depth, height, width, _ = loaded.shape
-        times = []
-        for _ in range(steps):
-            voxel = (int(rng.integers(0, depth)), int(rng.integers(0, height)), int(rng.integers(0, width)))
-            before = [w.count for w in watches]
-            t0 = time.perf_counter()
-            window.session.set_voxel(*voxel)  # what a click in a view does
-            while any(w.count == b for w, b in zip(watches, before)):
-                qapp.processEvents()
-            times.append(time.perf_counter() - t0)
-            _wait(qapp, 10)
-        ms = np.array(times) * 1000
-        result = {"p95_ms": float(np.percentile(ms, 95)), "median_ms": float(np.median(ms)), "max_ms": float(ms.max()),
-                  "steps": steps, "batches_plotted": len(batches)}
+
+        def move() -> None:  # what a click in a view does
+            window.session.set_voxel(int(rng.integers(0, depth)), int(rng.integers(0, height)), int(rng.integers(0, width)))
+
+        idle = _time_steps(qapp, viewports, move, max(steps // 4, 20))
+        scoring = _Scoring(qapp, window)
+        busy = _time_steps(qapp, viewports, move, steps)
+        result = {**_figures(busy), **_figures(idle, "idle_"), "steps": steps, "batches_plotted": len(scoring.batches)}
         window.close()
     print("RESULT " + json.dumps(result), flush=True)
 

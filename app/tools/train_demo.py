@@ -99,7 +99,7 @@ def training_set(folder: Path) -> list[Case]:
 # into them; each trains only what it adds on top, on the slices' features computed once:
 # - temporal: the two Conv1D layers along depth and the output layer, on runs of slices;
 # - embedding: the encoder's last dense layer (the 16-value embedding, started from the slice
-#   model's) and the head, every slice scored from the mean of its slab's embeddings.
+#   model's) and the head, which learns the lesion fraction of mean-pooled windows of slices.
 
 
 def features_model(slice_model):

@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QProgressBar, QPushButton, QSpinBox, QStyle, QToolBar, QWidget
 
 from app.strategy_catalog import CATALOG
+from app.ui.throttle import Throttle
 
 if TYPE_CHECKING:
     from app.session import Activity, ScoringSettings, Session
@@ -45,6 +46,7 @@ SHORTCUT_HELP = """<table cellspacing=4>
 STRATEGY_CHOICES = tuple((name, title, summary) for name, (title, summary) in CATALOG.items())
 STRATEGY_TITLES = {name: title for name, title, _ in STRATEGY_CHOICES}
 MODEL_DEFAULT = "model default"
+PROGRESS_MS = 50  # batches: the progress bar updated at most this often
 NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
 POOL_CHOICES = ("mean (default)", "max", "attention")
 CHANNEL_CHOICES = (MODEL_DEFAULT, "replicate", "neighbors", "windows:40,80;80,200;600,2800")
@@ -161,6 +163,8 @@ class Toolbar:
         bar.addWidget(self.progress)
         self._on_settings(session.settings)
         session.events.settings.connect(self._on_settings)
+        self._activity = session.activity
+        self._progress_shown = Throttle(self.progress, PROGRESS_MS, self._show_activity)
         session.events.activity.connect(self._on_activity)
 
     def text_setting(self, combo: QComboBox) -> str | None:
@@ -206,6 +210,16 @@ class Toolbar:
         self._show_model(settings)
 
     def _on_activity(self, activity: Activity) -> None:
+        """Batches show at most every `PROGRESS_MS` (QProgressBar repaints at once on every
+        value); a start, an end or a phase shows at once."""
+        self._activity = activity
+        if activity.busy and 0 < activity.done < activity.total:
+            self._progress_shown.request()
+        else:
+            self._progress_shown.now()
+
+    def _show_activity(self) -> None:
+        activity = self._activity
         if activity.busy and activity.total == 0:
             self.progress.setRange(0, 0)
         else:

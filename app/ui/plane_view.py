@@ -87,6 +87,7 @@ class PlaneView(QWidget):
         self.session, self.fixed = session, fixed
         self.plane: Plane | None = None
         self._shown_at: int | None = None  # the fixed coordinate of the image shown
+        self._cross_at: tuple[float, float] | None = None  # screen (row, col) of the crosshair drawn
         self._drag_start: tuple[float, float] | None = None
         self.lut: np.ndarray | None = None
 
@@ -146,7 +147,7 @@ class PlaneView(QWidget):
         self.title.setText(self.plane.name)
         self.title.adjustSize()
         self.place_labels()
-        self._shown_at = None
+        self._shown_at = self._cross_at = None
         self._on_position()
         self.reset_zoom()
 
@@ -162,10 +163,19 @@ class PlaneView(QWidget):
             if not np.isfinite(data).all():
                 data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
             self.image.setImage(data, levels=self.session.levels, lut=self.lut, autoLevels=False)
+            self.repaint_soon()
             self.sigRepainted.emit()
         row, col = plane_.to_screen(volume, voxel)
-        self.cross_rows.setValue(row + 0.5)
-        self.cross_cols.setValue(col + 0.5)
+        if (row, col) != self._cross_at:  # a move along this view's fixed axis leaves it in place
+            self._cross_at = (row, col)
+            self.cross_rows.setValue(row + 0.5)
+            self.cross_cols.setValue(col + 0.5)
+
+    def repaint_soon(self) -> None:
+        """Ask for the whole view to be repainted: the scene's own request for a changed image is
+        lost about once in a hundred slice changes while the saliency overlay is on (the view
+        then kept the old slice until the mouse moved); the image fills most of the view anyway."""
+        self.graphics.viewport().update()
 
     def set_lut(self, lut: np.ndarray) -> None:
         self.lut = lut

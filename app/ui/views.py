@@ -13,12 +13,15 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QStackedWidget, QV
 from app.ui.display_panel import DisplayPanel
 from app.ui.plane_view import PlaneView
 from app.ui.saliency_overlay import SaliencyOverlay
+from app.ui.throttle import Throttle
 
 if TYPE_CHECKING:
+    from app.runs import Run
     from app.session import Session
 
 PLACEHOLDER = "File › Open… or drop a volume here"
 TINT_COLORMAP = "inferno"
+STREAMED_MS = 80  # streamed scores: the tint strips redrawn at most this often
 
 
 class ViewsPanel(QWidget):
@@ -109,11 +112,19 @@ class _ScoreTint:
         self.ends = [pg.InfiniteLine(pen=pen, movable=False) for _ in range(2)]
         for line in self.ends:
             view.view.addItem(line, ignoreBounds=True)
-        for event in (session.events.runs, session.events.volume, session.events.follow, session.events.radiological, session.events.score_tint):
-            event.connect(self.refresh)
+        self._streamed = Throttle(view, STREAMED_MS, self.refresh)
+        session.events.runs.connect(self._on_run)
+        for event in (session.events.volume, session.events.follow, session.events.radiological, session.events.score_tint):
+            event.connect(lambda *_args: self._streamed.now())
         self.refresh()
 
-    def refresh(self, *_args) -> None:
+    def _on_run(self, run: Run, what: str) -> None:
+        if what == "scores":
+            self._streamed.request()
+        else:
+            self._streamed.now()
+
+    def refresh(self) -> None:
         session, plane = self.session, self.view.plane
         run = session.followed_run()
         volume = session.volume

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from app import __version__
 from app.errors import SlicewiseError
 from app.session import Session
-from app.status import readout_text, slice_text, volume_summary
+from app.status import volume_summary
 from app.ui.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
 from app.ui.dialogs import VOLUME_FILTER, Dialogs
 from app.ui.export_commands import ExportCommands
@@ -24,6 +24,7 @@ from app.ui.saliency_requests import SaliencyRequests
 from app.ui.score_plot import ScorePlot
 from app.ui.scrubber import Scrubber
 from app.ui.settings import RecentFiles, WindowSettings
+from app.ui.status_line import StatusLine
 from app.ui.views import ViewsPanel
 from app.ui.volume_loader import Loaded, LoadRequest, VolumeLoader
 
@@ -80,26 +81,13 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.actions_by_name = build_menus(self, self, session_)
         self.recent_menu = self.actions_by_name["recent"].menu()
         self.shortcuts = install_shortcuts(self, self, session_)
-        self.hover_label = QLabel("")
-        self.hover_label.setToolTip("voxel index (d, h, w) · world position (x, y, z) RAS mm · value under the mouse (else at the crosshair)")
-        self.slice_label = QLabel("")
-        self.slice_label.setToolTip("current slice · its position along the depth axis (RAS mm)")
-        for label in (self.hover_label, self.slice_label):
-            label.setStyleSheet("QLabel { border-left: 1px solid #999; padding: 0 6px; }")
-        self.load_busy = QProgressBar()
-        self.load_busy.setRange(0, 0)
-        self.load_busy.setMaximumWidth(120)
-        self.load_busy.setFormat("loading…")
-        self.load_busy.hide()
+        self.status_line = StatusLine(session_, self.statusBar())
         status = self.statusBar()
-        status.addPermanentWidget(self.load_busy)
-        status.addPermanentWidget(self.hover_label)
-        status.addPermanentWidget(self.slice_label)
 
         self.loader = VolumeLoader(self)
         self.loader.sigLoaded.connect(self.show_loaded)
         self.loader.sigFailed.connect(self._on_load_failed)
-        self.loader.sigBusy.connect(self.load_busy.setVisible)
+        self.loader.sigBusy.connect(self.status_line.load_busy.setVisible)
         self.predictions.sigFailed.connect(lambda message: self._error("Prediction failed", message))
         self.predictions.sigModelReady.connect(self._on_model_ready)
         self.predictions.sigModelFailed.connect(self._on_model_failed)
@@ -107,9 +95,6 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.scrubber.sigVolumeIndexRequested.connect(lambda index: self._reslice(volume_index=index))
         events = session_.events
         events.message.connect(lambda text: status.showMessage(text))
-        events.slice.connect(self._on_slice)
-        for event in (events.pointer, events.slice, events.point, events.volume):
-            event.connect(self._update_readout)
         for event in (events.activity, events.runs, events.volume):
             event.connect(self._update_enabled)
         for event in (events.layout, events.radiological):
@@ -216,14 +201,6 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.scrubber._on_volume(self.session.volume)  # put the axis and 4D pickers back to what is open
         self.statusBar().showMessage(f"Could not open {request.path.name}")
         self._error("Cannot open volume", f"Could not open {request.path}.\n\n{message}")
-
-    def _on_slice(self, index: int) -> None:
-        if self.session.volume is not None:
-            self.slice_label.setText(slice_text(self.session.volume, index))
-
-    def _update_readout(self, *_args) -> None:
-        voxel, volume = self.session.readout_voxel(), self.session.volume
-        self.hover_label.setText("" if voxel is None or volume is None else readout_text(volume, *voxel))
 
     def reset_zoom(self) -> None:
         self.views.reset_zoom()
