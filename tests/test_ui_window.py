@@ -626,3 +626,16 @@ def test_progress_relay_hands_fast_batches_on_together():
     assert [(done, total) for done, total, _, _ in sent] == [(1, 4), (4, 4)]
     assert sent[1][2] == list(range(8, 24)) and sent[1][3].shape == (16, 1)
     assert sorted(i for _, _, indices, _ in sent for i in indices) == list(range(24))
+
+
+def test_threads_setting_starts_at_every_core_and_is_kept(window, monkeypatch):
+    """Model › Threads for scoring…: the dialog starts at the worker's threads (every core by
+    default: it runs at low priority) and the choice is saved for the next start."""
+    import os
+
+    asked: list[int] = []
+    monkeypatch.setattr(window.dialogs, "ask_int", lambda title, label, value, low, high: asked.append(value) or 1)
+    assert window.inference.worker.threads == (os.cpu_count() or 1)
+    window.actions_by_name["worker_threads"].trigger()
+    assert asked == [os.cpu_count() or 1]
+    assert window.prefs.worker_threads() == 1

@@ -30,6 +30,9 @@ whole_job_vs_script    ``slicewise predict BRAIN --strategy slice --out s.csv`` 
 ui_stall_ms            longest gap between ticks of a 5 ms QTimer from the window    <= 50 ms
                        shown: a 512x512x300 volume opened, scored a first time
                        (TensorFlow starts on the worker), then scored again
+gui_vs_cli_throughput  ``slicewise predict``'s engine (all cores) / the viewer's       >= 0.9 x
+                       worker (its default threads, low priority), seconds per warm
+                       run of a user-sized CNN (256x256 input) on 512x512x300
 peak_mem_ratio         peak extra resident memory while that volume is opened and    <= 2 x
                        scored / its float32 size
 =====================  ==========================================================  ==========
@@ -372,6 +375,33 @@ def ui_stall_ms(ctx: Context) -> Figure:
     return Figure("ui_stall_ms", r["max_gap_ms"], "ms", "<= 50", {k: r[k] for k in keys})
 
 
+def gui_vs_cli_throughput(ctx: Context) -> Figure:
+    """A warm scoring run in the viewer (its worker at low priority with its default threads,
+    the scores streamed to the plot) against the same run by ``slicewise predict``'s engine:
+    the slice strategy with a user-sized CNN (`app.tools.seed_models.user_cnn`, 256 x 256
+    input) on the large volume.  Beside it, the viewer with one core left free (cores - 1
+    threads); ``scrub_p95_ms`` and ``ui_stall_ms`` measure the default while it scores."""
+    from app.io import load_volume
+    from app.strategies import get_strategy
+    from app.tools.seed_models import user_cnn
+
+    model_path = ctx.workdir / "user_cnn.keras"
+    user_cnn().save(model_path)
+    path = str(ctx.big_volume())
+    engine = ctx.engine()
+    strategy = get_strategy("slice")
+    model = engine.load(model_path)
+    volume = load_volume(path)
+    engine.run(volume, strategy, model)  # warm
+    cli = best_of(lambda: engine.run(volume, strategy, model), 2 if ctx.quick else 3)
+    gui = _ui_child(ctx, "throughput", path, "--model", str(model_path))
+    raw = {"cli_s": cli, "gui_s": gui["run_s"], "gui_threads": gui["threads"]}
+    if (os.cpu_count() or 1) > 1:
+        fewer = _ui_child(ctx, "throughput", path, "--model", str(model_path), "--threads", str((os.cpu_count() or 2) - 1))
+        raw |= {"gui_cores_minus_one_s": fewer["run_s"]}
+    return Figure("gui_vs_cli_throughput", cli / gui["run_s"], "x", ">= 0.9", raw)
+
+
 def peak_mem_ratio(ctx: Context) -> Figure:
     r = _ui_child(ctx, "memory", str(ctx.big_volume()))
     raw = {"peak_extra_mib": r["peak_extra_mib"], "float32_mib": r["float32_mib"], "baseline_mib": r["baseline_mib"], "after_mib": r["after_mib"]}
@@ -381,7 +411,8 @@ def peak_mem_ratio(ctx: Context) -> Figure:
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
-        seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms, peak_mem_ratio
+        seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
+        gui_vs_cli_throughput, peak_mem_ratio,
     )
 }
 

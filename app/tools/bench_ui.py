@@ -5,13 +5,19 @@ Run by ``python -m app.tools.bench`` (which prints and records them); each ends 
 
 - ``startup [--window-only]``  what ``slicewise`` does up to the first paint of its window
   (``--window-only``: without importing its command-line module first)
-- ``scrub VOLUME``   slider change -> repaint finished, random steps, while the worker scores
+- ``scrub VOLUME [--model FILE]``   slider change -> repaint finished, random steps, while the
+  worker scores (and with it idle, and with the saliency overlay on)
 - ``crosshair VOLUME``  three views: crosshair moved -> all three repainted, while the worker scores
+  (and with it idle)
 - ``saliency VOLUME``   slice change -> its saliency overlay shown (built-in slice model)
 - ``stall VOLUME``   longest gap between ticks of a 5 ms timer over the session's first scoring
   run (TensorFlow starts on the worker) and three more; each part reported apart, and so is
   the opening of the volume before them
+- ``throughput VOLUME [--model FILE]``  seconds per warm scoring run of the slice strategy in
+  the viewer (the built-in model, or FILE)
 - ``memory VOLUME``  peak extra resident memory while the volume is opened and scored
+
+``--threads N`` gives the worker N TensorFlow threads instead of the viewer's default.
 """
 
 from __future__ import annotations
@@ -38,14 +44,16 @@ def _rss(field: str = "VmRSS") -> int:
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def _window(settings_dir: str):
+def _window(settings_dir: str, threads: int | None = None):
+    """The main window, offscreen; ``threads``: the worker's TensorFlow threads (None: its default)."""
     from PySide6.QtCore import QSettings
 
     from app.ui.main import ensure_app
     from app.ui.window import MainWindow
 
     qapp = ensure_app(offscreen=True)
-    window = MainWindow(settings=QSettings(os.path.join(settings_dir, "settings.ini"), QSettings.Format.IniFormat), remember_recent=False, interactive=False)
+    settings = QSettings(os.path.join(settings_dir, "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings, remember_recent=False, interactive=False, threads=threads)
     window.resize(1280, 860)
     window.show()
     return qapp, window
@@ -176,15 +184,17 @@ def _slider_steps(window, depth: int, seed: int):
     return move
 
 
-def scrub(volume: str, steps: int) -> None:
+def scrub(volume: str, steps: int, threads: int | None = None, model: str | None = None) -> None:
     """Slider steps while the worker scores (the figure), with it idle, and with the saliency
     overlay on (each slice's map computed on the worker as the slice is shown)."""
     with tempfile.TemporaryDirectory() as tmp:
-        qapp, window = _window(tmp)
+        qapp, window = _window(tmp, threads)
         loaded = _load(window, volume)
         view = [window.views.depth_view.graphics.viewport()]
         idle = _time_steps(qapp, view, _slider_steps(window, loaded.depth, 1), max(steps // 4, 20))
         window.set_strategy("slice")
+        if model:
+            window.set_model(model, check=False)
         scoring = _Scoring(qapp, window)
         busy = _time_steps(qapp, view, _slider_steps(window, loaded.depth, 0), steps)
         scoring.stop(qapp)
@@ -285,7 +295,7 @@ def _ticks_while_scoring(qapp, window) -> tuple[list[float], float]:
     return ticker.stop(), elapsed
 
 
-def stall(volume: str, runs: int = 3) -> None:
+def stall(volume: str, runs: int = 3, threads: int | None = None) -> None:
     """From the window shown: ``volume`` opened on the loader thread (as File > Open does), its
     first scoring run (TensorFlow starts on the worker, the model loads and warms up), then
     ``runs`` more.  The figure is the longest tick gap from the first run's start to the end;
@@ -293,7 +303,7 @@ def stall(volume: str, runs: int = 3) -> None:
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
-        qapp, window = _window(tmp)
+        qapp, window = _window(tmp, threads)
         watch = _PaintWatch(window)
         while watch.count == 0:
             qapp.processEvents()
@@ -316,6 +326,27 @@ def stall(volume: str, runs: int = 3) -> None:
             "later_max_gap_ms": float(later_gaps.max()), "later_p99_gap_ms": float(np.percentile(later_gaps, 99)),
             "scoring_s": min(elapsed for _, elapsed in later), "runs": len(later), "opening_max_gap_ms": float(opening.max()),
         }
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def throughput(volume: str, runs: int, threads: int | None = None, model: str | None = None) -> None:
+    """Seconds per scoring run of the slice strategy in the viewer, warm: Run pressed → the run
+    finished (its scores streamed to the plot on the way), the fastest of ``runs``; ``model``:
+    a Keras file instead of the built-in model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp, threads)
+        _load(window, volume)
+        window.set_strategy("slice")
+        if model:
+            window.set_model(model, check=False)
+        _score_and_wait(qapp, window)  # TensorFlow started, the model loaded and warm
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            _score_and_wait(qapp, window)
+            times.append(time.perf_counter() - t0)
+        result = {"run_s": min(times), "threads": window.inference.worker.threads, "runs": runs}
         window.close()
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -370,24 +401,28 @@ def memory(volume: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.tools.bench_ui", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("startup", "scrub", "crosshair", "saliency", "stall", "memory"))
+    parser.add_argument("what", choices=("startup", "scrub", "crosshair", "saliency", "stall", "throughput", "memory"))
     parser.add_argument("volume", nargs="?")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--window-only", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", help="scrub, throughput: a Keras model file instead of the built-in one")
+    parser.add_argument("--threads", type=int, help="the worker's TensorFlow threads (default: the viewer's own choice)")
     args = parser.parse_args(argv)
     if args.what == "startup":
         startup(args.window_only)
     elif args.volume is None:
         parser.error(f"{args.what} needs a volume")
     elif args.what == "scrub":
-        scrub(args.volume, args.steps)
+        scrub(args.volume, args.steps, args.threads, args.model)
     elif args.what == "crosshair":
         crosshair(args.volume, args.steps)
     elif args.what == "saliency":
         saliency(args.volume, min(args.steps, 30))
     elif args.what == "stall":
-        stall(args.volume, 2 if args.quick else 3)
+        stall(args.volume, 2 if args.quick else 3, args.threads)
+    elif args.what == "throughput":
+        throughput(args.volume, 3 if args.quick else 5, args.threads, args.model)
     else:
         memory(args.volume)
     return 0

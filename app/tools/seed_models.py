@@ -52,3 +52,20 @@ def seed_embedding_model(features: int) -> keras.Model:
             layers.Dense(1),
         ]
     )
+
+
+def user_cnn(height: int = 256, width: int = 256) -> keras.Model:
+    """A slice classifier of the size users bring (three strided convolutions, about 25k
+    weights, 256 x 256 input): its compute, not Slicewise's hand-over, sets a run's time."""
+    keras.utils.set_random_seed(14)
+    return keras.Sequential(
+        [
+            keras.Input((height, width, 1)),
+            layers.Conv2D(16, 3, strides=2, activation="relu"),
+            layers.Conv2D(32, 3, strides=2, activation="relu"),
+            layers.Conv2D(64, 3, strides=2, activation="relu"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(1, activation="sigmoid"),
+        ],
+        name="user_cnn",
+    )

@@ -50,7 +50,7 @@ class ModelCommands:
             self.session.update_settings(batch_size=value)
 
     def worker_threads_dialog(self) -> None:
-        current = self.prefs.worker_threads()
-        value = self.dialogs.ask_int("Threads for scoring", "TensorFlow threads (the worker runs at low priority;\ntakes effect at the next start):", current, 1, 256)
+        current = self.prefs.worker_threads() or self.predictions.inference.worker.threads
+        value = self.dialogs.ask_int("Threads for scoring", "TensorFlow threads (default: every core; the worker runs at\nlow priority, so the window stays smooth; takes effect at the next start):", current, 1, 256)
         if value is not None:
             self.prefs.set_worker_threads(value)
