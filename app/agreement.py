@@ -92,6 +92,15 @@ def roc_auc(scores: np.ndarray, labels: Mapping[int, str]) -> float | None:
     return _auc(values, truth)
 
 
+def prepare() -> None:
+    """Import scikit-learn's metrics now (about 0.75 s): the viewer's worker does it after
+    TensorFlow starts, so that the GUI thread never imports it (the window would freeze)."""
+    from app.startup import gc_paused
+
+    with gc_paused():  # no garbage-collection passes over its new objects meanwhile (each holds the GIL)
+        import sklearn.metrics  # noqa: F401
+
+
 def agreement(scores: np.ndarray, labels: Mapping[int, str], threshold: float) -> Agreement:
     """Scores ``(depth,)`` against labels (slice → ``1``/``0``/``?``) at ``threshold``."""
     from sklearn.metrics import confusion_matrix

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from app.agreement import prepare as prepare_review
 from app.errors import Cancelled, SlicewiseError
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ class InferenceWorker(QObject):
 
             engine = Engine(threads=self.threads)
             engine.start()  # TensorFlow is imported here, on this thread
+            prepare_review()  # and scikit-learn (0.75 s): the agreement figures of a finished run need it
             self._engine = engine
         return self._engine
 

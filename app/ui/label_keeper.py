@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.errors import SlicewiseError
+from app.labels import SliceLabels
 
 if TYPE_CHECKING:
     from app.session import Session
@@ -25,8 +26,6 @@ class LabelKeeper:
         session.events.labels.connect(self._on_labels)
 
     def _on_volume(self, volume) -> None:
-        from app.labels import SliceLabels
-
         self.store = None if volume is None else SliceLabels.for_volume(volume)
         if self.store is not None and not len(self.store) and _is_demo(volume) and DEMO_LABELS.is_file():
             try:

@@ -22,6 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+# imported with the window, not lazily: an extension module (``_csv``) imported on the GUI thread
+# while the loader thread maps torch's libraries waits for the dynamic loader (a 0.2 s freeze)
+from app.agreement import agreement
+
 if TYPE_CHECKING:
     from app.session import Session
 
@@ -113,8 +117,6 @@ class ReviewPanel(QWidget):
 
     def update_figures(self) -> None:
         """Agreement of every finished run with the labels at the current threshold."""
-        from app.agreement import agreement
-
         session = self.session
         labels = {i: v for i, v in session.labels.items() if v in ("0", "1")}
         runs = session.finished_runs()
