@@ -102,9 +102,9 @@ class CancelToken:
 
 def worker_threads() -> int:
     """Every core: the worker runs at low priority, so the GUI thread still wins a core when it
-    needs one.  Measured (``gui_vs_cli_throughput``, 2 cores): a user-sized CNN scored 0.81 x as
-    fast as ``slicewise predict`` on cores - 1 threads and 1.03 x on all, while scrubbing (p95
-    11-15 ms) and the longest stall (40 ms) stayed within target either way."""
+    needs one.  Measured (``gui_vs_cli_throughput``, 2 cores): a user-sized CNN scored 0.82 x as
+    fast as ``slicewise predict`` on cores - 1 threads and 0.99 x on all, while scrubbing (p95
+    11-15 ms) and the first run's longest stall (34-52 ms) stayed about the same."""
     return max(1, os.cpu_count() or 1)
 
 

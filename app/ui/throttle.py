@@ -29,7 +29,3 @@ class Throttle:
     def now(self) -> None:
         self._timer.stop()
         self._redraw()
-
-    @property
-    def pending(self) -> bool:
-        return self._timer.isActive()
