@@ -104,11 +104,22 @@ def _load(window, volume: str):
 
 
 def _score_and_wait(qapp, window) -> object:
+    """One scoring run; the event loop runs until it ends (woken by the window's signals, not
+    by polling, which would add its own wake-ups to what is timed)."""
+    from PySide6.QtCore import QEventLoop
+
     outcome: list = []
-    finished = window.predictions.sigFinished.connect(lambda job, prediction: outcome.append(prediction))
-    failed = window.sigError.connect(lambda title, message: outcome.append(RuntimeError(message)))
+    loop = QEventLoop()
+
+    def record(value) -> None:
+        outcome.append(value)
+        loop.quit()
+
+    finished = window.predictions.sigFinished.connect(lambda job, prediction: record(prediction))
+    failed = window.sigError.connect(lambda title, message: record(RuntimeError(message)))
     window.run_prediction()
-    _until(qapp, lambda: outcome)
+    if not outcome:
+        loop.exec()
     window.predictions.sigFinished.disconnect(finished)
     window.sigError.disconnect(failed)
     if isinstance(outcome[0], Exception):
@@ -422,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "stall":
         stall(args.volume, 2 if args.quick else 3, args.threads)
     elif args.what == "throughput":
-        throughput(args.volume, 3 if args.quick else 5, args.threads, args.model)
+        throughput(args.volume, 5, args.threads, args.model)
     else:
         memory(args.volume)
     return 0
