@@ -296,3 +296,27 @@ def test_readout_follows_scrubbing_and_a_new_volume(qtbot, window, volumes):
     other = open_volume(qtbot, window, volumes["other"])
     assert window.status_line.readout.text() == readout_text(other, *window.session.crosshair()) != old
     assert window.session.crosshair() == (17 // 2, 32 // 2, 36 // 2)
+
+
+def test_side_views_tint_the_depth_axis_by_the_followed_runs_scores(qtbot, window, volumes):
+    """The score tint: each side view's strip along its depth axis holds the followed run's score
+    per slice (in the view's own order), and two lines mark the scored range; off, no strip."""
+    from tests.ui_helpers import run
+
+    volume = open_volume(qtbot, window, volumes["small"])
+    ortho(window)
+    window.session.set_score_tint(True)
+    prediction = run(qtbot, window, "slice")
+    scores = prediction.scores[:, 0].astype(np.float32)
+    for tint in window.views.tints:
+        qtbot.waitUntil(lambda tint=tint: tint.strip.isVisible() and tint.strip.image is not None, timeout=2000)
+        plane = tint.view.plane
+        along = tint.strip.image.ravel()
+        flipped = plane.flip_vertical if plane.vertical == 0 else plane.flip_horizontal
+        np.testing.assert_allclose(along, scores[::-1] if flipped else scores, rtol=1e-6)
+        assert len(along) == volume.depth
+        assert all(line.isVisible() for line in tint.ends)
+        assert sorted(line.value() for line in tint.ends) == [0, volume.depth]  # every slice scored
+    window.session.set_score_tint(False)
+    qtbot.waitUntil(lambda: not any(t.strip.isVisible() for t in window.views.tints), timeout=2000)
+    assert all(line.isVisible() for t in window.views.tints for line in t.ends)  # the range stays marked

@@ -210,10 +210,10 @@ class Toolbar:
         self._show_model(settings)
 
     def _on_activity(self, activity: Activity) -> None:
-        """Batches show at most every `PROGRESS_MS` (QProgressBar repaints at once on every
-        value); a start, an end or a phase shows at once."""
+        """While busy (phases, batches) the bar shows the latest at most every `PROGRESS_MS`
+        (QProgressBar repaints at once on every change); the end of a job shows at once."""
         self._activity = activity
-        if activity.busy and 0 < activity.done < activity.total:
+        if activity.busy:
             self._progress_shown.request()
         else:
             self._progress_shown.now()

@@ -235,7 +235,8 @@ class ScorePlot(pg.PlotWidget):
         xs = self.xs()
         for k in range(run.scores.shape[1]):
             if k == len(curves):
-                curve = pg.PlotDataItem(name=self._label(run, k), connect="finite")
+                curve = pg.PlotDataItem(name=self._label(run, k), connect="finite", symbolSize=4, symbolPen=None,
+                                        symbolBrush=pg.mkBrush(self.colors[run]))  # symbols on the newest run's curve when depth <= 64
                 curve.curve.setCacheMode(CACHED)
                 self.addItem(curve)
                 curves.append(curve)
@@ -270,11 +271,7 @@ class ScorePlot(pg.PlotWidget):
                 curve.setPen(pg.mkPen(color, width=2.6 if latest else 1.5, style=dash))
                 curve.curve.setSegmentedLineMode("on" if dash == Qt.PenStyle.SolidLine else "off")
                 curve.setZValue(10 if latest else 1)
-                curve.setSymbol(symbol)
-                if symbol:
-                    curve.setSymbolSize(4)
-                    curve.setSymbolPen(None)
-                    curve.setSymbolBrush(color)
+                curve.setSymbol(symbol)  # its size, pen and brush are set with the curve: each setter re-sends the data
 
     def _on_legend_clicked(self, curve) -> None:
         """The legend's sample was clicked (pyqtgraph has toggled the curve): make it the session's."""

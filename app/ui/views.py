@@ -118,11 +118,8 @@ class _ScoreTint:
             event.connect(lambda *_args: self._streamed.now())
         self.refresh()
 
-    def _on_run(self, run: Run, what: str) -> None:
-        if what == "scores":
-            self._streamed.request()
-        else:
-            self._streamed.now()
+    def _on_run(self, _run: Run, _what: str) -> None:
+        self._streamed.request()  # a run's start, scores and end: one redraw (a finish and the next start come together)
 
     def refresh(self) -> None:
         session, plane = self.session, self.view.plane
