@@ -81,8 +81,8 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.actions_by_name = build_menus(self, self, session_)
         self.recent_menu = self.actions_by_name["recent"].menu()
         self.shortcuts = install_shortcuts(self, self, session_)
-        self.status_line = StatusLine(session_, self.statusBar())
         status = self.statusBar()
+        self.status_line = StatusLine(session_, status)
 
         self.loader = VolumeLoader(self)
         self.loader.sigLoaded.connect(self.show_loaded)
