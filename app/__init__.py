@@ -26,7 +26,7 @@ scores, regions above a threshold), `app.status` (what the status bar and CLI sa
 `app.channels` (channel recipes), `app.preprocessing` (intensity normalisation),
 `app.labels` and `app.agreement` (a reader's labels and how a run agrees with them),
 `app.review` (the CLI's saliency and label outputs), `app.phantom` (the demo phantom).
-Nothing outside ``app.ui`` and ``app.tools`` imports Qt.
+Nothing outside ``app.ui`` imports Qt.
 """
 
 __version__ = "0.2.0"

@@ -37,7 +37,7 @@ peak_mem_ratio         peak extra resident memory while that volume is opened an
                        scored / its float32 size
 =====================  ==========================================================  ==========
 
-The GUI figures run in fresh processes (``python -m app.tools.bench_ui``); this module itself
+The GUI figures run in fresh processes (``python -m app.ui.bench_ui``); this module itself
 never imports Qt.
 """
 
@@ -281,8 +281,8 @@ def _env() -> dict[str, str]:
 
 
 def _ui_child(ctx: Context, what: str, *args: str, timeout: float = 600) -> dict:
-    """Run ``python -m app.tools.bench_ui WHAT ...`` and return the JSON it ends with."""
-    cmd = [sys.executable, "-m", "app.tools.bench_ui", what, *args, *(["--quick"] if ctx.quick else [])]
+    """Run ``python -m app.ui.bench_ui WHAT ...`` and return the JSON it ends with."""
+    cmd = [sys.executable, "-m", "app.ui.bench_ui", what, *args, *(["--quick"] if ctx.quick else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ctx.workdir)
     results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not results:
@@ -329,8 +329,8 @@ def _time_to_line(cmd: list[str], marker: str, timeout: float = 300) -> float:
 def startup_vs_import(ctx: Context) -> Figure:
     """``slicewise`` launch (its CLI module, the QApplication, the main window shown and
     painted) against ``import torch, tensorflow``, each in a fresh process, in turns."""
-    launch = [sys.executable, "-m", "app.tools.bench_ui", "startup"]
-    window_only = [sys.executable, "-m", "app.tools.bench_ui", "startup", "--window-only"]
+    launch = [sys.executable, "-m", "app.ui.bench_ui", "startup"]
+    window_only = [sys.executable, "-m", "app.ui.bench_ui", "startup", "--window-only"]
     imports = [sys.executable, "-c", "import torch, tensorflow; print('imported', flush=True)"]
     interpreter = [sys.executable, "-c", "print('started', flush=True)"]
     runs = {"launch_s": (launch, "shown"), "import_torch_tensorflow_s": (imports, "imported"), "window_only_s": (window_only, "shown"), "python_s": (interpreter, "started")}

@@ -3,15 +3,22 @@
 Nothing here loads files, runs models or writes exports by itself; each module wires widgets
 to one part of the core:
 
-- ``main``        the QApplication and ``run_gui`` (``slicewise [VOLUME]``)
-- ``window``      ``MainWindow``: owns the widgets below and connects them
-- ``actions``     menus, toolbar actions and keyboard shortcuts
-- ``slice_view``  the current slice (ImageItem at true aspect), window/level + colormap, hover
-- ``scrubber``    depth slider + spin box
+- ``launch``, ``main``, ``platform_check``  the ``slicewise`` entry point, the QApplication, and
+  the check that Qt's platform plugin can load
+- ``window``      ``MainWindow``: lays out the widgets below and connects them to the session;
+  ``model_commands`` and ``export_commands`` are its Model and export menu commands
+- ``actions``     menus, toolbar and keyboard shortcuts; ``dialogs`` the file and number dialogs
+- ``views``       the depth view and the two side views (``plane_view``), the display panel
+  (``display_panel``: window/level, presets, colormap) and the side views' score tint
+- ``saliency_overlay``, ``saliency_requests``  the heat map on the depth view, asked of the worker
+- ``scrubber``    depth slider, spin box and the strip of labels and hits
 - ``score_plot``  per-slice score curves, a cursor locked to the scrubber, a threshold line
-- ``loader``      volumes loaded off the GUI thread (``app.io.load_volume``), newest request wins
-- ``worker``      the one long-lived inference thread (TensorFlow lives only there) and its
-                  job-id / cancel protocol
-- ``settings``    recent files in QSettings
+- ``review_panel``, ``label_keeper``  agreement figures and the labels' sidecar
+- ``status_line`` the status bar's readouts; ``throttle`` redraws at most once per interval
+- ``volume_loader``  volumes loaded off the GUI thread, newest request wins
+- ``inference_thread``, ``prediction``  the one long-lived worker thread (TensorFlow lives only
+  there), its job-id / cancel protocol, and the controller that feeds the session
+- ``exports``     the plot PNG; ``settings`` recent files and window settings in QSettings
 - ``render``      ``slicewise render``: the same window, drawn offscreen to a PNG
+- ``bench_ui``    the viewer's speed figures, each in a fresh process (run by ``app.tools.bench``)
 """

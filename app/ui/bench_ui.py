@@ -1,4 +1,4 @@
-"""The viewer's speed figures, each measured in a fresh process: ``python -m app.tools.bench_ui WHAT``.
+"""The viewer's speed figures, each measured in a fresh process: ``python -m app.ui.bench_ui WHAT``.
 
 Run by ``python -m app.tools.bench`` (which prints and records them); each ends with one line
 ``RESULT {json}`` (``startup`` prints ``shown`` as soon as the window has been painted).
@@ -411,7 +411,7 @@ def memory(volume: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.tools.bench_ui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.ui.bench_ui", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("startup", "scrub", "crosshair", "saliency", "stall", "throughput", "memory"))
     parser.add_argument("volume", nargs="?")
     parser.add_argument("--steps", type=int, default=200)
