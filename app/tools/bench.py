@@ -379,8 +379,9 @@ def gui_vs_cli_throughput(ctx: Context) -> Figure:
     the scores streamed to the plot) against the same run by ``slicewise predict``'s engine:
     the slice strategy with a user-sized CNN (`app.tools.seed_models.user_cnn`, 256 x 256
     input) on the 512 x 512 x 300 volume, in both modes (on fewer slices the viewer's fixed
-    cost per run, its start and finish handling, would be most of what is timed).  Beside it, the viewer with one core left free (cores - 1 threads); ``scrub_p95_ms``
-    and ``ui_stall_ms`` measure the default while it scores."""
+    cost per run, its start and finish handling, would be most of what is timed).  Beside it,
+    the viewer with one core left free (cores - 1 threads); ``scrub_p95_ms`` and
+    ``ui_stall_ms`` measure the default while it scores."""
     from app.io import load_volume
     from app.strategies import get_strategy
     from app.tools.seed_models import user_cnn
