@@ -4,8 +4,8 @@ A `Plane` holds one index axis of the volume fixed (0: the depth slice the scrub
 and 2: the two side views) and shows the other two on screen.  Which goes up and which goes
 left follows the anatomy, not the array: superior at the top (else anterior), anterior on the
 left of a sagittal view, and the patient's right on the screen's left in the radiological
-convention (left on the left in the neurological one).  Images are strided views of the
-volume's tensor flipped and transposed as needed; only the one 2D plane shown is copied.
+convention (left on the left in the neurological one).  A plane is a strided view of the
+volume's tensor, flipped and transposed as needed: showing it copies nothing.
 """
 
 from __future__ import annotations
@@ -37,16 +37,23 @@ class Plane:
     name: str  # "axial", "coronal" or "sagittal": what the plane shows
     labels: tuple[str, str, str, str]  # direction letters at the top, bottom, left and right edges
 
-    def image(self, volume: Volume, voxel: tuple[int, int, int], channel: int = 0) -> np.ndarray:
-        """The plane through ``voxel`` as a C-contiguous float32 (rows, cols) array, row 0 on top."""
+    def view(self, volume: Volume, voxel: tuple[int, int, int], channel: int = 0) -> np.ndarray:
+        """The plane through ``voxel`` as shown on screen, row 0 on top: a read-only strided view
+        of the volume's tensor, not a copy."""
         data = volume.data.numpy()[..., channel]
         index: list[slice | int] = [slice(None)] * 3
         index[self.fixed] = int(voxel[self.fixed])
-        return self.orient(data[tuple(index)])
+        shown = self.oriented(data[tuple(index)])
+        shown.flags.writeable = False
+        return shown
 
-    def orient(self, plane: np.ndarray) -> np.ndarray:
-        """A 2D array indexed by the plane's two free index axes (in index order), as shown on
-        screen: C-contiguous float32, row 0 on top (an overlay map of the slice, say)."""
+    def image(self, volume: Volume, voxel: tuple[int, int, int], channel: int = 0) -> np.ndarray:
+        """The plane through ``voxel`` as a C-contiguous float32 (rows, cols) array, row 0 on top."""
+        return np.ascontiguousarray(self.view(volume, voxel, channel), dtype=np.float32)
+
+    def oriented(self, plane: np.ndarray) -> np.ndarray:
+        """A view of a 2D array indexed by the plane's two free index axes (in index order), as
+        shown on screen, row 0 on top."""
         free = [a for a in range(3) if a != self.fixed]
         if free.index(self.vertical) == 1:
             plane = plane.T
@@ -54,7 +61,11 @@ class Plane:
             plane = plane[::-1]
         if self.flip_horizontal:
             plane = plane[:, ::-1]
-        return np.ascontiguousarray(plane, dtype=np.float32)
+        return plane
+
+    def orient(self, plane: np.ndarray) -> np.ndarray:
+        """`oriented`, as a C-contiguous float32 copy (an overlay map of the slice, say)."""
+        return np.ascontiguousarray(self.oriented(plane), dtype=np.float32)
 
     def shape(self, volume: Volume) -> tuple[int, int]:
         """(rows, cols) on screen."""

@@ -80,7 +80,7 @@ class SessionEvents:
     def __init__(self) -> None:
         self.volume = Event("volume")  # Volume | None
         self.slice = Event("slice")  # index
-        self.point = Event("point")  # (row, col) in the depth slice: the crosshair
+        self.crosshair = Event("crosshair")  # (d, h, w): the slice or the in-plane point moved (once per move)
         self.pointer = Event("pointer")  # (fixed axis of the view, (d, h, w)) under the mouse, or None
         self.levels = Event("levels")  # (low, high)
         self.colormap = Event("colormap")  # name
@@ -150,7 +150,7 @@ class Session:
         self.events.volume.emit(volume)
         self.events.levels.emit(self.levels)
         self.events.slice.emit(self.index)
-        self.events.point.emit(self.point)
+        self.events.crosshair.emit(self.crosshair())
         self.events.pointer.emit(None)
         self.events.follow.emit(None)
         for run in self.runs:
@@ -169,11 +169,8 @@ class Session:
         """Go to slice ``index`` (clamped); returns the slice shown."""
         if self.volume is None:
             return 0
-        index = max(0, min(int(index), self.volume.depth - 1))
-        if index != self.index:
-            self.index = index
-            self.events.slice.emit(index)
-        return index
+        self._move(index, self.point)
+        return self.index
 
     def step_slice(self, step: int) -> int:
         return self.set_slice(self.index + step)
@@ -186,18 +183,26 @@ class Session:
 
     def set_point(self, row: int, col: int) -> None:
         """Move the crosshair's in-plane point (what the side views show)."""
-        if self.volume is None:
-            return
-        _, height, width, _ = self.volume.shape
-        point = (max(0, min(int(row), height - 1)), max(0, min(int(col), width - 1)))
-        if point != self.point:
-            self.point = point
-            self.events.point.emit(point)
+        if self.volume is not None:
+            self._move(self.index, (row, col))
 
     def set_voxel(self, d: int, h: int, w: int) -> None:
         """Move the crosshair to voxel (d, h, w): the slice and the in-plane point."""
-        self.set_point(h, w)
-        self.set_slice(d)
+        if self.volume is not None:
+            self._move(d, (h, w))
+
+    def _move(self, index: int, point: tuple[int, int]) -> None:
+        """The crosshair to (``index``, ``point``), clamped: ``slice`` if the slice changed, then
+        ``crosshair`` once (so a click in a side view redraws each view once, not per axis)."""
+        depth, height, width, _ = self.volume.shape
+        index = max(0, min(int(index), depth - 1))
+        point = (max(0, min(int(point[0]), height - 1)), max(0, min(int(point[1]), width - 1)))
+        moved_slice, moved_point = index != self.index, point != self.point
+        self.index, self.point = index, point
+        if moved_slice:
+            self.events.slice.emit(index)
+        if moved_slice or moved_point:
+            self.events.crosshair.emit(self.crosshair())
 
     def set_pointer(self, pointer: tuple[int, tuple[int, int, int]] | None) -> None:
         """The voxel under the mouse, with the index axis its view holds fixed (None: off the image)."""

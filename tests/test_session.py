@@ -73,30 +73,34 @@ def session(volumes) -> Session:
 def test_each_change_is_announced_once_and_repeats_are_silent(session, volumes):
     seen = Recorder(session)
     calls = [
-        ("slice", lambda: session.set_slice(3)),
-        ("point", lambda: session.set_point(2, 4)),
-        ("levels", lambda: session.set_levels(-10, 90)),
-        ("colormap", lambda: session.set_colormap("viridis")),
-        ("radiological", lambda: session.set_radiological(False)),
-        ("layout", lambda: session.set_layout("ortho")),
-        ("settings", lambda: session.update_settings(batch_size=8)),
-        ("threshold", lambda: session.set_threshold(0.7)),
-        ("pointer", lambda: session.set_pointer((0, (3, 2, 4)))),
+        (["slice", "crosshair"], lambda: session.set_slice(3)),
+        (["crosshair"], lambda: session.set_point(2, 4)),
+        (["levels"], lambda: session.set_levels(-10, 90)),
+        (["colormap"], lambda: session.set_colormap("viridis")),
+        (["radiological"], lambda: session.set_radiological(False)),
+        (["layout"], lambda: session.set_layout("ortho")),
+        (["settings"], lambda: session.update_settings(batch_size=8)),
+        (["threshold"], lambda: session.set_threshold(0.7)),
+        (["pointer"], lambda: session.set_pointer((0, (3, 2, 4)))),
     ]
-    for name, call in calls:
+    for names, call in calls:
         seen.clear()
         call()
-        assert seen.names() == [name], name
+        assert seen.names() == names, names
         seen.clear()
         call()  # the same value again: nothing changed, nothing said
-        assert seen.names() == [], name
+        assert seen.names() == [], names
     assert session.index == 3 and session.point == (2, 4) and session.levels == (-10.0, 90.0)
     assert session.settings.batch_size == 8 and session.layout == "ortho" and not session.radiological
     seen.clear()
     session.set_voxel(3, 2, 4)  # already there
     assert seen.names() == []
     session.set_voxel(5, 2, 4)
-    assert seen.names() == ["slice"]
+    assert seen.names() == ["slice", "crosshair"]
+    seen.clear()
+    session.set_voxel(6, 7, 8)  # slice and point: the crosshair is announced once, after both moved
+    assert seen.names() == ["slice", "crosshair"] and seen.seen[-1] == ("crosshair", ((6, 7, 8),))
+    session.set_voxel(5, 2, 4)
     seen.clear()
     session.label_slice("1")
     session.label_slice("1")
@@ -294,7 +298,7 @@ def test_show_volume_sets_levels_from_the_display_range(volumes):
     show(session, volume)
     assert session.levels == display_range(volume).levels
     names = seen.names()
-    for name in ("volume", "levels", "slice", "point", "pointer", "follow"):
+    for name in ("volume", "levels", "slice", "crosshair", "pointer", "follow"):
         assert names.count(name) == 1, name
     assert names[0] == "volume"
 

@@ -49,17 +49,17 @@ def ortho(window) -> None:
 
 def crosshair_at(view) -> tuple[float, float]:
     """(row, col) of the screen pixel the view's crosshair lines run through."""
-    return view.cross_rows.value() - 0.5, view.cross_cols.value() - 0.5
+    return view.crosshair.point()
 
 
 def test_three_views_are_remembered(qtbot, window, tmp_path, monkeypatch, volumes):
     views = window.views
     assert window.session.layout == "single" and window.actions_by_name["layout_single"].isChecked()
     open_volume(qtbot, window, volumes["small"])
-    assert not views.side.isVisible() and not views.depth_view.cross_rows.isVisible()
+    assert not views.side.isVisible() and not views.depth_view.crosshair.isVisible()
     ortho(window)
     assert views.side.isVisible() and all(v.isVisible() for v in views.side_views)
-    assert all(v.cross_rows.isVisible() and v.cross_cols.isVisible() for v in views.views)
+    assert all(v.crosshair.isVisible() for v in views.views)
     assert window.actions_by_name["layout_ortho"].isChecked()
     again = make_window(qtbot, tmp_path, monkeypatch)  # the same settings file
     try:
@@ -124,8 +124,8 @@ def test_each_view_at_true_aspect_with_its_letters(qtbot, window, volumes):
         for view in window.views.views:
             row_mm, col_mm = view.plane.pixel_mm(volume)
             assert view.view.state["aspectLocked"] == pytest.approx(col_mm / row_mm)
-            assert tuple(label.text() for label in view.letters) == expected[view.plane.name]
-            assert view.title.text() == view.plane.name
+            assert view.graphics.letters == expected[view.plane.name]
+            assert view.graphics.title == view.plane.name
     coronal = window.views.side_views[0]
     assert coronal.plane.pixel_mm(volume) == pytest.approx((2.5, 0.9)), "coronal of an axial volume: depth down, columns across"
     # on screen, a voxel's width and height keep their proportions in mm
@@ -140,8 +140,11 @@ def test_side_views_show_views_of_the_one_tensor(qtbot, window, volumes):
     for view in window.views.views:
         np.testing.assert_array_equal(view.image.image, view.plane.image(volume, (7, 30, 11)))
     np.testing.assert_array_equal(window.views.side_views[1].image.image, data_of(volume)[::-1, :, 11])
-    for view in window.views.views:  # each shows its own copy of one plane, never a window into the volume
-        assert not np.shares_memory(view.image.image, volume.data.numpy())
+    for view in window.views.views:  # each a window into the volume's tensor, not a copy
+        assert np.shares_memory(view.image.image, volume.data.numpy())
+    window.session.set_voxel(8, 31, 12)  # the tensor holds still: each view reads it again
+    for view in window.views.views:
+        np.testing.assert_array_equal(view.image.image, view.plane.image(volume, (8, 31, 12)))
 
 
 def test_radiological_and_neurological_on_an_asymmetric_phantom(qtbot, window, tmp_path, monkeypatch, volumes):
@@ -152,12 +155,18 @@ def test_radiological_and_neurological_on_an_asymmetric_phantom(qtbot, window, t
     def marker_columns() -> np.ndarray:
         return np.nonzero(view.image.image > MARKER_VALUE - 1)[1]
 
+    def drawn_bright(row: int, col: int) -> bool:
+        """Whether the view draws screen pixel (row, col) of its image white (the marker)."""
+        frame = view.graphics.viewport().grab().toImage()
+        return frame.pixelColor(view_point(view, row + 0.5, col + 0.5)).lightness() > 200
+
     assert window.session.radiological, "radiological by default"
     assert marker_columns().min() > width / 2, "the patient's left is on the screen's right"
-    assert tuple(label.text() for label in view.letters) == ("A", "P", "R", "L")
+    assert view.graphics.letters == ("A", "P", "R", "L")
     # hovering the marker reports its true voxel: its value is MARKER_VALUE + its x index
     rows, cols = np.nonzero(view.image.image > MARKER_VALUE - 1)
     row, col = int(rows[0]), int(cols[0])
+    assert drawn_bright(row, col) and not drawn_bright(row, width - 1 - col), "drawn where the image has it"
     hover_view(qtbot, view, row, col)
     d, h, w = window.session.readout_voxel()
     value = float(volume.data[d, h, w, 0])
@@ -166,7 +175,8 @@ def test_radiological_and_neurological_on_an_asymmetric_phantom(qtbot, window, t
 
     window.actions_by_name["neurological"].trigger()
     assert marker_columns().max() < width / 2, "neurological: the patient's left on the screen's left"
-    assert tuple(label.text() for label in view.letters) == ("A", "P", "L", "R")
+    assert drawn_bright(row, width - 1 - col) and not drawn_bright(row, col)
+    assert view.graphics.letters == ("A", "P", "L", "R")
     hover_view(qtbot, view, row, width - 1 - col)  # the same voxel, now mirrored on screen
     assert window.session.readout_voxel() == (d, h, w)
     assert f"value {value:.6g}" in window.status_line.readout.text()
@@ -248,22 +258,25 @@ def test_letters_stay_inside_the_view_when_zoomed(qtbot, window, volumes):
     ortho(window)
     qtbot.wait(50)  # the splitters lay the views out
     for view in window.views.views:
-        before = [label.geometry() for label in view.letters]
+        before = view.graphics.letter_rects()
         view.view.scaleBy((0.02, 0.02))  # zoom in 50 times
         for _ in range(3):
             wheel(view.graphics, 120, Qt.KeyboardModifier.ControlModifier)
         qtbot.wait(10)
-        rect = view.graphics.rect()
-        for label, geometry in zip(view.letters, before):
-            assert label.isVisible() and label.text()
-            assert rect.contains(label.geometry()), (label.text(), label.geometry(), rect)
-            assert label.geometry() == geometry, "pinned to the view, not to the image"
+        rect = view.graphics.viewport().rect()
+        for text, box, old in zip(view.graphics.letters, view.graphics.letter_rects(), before):
+            assert text and rect.contains(box), (text, box, rect)
+            assert box == old, "pinned to the view, not to the image"
+        frame = view.graphics.viewport().grab().toImage()  # drawn there, over the zoomed image
+        top = view.graphics.letter_rects()[0]
+        assert any(frame.pixelColor(x, y).name() != frame.pixelColor(top.left(), top.top()).name()
+                   for x in range(top.left(), top.right()) for y in range(top.top(), top.bottom())), "the top letter is drawn"
         double_click(qtbot, view.graphics.viewport(), view.graphics.viewport().rect().center())
     window.resize(900, 700)
     qtbot.wait(20)
     for view in window.views.views:
-        for label in view.letters:
-            assert view.graphics.rect().contains(label.geometry())
+        for box in view.graphics.letter_rects():
+            assert view.graphics.viewport().rect().contains(box)
 
 
 def test_double_click_resets_the_zoom(qtbot, window, volumes):

@@ -8,13 +8,15 @@ to one part of the core:
 - ``window``      ``MainWindow``: lays out the widgets below and connects them to the session;
   ``model_commands`` and ``export_commands`` are its Model and export menu commands
 - ``actions``     menus, toolbar and keyboard shortcuts; ``dialogs`` the file and number dialogs
-- ``views``       the depth view and the two side views (``plane_view``), the display panel
-  (``display_panel``: window/level, presets, colormap) and the side views' score tint
+- ``views``       the depth view and the two side views (``plane_view``, each a ``slice_image``
+  under a ``crosshair``), the display panel (``display_panel``: window/level, presets,
+  colormap) and the side views' score tint; ``image_item`` pyqtgraph's image item drawn from RGB
 - ``saliency_overlay``, ``saliency_requests``  the heat map on the depth view, asked of the worker
 - ``scrubber``    depth slider, spin box and the strip of labels and hits
 - ``score_plot``  per-slice score curves, a cursor locked to the scrubber, a threshold line
 - ``review_panel``, ``label_keeper``  agreement figures and the labels' sidecar
-- ``status_line`` the status bar's readouts; ``throttle`` redraws at most once per interval
+- ``status_line`` the status bar's readouts (``steady_label``: labels that only grow); ``throttle``
+  redraws at most once per interval
 - ``volume_loader``  volumes loaded off the GUI thread, newest request wins
 - ``inference_thread``, ``prediction``  the one long-lived worker thread (TensorFlow lives only
   there), its job-id / cancel protocol, and the controller that feeds the session

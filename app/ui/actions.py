@@ -46,7 +46,7 @@ SHORTCUT_HELP = """<table cellspacing=4>
 STRATEGY_CHOICES = tuple((name, title, summary) for name, (title, summary) in CATALOG.items())
 STRATEGY_TITLES = {name: title for name, title, _ in STRATEGY_CHOICES}
 MODEL_DEFAULT = "model default"
-PROGRESS_MS = 50  # batches: the progress bar updated at most this often
+PROGRESS_MS = 100  # batches: the progress bar updated at most this often
 NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
 POOL_CHOICES = ("mean (default)", "max", "attention")
 CHANNEL_CHOICES = (MODEL_DEFAULT, "replicate", "neighbors", "windows:40,80;80,200;600,2800")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from app.session import Session
 
 COLORMAPS = ("grey", "viridis", "inferno", "magma", "plasma", "turbo", "thermal")
-LUT_SIZE = 256  # ImageItem's fast path: a uint8 table of at most 256 entries
+LUT_SIZE = 256  # the views draw through a uint8 table of at most 256 entries
 
 
 class DisplayPanel(QWidget):

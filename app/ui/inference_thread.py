@@ -108,7 +108,7 @@ def worker_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-PROGRESS_INTERVAL_S = 0.05  # scores handed to the GUI at most this often while a run streams
+PROGRESS_INTERVAL_S = 0.1  # scores handed to the GUI at most this often while a run streams
 WORKER_NICENESS = 10  # added to the worker thread's nice value (Linux; elsewhere: QThread.LowPriority)
 
 

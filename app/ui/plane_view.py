@@ -16,15 +16,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsView, QLabel, QVBoxLayout, QWidget
 
 from app.planes import Plane, plane
+from app.ui.crosshair import Crosshair
+from app.ui.plane_canvas import MARGIN, PlaneCanvas
+from app.ui.slice_image import SliceImage
 
 if TYPE_CHECKING:
     from app.session import Session
 
 CROSSHAIR = "#4dd0e1"
-LETTER_STYLE = "QLabel { color: #ffd54f; font-weight: bold; background: transparent; }"
 WL_DRAG_RATE = 0.004  # window widths per screen pixel of a right drag
 
 
@@ -87,32 +89,24 @@ class PlaneView(QWidget):
         self.session, self.fixed = session, fixed
         self.plane: Plane | None = None
         self._shown_at: int | None = None  # the fixed coordinate of the image shown
-        self._cross_at: tuple[float, float] | None = None  # screen (row, col) of the crosshair drawn
         self._drag_start: tuple[float, float] | None = None
-        self.lut: np.ndarray | None = None
 
         self.view = PlaneViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.view.setDefaultPadding(0.02)
-        self.graphics = pg.GraphicsView(background="k")
+        self.graphics = PlaneCanvas()
         # Pixels and axis-aligned lines gain nothing from antialiasing; without it QPainter takes
         # its fast paths for the scaled image (about 2 ms less per crosshair move, three views).
         self.graphics.setAntialiasing(False)
+        # a move repaints the image (most of the view) and the lines across it: one rectangle
+        self.graphics.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.BoundingRectViewportUpdate)
         self.graphics.setCentralItem(self.view)
         self.graphics.setMinimumSize(120, 120)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = SliceImage()
         self.view.addItem(self.image)
-        pen = pg.mkPen(CROSSHAIR, width=1, style=Qt.PenStyle.DashLine)
-        self.cross_rows = pg.InfiniteLine(angle=0, movable=False, pen=pen)
-        self.cross_cols = pg.InfiniteLine(angle=90, movable=False, pen=pen)
-        for line in (self.cross_rows, self.cross_cols):
-            line.setZValue(20)
-            self.view.addItem(line, ignoreBounds=True)
-        self.letters = [QLabel(self.graphics) for _ in range(4)]  # top, bottom, left, right: pinned to the view
-        for label in self.letters:
-            label.setStyleSheet(LETTER_STYLE)
+        self.crosshair = Crosshair(CROSSHAIR)
+        self.crosshair.setZValue(20)
+        self.view.addItem(self.crosshair, ignoreBounds=True)
         self.captions: list[QLabel] = []  # labels kept in the view's bottom-right corner (the saliency method)
-        self.title = QLabel(self.graphics)
-        self.title.setStyleSheet("QLabel { color: #9ab; background: transparent; }")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
@@ -125,8 +119,7 @@ class PlaneView(QWidget):
         events = session.events
         events.volume.connect(self._on_volume)
         events.radiological.connect(self._on_volume)
-        events.slice.connect(self._on_position)
-        events.point.connect(self._on_position)
+        events.crosshair.connect(self._on_position)
         events.levels.connect(self._on_levels)
         events.layout.connect(self._on_layout)
 
@@ -139,18 +132,16 @@ class PlaneView(QWidget):
         volume = self.session.volume
         if volume is None:
             self.plane = None
+            self.image.clear()  # it was a view of the volume's tensor: let the tensor go
             return
         self.plane = plane(volume, self.fixed, self.session.radiological)
         row_mm, col_mm = self.plane.pixel_mm(volume)
         # ViewBox ratio is x-scale / y-scale (screen pixels per column over per row)
         self.view.setAspectLocked(True, ratio=(col_mm / row_mm) if row_mm > 0 and col_mm > 0 else 1.0)
-        for label, text in zip(self.letters, self.plane.labels):
-            label.setText(text)
-            label.adjustSize()
-        self.title.setText(self.plane.name)
-        self.title.adjustSize()
+        self.graphics.set_texts(self.plane.labels, self.plane.name)
         self.place_labels()
-        self._shown_at = self._cross_at = None
+        self.crosshair.set_extent(*self.plane.shape(volume))
+        self._shown_at = None
         self._on_position()
         self.reset_zoom()
 
@@ -162,35 +153,24 @@ class PlaneView(QWidget):
         voxel = self.voxel()
         if voxel[self.fixed] != self._shown_at:
             self._shown_at = voxel[self.fixed]
-            data = plane_.image(volume, voxel)
-            if not np.isfinite(data).all():
-                data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-            self.image.setImage(data, levels=self.session.levels, lut=self.lut, autoLevels=False)
-            self.repaint_soon()
+            self.image.set_image(plane_.view(volume, voxel), self.session.levels)
             self.sigRepainted.emit()
-        row, col = plane_.to_screen(volume, voxel)
-        if (row, col) != self._cross_at:  # a move along this view's fixed axis leaves it in place
-            self._cross_at = (row, col)
-            self.cross_rows.setValue(row + 0.5)
-            self.cross_cols.setValue(col + 0.5)
+        self.crosshair.set_point(*plane_.to_screen(volume, voxel))  # unchanged by a move along this view's fixed axis
 
     def repaint_soon(self) -> None:
-        """Ask for the whole view to be repainted: the scene's own request for a changed image is
-        lost about once in a hundred slice changes while the saliency overlay is on (the view
-        then kept the old slice until the mouse moved); the image fills most of the view anyway."""
+        """Ask for the whole view to be repainted (the saliency overlay does with each new map:
+        the scene's own request for it was lost about once in a hundred slice changes, and the
+        view kept the old slice until the mouse moved)."""
         self.graphics.viewport().update()
 
     def set_lut(self, lut: np.ndarray) -> None:
-        self.lut = lut
-        self.image.setLookupTable(lut)
+        self.image.set_lut(lut)
 
     def _on_levels(self, levels) -> None:
-        self.image.setLevels(levels)
+        self.image.set_levels(levels)
 
     def _on_layout(self, layout: str) -> None:
-        ortho = layout == "ortho"
-        self.cross_rows.setVisible(ortho)
-        self.cross_cols.setVisible(ortho)
+        self.crosshair.setVisible(layout == "ortho")
 
     def reset_zoom(self) -> None:
         self.view.autoRange(padding=0.02)
@@ -240,22 +220,16 @@ class PlaneView(QWidget):
         voxel = self.voxel_at(point.y(), point.x())
         self.session.set_pointer(None if voxel is None else (self.fixed, voxel))
 
-    # -- letters ------------------------------------------------------------------------------
+    # -- captions -----------------------------------------------------------------------------
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self.place_labels()
 
     def place_labels(self) -> None:
-        """Letters at the middle of each edge, the title top-left, captions bottom-right: pinned to the view, not the image."""
+        """Captions in the bottom-right corner, above the bottom letter: pinned to the view, not the image."""
         width, height = self.graphics.width(), self.graphics.height()
-        top, bottom, left, right = self.letters
-        margin = 4
-        top.move((width - top.width()) // 2, margin)
-        bottom.move((width - bottom.width()) // 2, height - bottom.height() - margin)
-        left.move(margin, (height - left.height()) // 2)
-        right.move(width - right.width() - margin, (height - right.height()) // 2)
-        self.title.move(margin, margin)
+        above = self.graphics.letter_rects()[1].height() + MARGIN
         for caption in self.captions:
             caption.adjustSize()
-            caption.move(width - caption.width() - margin, height - caption.height() - margin - bottom.height())
+            caption.move(width - caption.width() - MARGIN, height - caption.height() - MARGIN - above)

@@ -12,6 +12,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel
 
+from app.ui.image_item import ImageItem
+
 if TYPE_CHECKING:
     from app.session import Session
     from app.ui.plane_view import PlaneView
@@ -30,7 +32,7 @@ def heat_lut(size: int = 256) -> np.ndarray:
 class SaliencyOverlay:
     def __init__(self, session: Session, view: PlaneView):
         self.session, self.view = session, view
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = ImageItem(axisOrder="row-major")
         self.image.setZValue(10)
         self.image.setLookupTable(heat_lut())
         self.image.setVisible(False)

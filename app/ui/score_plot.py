@@ -3,7 +3,7 @@ locked to the session's slice, the threshold line, and the reader's labels as ma
 
 - One curve per run and output; the newest run is highlighted.  Clicking a legend entry hides or
   shows that run (``Session.set_run_visible``).
-- Scores stream in batch by batch; curves are redrawn at most every 40 ms.
+- Scores stream in batch by batch; curves are redrawn at most every 100 ms.
 - Clicking or left-dragging on the plot, or dragging the cursor, moves the session's slice;
   dragging the threshold line (a wide grip) sets the session's threshold.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsView
 
 from app.ui.scrubber import LABEL_COLORS
 from app.ui.throttle import Throttle
@@ -29,7 +29,7 @@ CACHED = QGraphicsItem.CacheMode.DeviceCoordinateCache
 STRATEGY_COLORS = {"slice": "#4fc3f7", "temporal": "#ffb74d", "embedding": "#81c784"}
 EXTRA_COLORS = ("#f06292", "#ba68c8", "#fff176", "#4db6ac", "#e57373", "#90a4ae")
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DashDotDotLine)
-REFRESH_MS = 40  # streamed scores: the curves redrawn at most this often
+REFRESH_MS = 100  # streamed scores: the curves redrawn at most this often
 DIM = 0.67  # older runs: their colour this far towards the black background
 LABEL_Y = {"1": 1.04, "0": -0.04, "?": 0.5}  # where a label's marker sits: positives on top, negatives below
 
@@ -60,7 +60,11 @@ class ScorePlot(pg.PlotWidget):
         super().__init__(parent, background="k", viewBox=self.vb)
         self.session = session
         self.setMinimumHeight(120)
+        # A cursor move exposes two thin strips; repainting the one rectangle around them is about
+        # twice as fast (1.2 against 2-3 ms) as clipping every cached item to the two strips.
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.BoundingRectViewportUpdate)
         self._x_mm = False  # what the x axis shows now (session.plot_x_mm once drawn)
+        self._placing = False  # the cursor is being moved to the session's slice
         self.curves: dict[Run, list[pg.PlotDataItem]] = {}
         self.colors: dict[Run, str] = {}
         self._styles: dict[pg.PlotDataItem, tuple] = {}  # the style each curve was given
@@ -107,7 +111,8 @@ class ScorePlot(pg.PlotWidget):
         self.hint = pg.TextItem("Run a strategy to plot a score for every slice", color="#8899aa", anchor=(0.5, 0.5))
         self.addItem(self.hint, ignoreBounds=True)
 
-        self._streamed = Throttle(self, REFRESH_MS, self.refresh)
+        self._fresh: set[Run] = set()  # runs whose scores streamed in since they were last drawn
+        self._streamed = Throttle(self, REFRESH_MS, self._draw_fresh)
         events = session.events
         events.volume.connect(self._on_volume)
         events.slice.connect(self._on_slice)
@@ -153,15 +158,23 @@ class ScorePlot(pg.PlotWidget):
         xs = self.xs()
         if not len(xs):
             return
-        with pg.SignalBlock(self.cursor.sigPositionChanged, self._on_cursor_dragged):
-            self.cursor.setValue(float(xs[index]))
-        self.cursor_label.setFormat(f"slice {index}")
+        self.cursor_label.format = f"slice {index}"  # the label redraws once, as the cursor moves
+        self._placing = True  # not a drag: the cursor follows the session (cheaper than a SignalBlock)
+        try:
+            if self.cursor.value() != float(xs[index]):
+                self.cursor.setValue(float(xs[index]))
+            else:
+                self.cursor_label.valueChanged()
+        finally:
+            self._placing = False
 
     def _on_threshold(self, value: float) -> None:
         if self.threshold_line.value() != value:
             self.threshold_line.setValue(value)
 
     def _on_cursor_dragged(self, line=None) -> None:
+        if self._placing:
+            return
         self._request(self.nearest_slice(self.cursor.value()))
 
     def _on_scrub(self, x: float) -> None:
@@ -179,8 +192,10 @@ class ScorePlot(pg.PlotWidget):
         elif what == "removed":
             self._remove(run)
         elif what == "scores":
+            self._fresh.add(run)
             self._streamed.request()
         elif what == "finished":
+            self._fresh.discard(run)
             self._draw(run)
             self._update_ranges()
         elif what == "shown":
@@ -199,6 +214,7 @@ class ScorePlot(pg.PlotWidget):
         self._restyle()
 
     def _remove(self, run: Run) -> None:
+        self._fresh.discard(run)
         for curve in self.curves.pop(run, []):
             self._styles.pop(curve, None)
             self.legend.removeItem(curve)
@@ -210,6 +226,14 @@ class ScorePlot(pg.PlotWidget):
 
     def refresh(self) -> None:
         for run in self.curves:
+            self._draw(run)
+        self._update_ranges()
+
+    def _draw_fresh(self) -> None:
+        """Redraw only the runs with new scores: setting a curve's data drops its cached pixmap,
+        and redrawing a finished run's curve with each batch of another cost a few ms per batch."""
+        fresh, self._fresh = self._fresh, set()
+        for run in fresh:
             self._draw(run)
         self._update_ranges()
 

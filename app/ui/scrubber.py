@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.status import position_text
+from app.ui.steady_label import SteadyLabel
 from app.volume import AXIS_CHOICES
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class Scrubber(QWidget):
         self.spin.setAccelerated(True)
         self.spin.setToolTip("Slice index")
         self.total = QLabel("/ 0")
-        self.position = QLabel("")
+        self.position = SteadyLabel()
         self.position.setMinimumWidth(110)
         self.position.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 

@@ -2,17 +2,17 @@
 
 The voxel readout (under the mouse, else at the crosshair), the slice with its position along
 the depth axis, and a busy bar while a volume loads.  The readouts only grow wider while one
-volume is shown: a width that followed each text would lay the whole bar out again on every
-slice change (about 1 ms of the scrub budget) and make the numbers jump sideways.
+volume is shown (`SteadyLabel`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
+from PySide6.QtWidgets import QProgressBar, QStatusBar
 
 from app.status import readout_text, slice_text
+from app.ui.steady_label import SteadyLabel
 
 if TYPE_CHECKING:
     from app.session import Session
@@ -21,31 +21,13 @@ READOUT_TIP = "voxel index (d, h, w) · world position (x, y, z) RAS mm · value
 SLICE_TIP = "current slice · its position along the depth axis (RAS mm)"
 
 
-class SteadyLabel(QLabel):
-    """A label whose width grows to fit its text and does not shrink until `reset_width`."""
-
-    def __init__(self, tip: str):
-        super().__init__("")
-        self.setToolTip(tip)
-        self.setStyleSheet("QLabel { border-left: 1px solid #999; padding: 0 6px; }")
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
-        if text == self.text():
-            return
-        super().setText(text)
-        width = self.sizeHint().width()
-        if width > self.minimumWidth():
-            self.setMinimumWidth(width)
-
-    def reset_width(self) -> None:
-        self.setMinimumWidth(0)
-
-
 class StatusLine:
     def __init__(self, session: Session, bar: QStatusBar):
         self.session = session
-        self.readout = SteadyLabel(READOUT_TIP)
-        self.slice = SteadyLabel(SLICE_TIP)
+        self.readout = SteadyLabel(tip=READOUT_TIP)
+        self.slice = SteadyLabel(tip=SLICE_TIP)
+        for label in (self.readout, self.slice):
+            label.setStyleSheet("QLabel { border-left: 1px solid #999; padding: 0 6px; }")
         self.load_busy = QProgressBar()
         self.load_busy.setRange(0, 0)
         self.load_busy.setMaximumWidth(120)
@@ -56,7 +38,7 @@ class StatusLine:
         events = session.events
         events.volume.connect(self._on_volume)
         events.slice.connect(self._on_slice)
-        for event in (events.pointer, events.slice, events.point):
+        for event in (events.pointer, events.crosshair):
             event.connect(self._update_readout)
 
     def _on_volume(self, *_args) -> None:

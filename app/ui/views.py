@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from app.ui.display_panel import DisplayPanel
+from app.ui.image_item import ImageItem
 from app.ui.plane_view import PlaneView
 from app.ui.saliency_overlay import SaliencyOverlay
 from app.ui.throttle import Throttle
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 PLACEHOLDER = "File › Open… or drop a volume here"
 TINT_COLORMAP = "inferno"
-STREAMED_MS = 80  # streamed scores: the tint strips redrawn at most this often
+STREAMED_MS = 200  # streamed scores: the tint strips redrawn at most this often
 
 
 class ViewsPanel(QWidget):
@@ -104,7 +105,7 @@ class _ScoreTint:
 
     def __init__(self, session: Session, view: PlaneView):
         self.session, self.view = session, view
-        self.strip = pg.ImageItem(axisOrder="row-major")
+        self.strip = ImageItem(axisOrder="row-major")
         self.strip.setZValue(15)
         self.strip.setLookupTable(pg.colormap.get(TINT_COLORMAP).getLookupTable(nPts=256, alpha=False))
         view.view.addItem(self.strip, ignoreBounds=True)
