@@ -1,10 +1,11 @@
 """`SliceImage`: one plane of the volume drawn through the window and a colour table.
 
 The plane is a strided view of the volume's tensor (no copy of its own).  When it is drawn, it
-is read once: windowed to table indices in reused buffers, then made an RGB image that Qt draws
-directly.  pyqtgraph's ImageItem would want a contiguous copy of the plane first, then window
-it through a few more passes, and hand Qt an indexed image that Qt converts on every paint
-(about 0.9 ms for a 512 x 512 slice, against 0.13 ms for an RGB one).
+is read once: windowed to table indices, then looked up into an RGB image that Qt draws
+directly, all in buffers kept from one image to the next (a new 600 KB image per move cost up
+to 2 ms when freed, about one move in four).  pyqtgraph's ImageItem would want a contiguous copy
+of the plane first, then window it through a few more passes, and hand Qt an indexed image
+that Qt converts on every paint (about 0.9 ms for a 512 x 512 slice, against 0.13 ms for RGB).
 
 A plane across the volume's rows (the sagittal view of an axial scan) has each pixel in its own
 cache line: reading its 300 x 512 pixels takes over 1 ms, the largest single cost of a crosshair
@@ -45,7 +46,7 @@ class SliceImage(QGraphicsItem):
         self.image: np.ndarray | None = None
         self.levels: tuple[float, float] = (0.0, 1.0)
         self.lut = GREY
-        self._colors: list[int] = []
+        self._table = np.empty(0, np.uint32)  # the lookup table as 0xffRRGGBB
         self.set_lut(GREY)
         self._rgb: QImage | None = None  # the image as drawn; None: to be made at the next paint
         self._mirrored = False  # _rgb holds the image mirrored left to right
@@ -53,11 +54,15 @@ class SliceImage(QGraphicsItem):
         self._gather_into = np.empty((0, 0), np.float32)
         self._values = np.empty((0, 0), np.float32)  # reused buffers, one plane each
         self._indices = np.empty((0, 0), np.uint8)
+        self._pixels = np.empty((0, 0), np.uint32)
 
     def set_image(self, image: np.ndarray, levels: tuple[float, float] | None = None) -> None:
         if self.image is None or image.shape != self.image.shape:
             self.prepareGeometryChange()
         self.image = image
+        if levels is not None:
+            self.levels = (float(levels[0]), float(levels[1]))
+        self._changed()
         if self._gathered is not None:
             self._gathered.cancel()
             self._gathered = None
@@ -66,9 +71,6 @@ class SliceImage(QGraphicsItem):
                 self._gather_into = np.empty(image.shape, np.float32)
             # one helper thread, first in first out: an earlier copy into the buffer ends first
             self._gathered = _GATHER.submit(_gather, image, self._gather_into)
-        if levels is not None:
-            self.levels = (float(levels[0]), float(levels[1]))
-        self._changed()
 
     def clear(self) -> None:
         if self.image is not None:
@@ -87,7 +89,7 @@ class SliceImage(QGraphicsItem):
             raise ValueError(f"a (n <= 256, 3 or 4) lookup table, not {lut.shape}")
         self.lut = lut
         rgb = lut[:, :3].astype(np.uint32)
-        self._colors = [int(c) for c in (0xFF000000 | (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2])]
+        self._table = 0xFF000000 | (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
         self._changed()
 
     def _changed(self) -> None:
@@ -119,14 +121,16 @@ class SliceImage(QGraphicsItem):
             painter.drawImage(rect, self._rgb)
 
     def render(self, image: np.ndarray) -> QImage:
-        """``image`` windowed and coloured, as an RGB32 QImage of its own."""
+        """``image`` windowed and coloured: an RGB32 QImage over this item's pixel buffer (valid
+        until the next render)."""
         low, high = self.levels
         rows, cols = image.shape
         if self._values.shape != image.shape:
             self._values = np.empty(image.shape, np.float32)
             self._indices = np.empty(image.shape, np.uint8)
-        values, indices = self._values, self._indices
-        top = len(self._colors)
+            self._pixels = np.empty(image.shape, np.uint32)
+        values, indices, pixels = self._values, self._indices, self._pixels
+        top = len(self._table)
         scale = top / (high - low) if high > low else 0.0
         np.subtract(image, low, out=values, casting="unsafe")  # the one read of the plane
         np.multiply(values, scale, out=values)
@@ -134,6 +138,5 @@ class SliceImage(QGraphicsItem):
             np.copyto(values, -low * scale, where=~np.isfinite(values))
         np.clip(values, 0, top - 1, out=values)
         np.copyto(indices, values, casting="unsafe")  # truncation: the table entry the value falls in
-        indexed = QImage(indices.data, cols, rows, cols, QImage.Format.Format_Indexed8)
-        indexed.setColorTable(self._colors)
-        return indexed.convertToFormat(QImage.Format.Format_RGB32)
+        np.take(self._table, indices, out=pixels, mode="wrap")  # indices < top: "wrap" only skips the bounds check
+        return QImage(pixels.data, cols, rows, 4 * cols, QImage.Format.Format_RGB32)
