@@ -8,9 +8,10 @@ Content (one measurement group, TID 1501, per slice, and per class when there ar
   score (SCT 246262008 "Score", UCUM ``{score}``, dimensionless);
 - the volume's value in a group of its own: the volume (SCT 118565006, UCUM ``ml``, the areas
   times the slice step) for area runs, else the run's volume score when it has one;
-- the reader's labels as qualitative evaluations (DCM 121071 "Finding": SCT "Present", "Absent"
-  or "Indeterminate" for ``1``, ``0``, ``?``) in the slice's first group, and the reader as the
-  observer (their login name, as the labels file records it);
+- the reader's labels as qualitative evaluations (DCM 121052 "Presence of property": SCT
+  "Present", SCT "Absent" or DCM "Presence Undetermined" for ``1``, ``0``, ``?``) in the slice's
+  first group, and the reader as the person observer when one user labelled (their login name,
+  as the labels file records it);
 - the model (name, version = hash prefix) and the run's settings as the algorithm used.
 
 Slices whose score is not finite (NaN/Inf voxels) have no measurement.  Class names are in the
@@ -37,8 +38,8 @@ from app.volume import Volume
 
 SERIES_NUMBER = 902
 PRIVATE_SCHEME = "99SLICEWISE"
-FINDING = codes.DCM.Finding
-LABEL_VALUES = {"1": codes.SCT.Present, "0": codes.SCT.Absent, "?": codes.SCT.Indeterminate}
+LABEL_CONCEPT = codes.DCM.PresenceOfProperty
+LABEL_VALUES = {"1": codes.SCT.Present, "0": codes.SCT.Absent, "?": codes.DCM.PresenceUndetermined}
 PROCEDURES = {"CT": codes.LN.CTUnspecifiedBodyRegion, "MR": codes.LN.MRIUnspecifiedBodyRegion}
 
 
@@ -103,7 +104,7 @@ def write_sr(
             measurements = []
             if np.isfinite(values[d, k]):
                 measurements.append(hd.sr.Measurement(name=concept, value=float(values[d, k]), unit=unit, referenced_images=[image], algorithm_id=algo))
-            evaluations = [hd.sr.QualitativeEvaluation(FINDING, LABEL_VALUES[label])] if label and k == 0 else []
+            evaluations = [hd.sr.QualitativeEvaluation(LABEL_CONCEPT, LABEL_VALUES[label])] if label and k == 0 else []
             if not measurements and not evaluations:
                 continue
             groups.append(
