@@ -3,6 +3,7 @@ checked against each source file's own pixels, and validated with dciodvfy."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -12,10 +13,13 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from app.dicom_export.seg import write_seg
+from app.dicom_export.sources import NotDicomError, find_sources
 from app.dicom_export.sr import LABEL_CONCEPT, write_sr
+from app.errors import SlicewiseError
 from app.io import load_volume
 from app.labels import Label
 from app.prediction import Prediction
@@ -38,21 +42,15 @@ def dciodvfy_errors(path: Path) -> list[str]:
     return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
 
 
-def stored_values(path: Path) -> np.ndarray:
-    """A source file's own modality values (rows, cols), read here, not by the loader."""
-    ds = pydicom.dcmread(path)
-    return pydicom.pixels.apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+def probability(values: np.ndarray, limit: float = LIMIT) -> np.ndarray:
+    return np.clip(values / limit, 0.0, 1.0)
 
 
-def probability(values: np.ndarray) -> np.ndarray:
-    return np.clip(values / LIMIT, 0.0, 1.0)
-
-
-def threshold_map(volume, kind: str = "sigmoid") -> DenseMap:
-    """A real map of the volume: its values over LIMIT as a probability (sigmoid, one class), or
-    three softmax classes by value band (background, "mid", "high")."""
+def threshold_map(volume, kind: str = "sigmoid", limit: float = LIMIT) -> DenseMap:
+    """A real map of the volume: its values over ``limit`` as a probability (sigmoid, one class),
+    or three softmax classes by value band (background, "mid", "high")."""
     values = volume.data[..., 0].numpy()
-    p = probability(values)
+    p = probability(values, limit)
     if kind == "sigmoid":
         dense = DenseMap.empty((*values.shape, 1), "sigmoid", ("lesion",))
         dense.put(np.arange(volume.depth), p[..., None])
@@ -75,36 +73,51 @@ def series(tmp_path) -> tuple[Path, list[Path]]:
     return folder, paths
 
 
-def frames_by_source(seg) -> list[tuple[str, int, np.ndarray]]:
-    """Each SEG frame's source SOP instance, segment number and stored pixels ``(rows, cols)``
-    (the raw values: 0/1 for BINARY, 0…255 for FRACTIONAL)."""
+def frames_by_source(seg) -> list[tuple[str, int, np.ndarray, int]]:
+    """Each SEG frame's source SOP instance, segment number, stored pixels ``(rows, cols)`` (the
+    raw values: 0/1 for BINARY, 0…255 for FRACTIONAL) and source frame number (1: single-frame)."""
     pixels = pydicom.dcmread(seg.filename).pixel_array if getattr(seg, "filename", None) else seg.pixel_array
     pixels = pixels.reshape(-1, *pixels.shape[-2:])
     shared = seg.SharedFunctionalGroupsSequence[0]
     out = []
     for i, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        source = group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        source = group.DerivationImageSequence[0].SourceImageSequence[0]
         identification = group.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
-        out.append((str(source), int(identification[0].ReferencedSegmentNumber), pixels[i]))
+        frame = int(source.get("ReferencedFrameNumber", 1))
+        out.append((str(source.ReferencedSOPInstanceUID), int(identification[0].ReferencedSegmentNumber), pixels[i], frame))
     return out
 
 
-def check_seg_frames(seg_path: Path, paths: list[Path], expected) -> int:
-    """Every frame equals ``expected(values, segment)`` of the file it references; empty
-    frames are the ones left out.  Returns the number of frames."""
-    seg = hd.seg.segread(seg_path)
+def own_values(paths: list[Path]):
+    """``values(uid, frame)``: the modality values of that frame of that source file, read here."""
     by_uid = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths}
-    frames = frames_by_source(seg)
+    cache: dict[str, np.ndarray] = {}
+
+    def values(uid: str, frame: int) -> np.ndarray:
+        if uid not in cache:
+            ds = pydicom.dcmread(by_uid[uid])
+            cache[uid] = pydicom.pixels.apply_modality_lut(ds.pixel_array, ds).astype(np.float32).reshape(-1, ds.Rows, ds.Columns)
+        return cache[uid][frame - 1]
+
+    return values, {uid: pydicom.dcmread(p, stop_before_pixels=True) for uid, p in by_uid.items()}
+
+
+def check_seg_frames(seg_path: Path, paths: list[Path], expected) -> int:
+    """Every frame equals ``expected(values, segment)`` of the source frame it references; the
+    frames left out are the empty ones.  Returns the number of frames."""
+    seg = hd.seg.segread(seg_path)
+    values, headers = own_values(paths)
     seen = set()
-    for uid, segment, pixels in frames:
-        assert uid in by_uid, "every frame references one of the series' images"
-        np.testing.assert_array_equal(pixels, expected(stored_values(by_uid[uid]), segment))
-        seen.add((uid, segment))
-    for uid, path in by_uid.items():
-        for segment in range(1, len(seg.SegmentSequence) + 1):
-            if (uid, segment) not in seen:
-                assert not expected(stored_values(path), segment).any(), "only empty frames are left out"
-    return len(frames)
+    for uid, segment, pixels, frame in frames_by_source(seg):
+        assert uid in headers, "every frame references one of the series' images"
+        np.testing.assert_array_equal(pixels, expected(values(uid, frame), segment))
+        seen.add((uid, frame, segment))
+    for uid, ds in headers.items():
+        for frame in range(1, int(ds.get("NumberOfFrames", 1) or 1) + 1):
+            for segment in range(1, len(seg.SegmentSequence) + 1):
+                if (uid, frame, segment) not in seen:
+                    assert not expected(values(uid, frame), segment).any(), "only empty frames are left out"
+    return len(seen)
 
 
 @pytest.mark.parametrize("axis", ["acquired", "coronal", "sagittal"])
@@ -240,3 +253,131 @@ def test_sr_of_an_area_run_in_mm2_and_ml(tmp_path, series):
         [(concept, _, value, unit)] = found[f"volume {name}"]
         assert (concept, unit) == ("Volume", "ml")
         assert value == pytest.approx(float(dense.masks(slice(None))[..., k + 1].sum()) * np.prod(volume.spacing) / 1000, rel=1e-5)
+
+
+def test_enhanced_multiframe_source(tmp_path, series):
+    """A multi-frame enhanced CT (the series converted by highdicom): frames reference their frame numbers."""
+    folder, paths = series
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(p) for p in paths], series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(), instance_number=1
+    )
+    source = tmp_path / "enhanced.dcm"
+    enhanced.save_as(source)
+    volume = load_volume(source)
+    out = write_seg(tmp_path / "seg.dcm", volume, threshold_map(volume), "unet", "ab" * 32)
+    assert check_seg_frames(out, [source], lambda values, segment: (probability(values) >= 0.5).astype(np.uint8)) > 0
+    assert dciodvfy_errors(out) == []
+    sr = write_sr(tmp_path / "sr.dcm", volume, Prediction(np.arange(volume.depth, dtype=np.float32)[:, None], None, "slice", "m", "", "none", "CPU", 1))
+    assert dciodvfy_errors(sr) == []
+    positions = [np.array(g.PlanePositionSequence[0].ImagePositionPatient, float) for g in enhanced.PerFrameFunctionalGroupsSequence]
+    ras = volume.depth_world_axis
+    in_display_order = sorted(range(len(positions)), key=lambda f: positions[f][ras] * (1 if ras == 2 else -1))
+    for group in report_groups(sr):
+        [measurement] = group.get_measurements()
+        [image] = measurement.referenced_images
+        d = int(measurement.value)  # the score of slice d is d
+        assert str(image.referenced_sop_instance_uid) == str(enhanced.SOPInstanceUID)
+        assert list(image.referenced_frame_numbers) == [in_display_order[d] + 1]
+
+
+@pytest.mark.parametrize("name", ["dicomdirtests/98892001/CT5N", "CT_small.dcm"])
+def test_pydicom_bundled_series_round_trips(tmp_path, name):
+    """A real CT series (five 16×16 slices) and a real single CT image, from pydicom's own files."""
+    bundled = Path(get_testdata_file("CT_small.dcm")).parent / name
+    source = tmp_path / bundled.name
+    (shutil.copytree if bundled.is_dir() else shutil.copy)(bundled, source)
+    paths = sorted(source.iterdir()) if source.is_dir() else [source]
+    volume = load_volume(source)
+    values = volume.data[..., 0].numpy()
+    limit = 2 * float(np.median(values))  # half the voxels at or above 0.5
+    out = write_seg(tmp_path / "seg.dcm", volume, threshold_map(volume, limit=limit), "unet", "ab" * 32)
+    assert check_seg_frames(out, paths, lambda v, segment: (probability(v, limit) >= 0.5).astype(np.uint8)) > 0
+    assert dciodvfy_errors(out) == []
+    scores = probability(values, limit).mean(axis=(1, 2))[:, None]
+    sr = write_sr(tmp_path / "sr.dcm", volume, Prediction(scores, None, "slice", "m", "ab" * 32, "none", "CPU", 1))
+    assert dciodvfy_errors(sr) == []
+    found = sr_measurements(sr)
+    uids = slice_uids(paths, volume.depth_world_axis)
+    assert [found[f"slice {d}"][0][1:3] for d in range(volume.depth)] == [(uids[d], pytest.approx(float(scores[d, 0]), rel=1e-6)) for d in range(volume.depth)]
+    original = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    for written in (pydicom.dcmread(out), pydicom.dcmread(sr)):
+        assert (written.PatientName, written.PatientID, written.StudyInstanceUID) == (original.PatientName, original.PatientID, original.StudyInstanceUID)
+
+
+def test_legacy_multiframe_without_functional_groups_is_refused_for_seg(tmp_path):
+    volume = load_volume(get_testdata_file("rtdose.dcm"))
+    with pytest.raises(SlicewiseError, match="without functional groups.*--mask-out"):
+        write_seg(tmp_path / "seg.dcm", volume, threshold_map(volume), "unet", "")
+    assert not list(tmp_path.iterdir())
+
+
+def test_sources_that_are_not_dicom_or_changed_are_refused(tmp_path, series):
+    folder, paths = series
+    np.save(tmp_path / "v.npy", np.zeros((3, 4, 5), np.float32))
+    with pytest.raises(NotDicomError, match="--mask-out.*--out"):
+        find_sources(load_volume(tmp_path / "v.npy"))
+    volume = load_volume(folder)
+    paths[0].unlink()  # the folder changed since the volume was read
+    with pytest.raises(SlicewiseError, match="no DICOM series there matches the loaded volume"):
+        find_sources(volume)
+
+
+def tiny_classifier(path: Path, shape: tuple[int, int]) -> Path:
+    """A Keras model whose score follows each slice's mean value (so slices differ)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((*shape, 1))
+    outputs = layers.Dense(1, activation="sigmoid")(layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([np.full((1, 1), 0.02, np.float32), np.array([-10.0], np.float32)])
+    model.save(path)
+    return path
+
+
+def test_cli_sr_numbers_equal_the_csv_and_seg_needs_a_dense_run(tmp_path, series, capsys):
+    from app.cli import main
+
+    folder, paths = series
+    model = tiny_classifier(tmp_path / "tiny.keras", (9, 11))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("slice_index,label\n1,1\n4,0\n")
+    table, report = tmp_path / "scores.csv", tmp_path / "sr.dcm"
+    assert main(["predict", str(folder), "--model", str(model), "--out", str(table), "--sr-out", str(report), "--labels", str(labels)]) == 0
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    found = sr_measurements(report)
+    volume = load_volume(folder)
+    uids = slice_uids(paths, volume.depth_world_axis)
+    scores = [float(r["score"]) for r in rows]
+    assert len(set(scores)) > 1, "the slices score differently"
+    for row in rows:
+        [(_, uid, value, _)] = found[f"slice {row['slice_index']}"]
+        assert uid == uids[int(row["slice_index"])] and value == pytest.approx(float(row["score"]), rel=1e-6)
+    assert sr_labels(report) == {"slice 1": "Present", "slice 4": "Absent"}
+    assert dciodvfy_errors(report) == []
+
+    capsys.readouterr()
+    seg = tmp_path / "seg.dcm"
+    assert main(["predict", str(folder), "--model", str(model), "--seg-out", str(seg), "--sr-out", str(tmp_path / "sr2.dcm")]) == 2
+    assert "--seg-out needs a segmentation run" in capsys.readouterr().err
+    assert not seg.exists() and not (tmp_path / "sr2.dcm").exists()
+
+
+def test_cli_refuses_a_nifti_source_before_scoring(tmp_path, capsys):
+    from app.cli import main
+
+    nifti = Path(nib_data()) / "anatomical.nii"
+    out = tmp_path / "out"
+    out.mkdir()
+    # a model that does not exist: the refusal comes before any model is loaded or run
+    code = main(["predict", str(nifti), "--model", str(out / "missing.keras"), "--out", str(out / "s.csv"), "--seg-out", str(out / "seg.dcm")])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs a DICOM source" in err and "--mask-out" in err and "missing.keras" not in err
+    assert list(out.iterdir()) == []
+
+
+def nib_data() -> Path:
+    import nibabel
+
+    return Path(nibabel.__file__).parent / "tests" / "data"

@@ -70,6 +70,11 @@ def write_seg(
     sources = sources or find_sources(volume, "--seg-out")
     if tuple(dense.probabilities.shape[:3]) != tuple(volume.shape[:3]):
         raise SlicewiseError(f"{volume.source}: the segmentation map {dense.probabilities.shape[:3]} does not fit the volume {volume.shape[:3]}")
+    if sources.multiframe and "SharedFunctionalGroupsSequence" not in sources.datasets[0]:
+        raise SlicewiseError(
+            f"{volume.source}: a multi-frame image without functional groups ({sources.datasets[0].SOPClassUID.name}) cannot be a DICOM SEG's source; "
+            "write the mask with --mask-out"
+        )
     foreground = list(dense.foreground)
     if not foreground:
         raise SlicewiseError(f"{volume.source}: the segmentation map has no foreground class to write")
