@@ -381,3 +381,36 @@ def nib_data() -> Path:
     import nibabel
 
     return Path(nibabel.__file__).parent / "tests" / "data"
+
+
+@pytest.mark.gui
+def test_gui_exports_a_seg_only_for_a_dicom_source_with_a_dense_run(window, qtbot, tmp_path, series):
+    from tests.ui_helpers import open_volume
+
+    folder, paths = series
+    volume = open_volume(qtbot, window, folder)
+    action = window.actions_by_name["export_seg"]
+    session = window.session
+    classifier = Prediction(np.zeros((volume.depth, 1), np.float32), None, "slice", "m", "", "none", "CPU", 1)
+    session.finish_run(session.begin_run(job=1), classifier)
+    assert not action.isEnabled(), "a classifier run has no map to write"
+    dense_run = Prediction(np.zeros((volume.depth, 1), np.float32), None, "slice", "/models/unet.keras", "ab" * 32, "minmax", "CPU", 1)
+    dense_run.dense = threshold_map(volume)  # the segmentation contract's field
+    session.finish_run(session.begin_run(job=2), dense_run)
+    assert action.isEnabled()
+    menu = window.menuBar().actions()[0].menu()
+    menu.popup(window.mapToGlobal(window.rect().topLeft()))
+    qtbot.waitUntil(menu.isVisible)
+    menu.grab().save(str(tmp_path / "file_menu.png"))  # looked at: the entry sits under Export plot…
+    menu.hide()
+    out = window.export_seg(tmp_path / "gui_seg.dcm")
+    assert check_seg_frames(out, paths, lambda values, segment: (probability(values) >= 0.5).astype(np.uint8)) > 0
+    assert hd.seg.segread(out).SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "unet"
+    assert window.errors == []
+
+    np.save(tmp_path / "v.npy", volume.data[..., 0].numpy())
+    other = open_volume(qtbot, window, tmp_path / "v.npy")
+    not_dicom = Prediction(np.zeros((other.depth, 1), np.float32), None, "slice", "m", "", "none", "CPU", 1)
+    not_dicom.dense = threshold_map(other)
+    session.finish_run(session.begin_run(job=3), not_dicom)
+    assert not action.isEnabled(), "a volume not read from DICOM has no images to reference"
