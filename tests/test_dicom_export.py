@@ -364,19 +364,6 @@ def test_cli_sr_numbers_equal_the_csv_and_seg_needs_a_dense_run(tmp_path, series
     assert not seg.exists() and not (tmp_path / "sr2.dcm").exists()
 
 
-def test_cli_refuses_a_nifti_source_before_scoring(tmp_path, capsys):
-    from app.cli import main
-
-    nifti = Path(nib_data()) / "anatomical.nii"
-    out = tmp_path / "out"
-    out.mkdir()
-    # a model that does not exist: the refusal comes before any model is loaded or run
-    code = main(["predict", str(nifti), "--model", str(out / "missing.keras"), "--out", str(out / "s.csv"), "--seg-out", str(out / "seg.dcm")])
-    err = capsys.readouterr().err
-    assert code == 2 and "needs a DICOM source" in err and "--mask-out" in err and "missing.keras" not in err
-    assert list(out.iterdir()) == []
-
-
 def nib_data() -> Path:
     import nibabel
 
@@ -414,3 +401,44 @@ def test_gui_exports_a_seg_only_for_a_dicom_source_with_a_dense_run(window, qtbo
     not_dicom.dense = threshold_map(other)
     session.finish_run(session.begin_run(job=3), not_dicom)
     assert not action.isEnabled(), "a volume not read from DICOM has no images to reference"
+
+
+def test_cli_writes_the_seg_from_the_runs_dense_map(tmp_path, series):
+    """The CLI's hand-over: `Prediction.dense` (the segmentation contract) feeds --seg-out."""
+    import argparse
+
+    from app.cli import _dicom_sources, _write_dicom
+
+    folder, paths = series
+    volume = load_volume(folder)
+    prediction = Prediction(np.zeros((volume.depth, 1), np.float32), None, "slice", "/models/unet.keras", "ab" * 32, "none", "CPU", 1)
+    prediction.dense = threshold_map(volume)
+    args = argparse.Namespace(seg_out=str(tmp_path / "seg.dcm"), sr_out=str(tmp_path / "sr.dcm"), mask_probabilities=True)
+    _write_dicom(volume, prediction, _dicom_sources(volume, args), None, args)
+    assert check_seg_frames(tmp_path / "seg.dcm", paths, lambda values, segment: np.rint(probability(values) * LEVELS).astype(np.uint8)) > 0
+    assert hd.seg.segread(tmp_path / "seg.dcm").SegmentationType == "FRACTIONAL"
+    assert dciodvfy_errors(tmp_path / "seg.dcm") == [] and dciodvfy_errors(tmp_path / "sr.dcm") == []
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda folder, nifti, out: [str(nifti), "--seg-out", str(out / "seg.dcm")], "is not DICOM: write the mask with --mask-out"),
+        (lambda folder, nifti, out: [str(nifti), "--sr-out", str(out / "sr.dcm")], "needs a DICOM source"),
+        (lambda folder, nifti, out: [str(folder), "--axis", "axial", "--sr-out", str(out / "sr.dcm")], "use --axis acquired"),
+        (lambda folder, nifti, out: [str(folder), str(folder), "--sr-out", str(out / "sr.dcm")], "one volume and one run"),
+        (lambda folder, nifti, out: [str(folder), "--seg-out", str(out / "no" / "seg.dcm")], "does not exist"),
+    ],
+)
+def test_cli_refuses_before_scoring(tmp_path, series, capsys, make_args, message):
+    """Refused with exit 2 and nothing written, before any model loads: the model named does not exist."""
+    from app.cli import main
+
+    folder, _ = series
+    out = tmp_path / "out"
+    out.mkdir()
+    nifti = nib_data() / "anatomical.nii"
+    code = main(["predict", *make_args(folder, nifti, out), "--model", str(out / "missing.keras"), "--out", str(out / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "missing.keras" not in err, err
+    assert list(out.iterdir()) == []
