@@ -7,7 +7,8 @@ Content (one measurement group, TID 1501, per slice, and per class when there ar
   area (SCT 42798000 "Area", UCUM ``mm2``) for a segmentation run that reduces by area, else a
   score (SCT 246262008 "Score", UCUM ``{score}``, dimensionless);
 - the volume's value in a group of its own: the volume (SCT 118565006, UCUM ``ml``, the areas
-  times the slice step) for area runs, else the run's volume score when it has one;
+  times the slice step, the median step when slices are unevenly spaced) for area runs, else the
+  run's volume score when it has one;
 - the reader's labels as qualitative evaluations (DCM 121052 "Presence of property": SCT
   "Present", SCT "Absent" or DCM "Presence Undetermined" for ``1``, ``0``, ``?``) in the slice's
   first group, and the reader as the person observer when one user labelled (their login name,
