@@ -84,7 +84,8 @@ def write_seg(
     else:
         pixels = sources.to_source(dense.masks(slice(None))[..., foreground])
         kind = hd.seg.SegmentationTypeValues.BINARY
-    algo = algorithm(model_name, model_sha256)
+    settings = {"map": dense.kind, "threshold": f"{dense.threshold:g}", "stored": "probability" if probabilities else "mask at the threshold"}
+    algo = algorithm(model_name, model_sha256, settings)
     segments = [
         hd.seg.SegmentDescription(
             segment_number=number,

@@ -104,7 +104,7 @@ def write_sr(
         for k, name in enumerate(names):
             measurements = []
             if np.isfinite(values[d, k]):
-                measurements.append(hd.sr.Measurement(name=concept, value=float(values[d, k]), unit=unit, referenced_images=[image], algorithm_id=algo))
+                measurements.append(hd.sr.Measurement(name=concept, value=float(values[d, k]), unit=unit, referenced_images=[image]))
             evaluations = [hd.sr.QualitativeEvaluation(LABEL_CONCEPT, LABEL_VALUES[label])] if label and k == 0 else []
             if not measurements and not evaluations:
                 continue
@@ -112,10 +112,11 @@ def write_sr(
                 hd.sr.MeasurementsAndQualitativeEvaluations(
                     tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"slice {d}" + (f" {name}" if name else "")),
                     finding_type=_finding(name, len(names)),
-                    algorithm_id=algo,
+                    algorithm_id=algo,  # once per group (TID 1501), not repeated on its measurement: the report stays small
                     measurements=measurements or None,
                     qualitative_evaluations=evaluations or None,
-                    source_images=[hd.sr.SourceImageForMeasurementGroup(frame.sop_class_uid, frame.sop_instance_uid, frame.frame_numbers)],
+                    # a label alone still names its image; a measurement references it itself
+                    source_images=None if measurements else [hd.sr.SourceImageForMeasurementGroup(frame.sop_class_uid, frame.sop_instance_uid, frame.frame_numbers)],
                 )
             )
     whole = volume_values(volume, prediction)
@@ -130,7 +131,7 @@ def write_sr(
                     tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="volume" + (f" {name}" if name else "")),
                     finding_type=_finding(name, len(names)),
                     algorithm_id=algo,
-                    measurements=[hd.sr.Measurement(name=total_concept, value=float(totals[k]), unit=total_unit, algorithm_id=algo)],
+                    measurements=[hd.sr.Measurement(name=total_concept, value=float(totals[k]), unit=total_unit)],
                 )
             )
     first = sources.datasets[0]
