@@ -65,10 +65,11 @@ class SourceFrame:
 class Sources:
     """The source images of one volume, and the map from its display order to theirs.
 
-    ``datasets``: the instances, in the order highdicom wants them (the frames of a SEG follow
-    it: ``stored_frames`` arrays line up with ``frames``).  ``frames[i]``: the source image of
-    row ``i`` of a `to_source` array.  ``stored[k]``: the index into ``frames`` of stored slice
-    ``k``.  ``layout``: display index ↔ stored index.
+    ``datasets``: the instances (headers), as highdicom takes them; ``frames[i]``: the source
+    image of row ``i`` of a `to_source` array (the instances in that order, or the frames of the
+    one multi-frame instance in file order: a SEG's pixel array lines up with them).
+    ``stored[k]``: the index into ``frames`` of stored slice ``k`` (the loader's stacking order).
+    ``layout``: display index ↔ stored index.
     """
 
     datasets: tuple[Dataset, ...]
