@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
     review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
     review.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
+    dicom = predict.add_argument_group("DICOM results for PACS (one volume read from DICOM, one run)")
+    dicom.add_argument("--seg-out", metavar="FILE.dcm", help="write the segmentation run's map as a DICOM SEG referencing the source images")
+    dicom.add_argument("--sr-out", metavar="FILE.dcm", help="write the per-slice scores (or areas), the volume's value and --labels as a TID 1500 DICOM SR")
+    dicom.add_argument("--mask-probabilities", action="store_true", help="the SEG holds probabilities (FRACTIONAL) instead of the mask at the threshold (BINARY)")
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
     cohort.add_argument("--workers", type=int, metavar="N", help="score on a local Dask cluster of N worker processes")
     cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -160,6 +164,9 @@ def _predict(args: argparse.Namespace) -> int:
     from app import cohort, review
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
+    dicom_out = [name for name, value in (("--seg-out", args.seg_out), ("--sr-out", args.sr_out)) if value]
+    if dicom_out and (args.workers or args.scheduler or cohort.is_cohort(args.volumes) or len(args.volumes) > 1 or len(strategies) > 1):
+        raise SlicewiseError(f"{' and '.join(dicom_out)} write the results of one volume and one run: give one volume and one --strategy")
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
@@ -168,6 +175,7 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"warning: {volume.source}: {text}", file=sys.stderr)
     if args.out:
         check_writable(args.out)
+    sources = _dicom_sources(volumes[0], args) if dicom_out else None  # a source that is not DICOM fails here, before scoring
     entries = None
     if args.labels:
         if len(volumes) > 1:
@@ -200,6 +208,10 @@ def _predict(args: argparse.Namespace) -> int:
         results.append((volume, runs))
         if runs[0].nonfinite_slices:
             print(nonfinite_warning(volume.source, len(runs[0].nonfinite_slices)), file=sys.stderr)
+    if args.seg_out and getattr(results[0][1][0], "dense", None) is None:
+        raise SlicewiseError(
+            f"--seg-out needs a segmentation run (a model that gives a map per pixel); {results[0][1][0].model_name} gives per-slice scores: use --sr-out or --out"
+        )
     if args.saliency_dir:
         _write_saliency(Path(args.saliency_dir), engine, results, strategies, models, selection, args)
     labels = section = None
@@ -212,7 +224,38 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, axis: {axes}, {results[0][1][0].device})", file=sys.stderr)
     else:
         sys.stdout.write(export.csv_text(results, labels))
+    if dicom_out:
+        _write_dicom(results[0][0], results[0][1][0], sources, entries, args)
     return 0
+
+
+def _dicom_sources(volume, args: argparse.Namespace):
+    """The DICOM images behind ``volume``, found before anything is scored; the output paths checked."""
+    from app.atomic import check_writable
+    from app.dicom_export.sources import find_sources
+
+    for path in (args.seg_out, args.sr_out):
+        if path:
+            check_writable(path)
+    sources = find_sources(volume, "--seg-out" if args.seg_out else "--sr-out")
+    if args.sr_out and not sources.acquired:
+        raise SlicewiseError(f"{volume.source}: --sr-out references a source image per slice: use --axis acquired (this volume is sliced {volume.axis})")
+    return sources
+
+
+def _write_dicom(volume, prediction, sources, entries, args: argparse.Namespace) -> None:
+    """--seg-out from the run's dense map (`Prediction.dense`), --sr-out from its scores."""
+    if args.seg_out:
+        from app.dicom_export.seg import write_seg
+
+        path = write_seg(args.seg_out, volume, prediction.dense, prediction.model_name, prediction.model_sha256, args.mask_probabilities, sources)
+        kind = "probabilities" if args.mask_probabilities else "binary"
+        print(f"wrote {path} (DICOM SEG, {kind}, {len(prediction.dense.foreground)} segments)", file=sys.stderr)
+    if args.sr_out:
+        from app.dicom_export.sr import write_sr
+
+        path = write_sr(args.sr_out, volume, prediction, entries, sources=sources)
+        print(f"wrote {path} (DICOM SR, TID 1500, {volume.depth} slices)", file=sys.stderr)
 
 
 def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace) -> None:

@@ -272,6 +272,7 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(file, "import_labels", "&Import labels…", commands.import_labels_dialog)
     add(file, "export_predictions", "&Export predictions…", commands.export_predictions_dialog, "Ctrl+E")
     add(file, "export_plot", "Export &plot…", commands.export_plot_dialog, "Ctrl+Shift+E")
+    add(file, "export_seg", "Export DICOM &SEG…", commands.export_seg_dialog)
     file.addSeparator()
     add(file, "quit", "&Quit", commands.close, QKeySequence.StandardKey.Quit)
 
