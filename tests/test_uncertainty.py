@@ -104,7 +104,7 @@ def test_tta_maps_dense_outputs_back_before_averaging():
 
     from app.strategies.adapt import SliceShape
     from app.strategies.base import SliceBatches, Step
-    from app.uncertainty import Passes
+    from app.uncertainty.passes import Passes
 
     keras.utils.set_random_seed(0)
     dense = keras.Sequential([keras.Input((SIZE, SIZE, 1)), keras.layers.Conv2D(2, 1, activation="sigmoid")])

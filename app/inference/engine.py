@@ -216,7 +216,7 @@ class Engine:
 
 def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime):
     """The passes of an uncertainty method (imported only when one is asked for)."""
-    from app.uncertainty import Passes
+    from app.uncertainty.passes import Passes
 
     return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x))
 

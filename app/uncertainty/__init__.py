@@ -7,7 +7,6 @@ Qt-free; TensorFlow is reached only through the engine's traced calls and the Ke
 """
 
 from app.uncertainty.combine import mean_sd
-from app.uncertainty.method import METHODS, Uncertainty, from_options
-from app.uncertainty.passes import Passes
+from app.uncertainty.method import METHODS, Uncertainty, from_options, parse
 
-__all__ = ["METHODS", "Passes", "Uncertainty", "from_options", "mean_sd"]
+__all__ = ["METHODS", "Uncertainty", "from_options", "mean_sd", "parse"]  # `Passes` (app.uncertainty.passes) imports torch

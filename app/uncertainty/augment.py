@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from app.errors import SlicewiseError
+
+if TYPE_CHECKING:
+    import torch
 
 NAMES = ("flip-lr", "flip-ap", "shift:K")
 
@@ -29,6 +32,8 @@ class Augmentation:
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """The augmented batch (a new tensor); ``x`` is ``(B, …, H, W, C)``."""
+        import torch  # here: parsing a spec (the viewer's settings) needs no torch
+
         rows, cols = x.ndim - 3, x.ndim - 2
         if self.name == "flip-lr":
             return torch.flip(x, (cols,))
