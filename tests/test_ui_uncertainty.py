@@ -69,3 +69,19 @@ def test_a_model_without_dropout_is_refused_in_a_dialog(qtbot, window, tmp_path,
     window.run_prediction()  # the built-in model has no dropout layer
     qtbot.waitUntil(lambda: len(window.errors) > count, timeout=60_000)
     assert "dropout" in window.errors[-1][1]
+
+
+def test_picker_stores_tta_and_ensemble_and_refuses_a_bad_augmentation(window, monkeypatch, tmp_path):
+    monkeypatch.setattr(window.dialogs, "ask_text", lambda *args: "flip-ap,shift:2")
+    window.actions_by_name["uncertainty_tta"].trigger()
+    assert window.session.settings.uncertainty == "tta:flip-ap,shift:2"
+    assert window.session.settings.run_title().endswith("TTA flip-ap+shift:2")
+    monkeypatch.setattr(window.dialogs, "ask_text", lambda *args: "rotate:90")
+    window.actions_by_name["uncertainty_tta"].trigger()
+    assert window.session.settings.uncertainty == "tta:flip-ap,shift:2"  # kept, with a dialog saying why
+    assert "augmentation" in window.errors[-1][1] and window.actions_by_name["uncertainty_tta"].isChecked()
+    paths = [str(tmp_path / "a.keras"), str(tmp_path / "b.keras")]
+    monkeypatch.setattr(window.dialogs, "open_files", lambda *args: paths)
+    window.actions_by_name["uncertainty_ensemble"].trigger()
+    assert window.session.settings.uncertainty == "ensemble:" + ",".join(paths)
+    assert window.session.settings.run_key() != window.session.update_settings(uncertainty=None).run_key()

@@ -290,3 +290,39 @@ def test_spread_of_areas_is_taken_per_pass_and_the_pixel_sd_map_is_kept():
     spread.put(np.array([0, 2]), pixel)
     np.testing.assert_allclose(spread.slice_sd(0), pixel[0], atol=1 / SpreadMap.SCALE)
     assert np.all(spread.slice_sd(2) == 0) and np.isnan(spread.slice_sd(1)).all()
+
+
+def test_cli_ensemble_scores_the_mean_of_its_members(tmp_path, capsys):
+    import csv
+
+    from app.cli import main
+
+    for seed in (1, 2):
+        _flip_invariant(seed).save(tmp_path / f"m{seed}.keras")
+    np.save(tmp_path / "v.npy", _volume(5).data[..., 0].numpy())
+    volume, members = str(tmp_path / "v.npy"), f"{tmp_path / 'm1.keras'},{tmp_path / 'm2.keras'}"
+    singles = []
+    for seed in (1, 2):
+        assert main(["predict", volume, "--model", str(tmp_path / f"m{seed}.keras"), "--out", str(tmp_path / f"s{seed}.csv")]) == 0
+        singles.append(np.array([float(r["score"]) for r in csv.DictReader((tmp_path / f"s{seed}.csv").open())]))
+    assert main(["predict", volume, "--ensemble", members, "--out", str(tmp_path / "e.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "e.csv").open()))
+    np.testing.assert_allclose([float(r["score"]) for r in rows], (singles[0] + singles[1]) / 2, rtol=1e-6)
+    record = json.loads((tmp_path / "e.csv.json").read_text())["runs"][0]["uncertainty"]
+    assert record["method"] == "ensemble" and [m["source"] for m in record["members"]] == members.split(",")
+    capsys.readouterr()
+    assert main(["predict", volume, "--ensemble", members, "--model", str(tmp_path / "m1.keras")]) == 2
+    assert "leave --model out" in capsys.readouterr().err
+
+
+def test_export_puts_sd_columns_after_the_scores_of_several_runs():
+    from app.export import csv_text
+    from app.prediction import Prediction
+
+    volume = _volume(3)
+    common = dict(volume_score=None, model_source="m.keras", model_sha256="", normalize="none", device="CPU", batch_size=32, classes=("a", "b"))
+    plain = Prediction(scores=np.zeros((3, 2), np.float32), strategy="slice", **common)
+    spread = Prediction(scores=np.ones((3, 2), np.float32), strategy="temporal", spread=np.full((3, 2), 0.25, np.float32), uncertainty={"method": "tta", "n": 2}, **common)
+    header, first = csv_text([(volume, [plain, spread])]).splitlines()[:2]
+    assert header.split(",")[3:] == ["score_slice_a", "score_slice_b", "score_temporal_a", "score_temporal_b", "score_sd_temporal_a", "score_sd_temporal_b"]
+    assert first.split(",")[-2:] == ["0.25", "0.25"]
