@@ -3,7 +3,8 @@
 The engine hands each batch's fitted input to `call` (one list of outputs, a pass each) and the
 outputs to `read`, which reads every pass through the plan (``Plan.read``: scores, or a dense
 plan's maps) and returns their mean; the standard deviation is kept per slice (`spread`) and for
-the last block (`last_sd`: per pixel for dense plans).  Passes of a batch run as one call where
+the last block (`last_sd`).  A dense plan's maps also fill `pixel_spread` (the sd per pixel) and,
+given its per-slice reduction (`reduce`: areas…), the spread of each pass's reduction.  Passes of a batch run as one call where
 memory allows: MC dropout tiles the batch N times (``(N·B, …)``, one traced call), TTA stacks
 the augmented copies; an ensemble calls each member.  "Where memory allows" is a budget of input
 values per call: large on a GPU, about one batch on the CPU (see `CPU_CALL_VALUES`).
@@ -22,7 +23,7 @@ import torch
 from app.errors import ModelError
 from app.strategies.base import shape_text
 from app.uncertainty.augment import is_dense, parse_augmentations
-from app.uncertainty.combine import mean_sd
+from app.uncertainty.combine import SpreadMap, mean_sd, reduce_passes
 from app.uncertainty.dropout import mc_dropout_model
 from app.uncertainty.method import Uncertainty
 
@@ -46,6 +47,8 @@ class Passes:
         self.spread: np.ndarray | None = None
         self.volume_sd: np.ndarray | None = None
         self.last_sd: np.ndarray | None = None
+        self.pixel_spread: SpreadMap | None = None  # a dense plan's per-pixel sd, (D, H, W, K)
+        self.reduce: Callable[[np.ndarray], np.ndarray] | None = None  # a dense plan's per-slice reduction (area…) of a map block
         method = uncertainty.method
         if method == "mc-dropout":
             self.calls = [traced(mc_dropout_model(model.keras_model, model.name, uncertainty.seed).keras_model)]
@@ -104,6 +107,13 @@ class Passes:
         if step.indices is None:
             self.volume_sd = sd.reshape(-1)
             return mean
+        if mean.ndim >= 4:  # a dense plan's maps (n, H, W, K): the sd per pixel, and per slice of each pass's reduction
+            if self.pixel_spread is None:
+                self.pixel_spread = SpreadMap(self.depth, *mean.shape[1:4])
+            self.pixel_spread.put(step.indices, sd)
+            if self.reduce is None:
+                return mean
+            sd = reduce_passes(blocks, self.reduce)[1]
         rows = sd.reshape(len(step.indices), -1)
         if self.spread is None or self.spread.shape[1] != rows.shape[1]:
             self.spread = np.full((self.depth, rows.shape[1]), np.nan, dtype=np.float32)
