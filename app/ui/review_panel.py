@@ -52,6 +52,7 @@ class ReviewPanel(QWidget):
         self.opacity.setToolTip("Opacity of the saliency map (View › Show saliency, S)")
         self.opacity.valueChanged.connect(lambda v: session.set_saliency(opacity=v / 100))
         self.spread = QLabel("–")
+        self.spread.setWordWrap(True)
         self.spread.setToolTip("The followed run's mean standard deviation over its passes (Model › Uncertainty); U goes to the slice that spreads most")
         self.figures = QLabel("Label slices with 1 / 0 / ? to see how a run agrees")
         self.figures.setWordWrap(True)

@@ -34,7 +34,7 @@ DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.P
 REFRESH_MS = 100  # streamed scores: the curves redrawn at most this often
 DIM = 0.67  # older runs: their colour this far towards the black background
 LABEL_Y = {"1": 1.04, "0": -0.04, "?": 0.5}  # where a label's marker sits: positives on top, negatives below
-BAND_ALPHA = 80  # the mean ± sd band: the run's colour at this opacity (of 255), under the curves
+BAND_ALPHA = (80, 36)  # the mean ± sd band: the run's colour at this opacity (of 255), newest run and older ones
 
 
 def band_path(xs: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> QPainterPath:
@@ -301,8 +301,6 @@ class ScorePlot(pg.PlotWidget):
             self.removeItem(bands.pop())
         if not count:
             return
-        color = QColor(self.colors[run])
-        color.setAlpha(BAND_ALPHA)
         for k in range(count):
             if k == len(bands):
                 band = QGraphicsPathItem()
@@ -311,7 +309,6 @@ class ScorePlot(pg.PlotWidget):
                 band.setZValue(0)  # under every curve
                 self.addItem(band, ignoreBounds=True)
                 bands.append(band)
-            bands[k].setBrush(QBrush(color))
             bands[k].setPath(band_path(xs, run.scores[:, k], run.spread[:, k]))
             bands[k].setVisible(run.visible)
 
@@ -330,6 +327,10 @@ class ScorePlot(pg.PlotWidget):
             if not latest:
                 color = QColor.fromRgbF(color.redF() * DIM, color.greenF() * DIM, color.blueF() * DIM)
             symbol = "o" if latest and run.scores is not None and self.depth <= 64 else None
+            band = QColor(self.colors[run])
+            band.setAlpha(BAND_ALPHA[0] if latest else BAND_ALPHA[1])
+            for item in self.bands.get(run, []):
+                item.setBrush(QBrush(band))  # Qt ignores an unchanged brush: the cached pixmap stays
             for k, curve in enumerate(self.curves[run]):
                 style = (color.name(), latest, k, symbol)
                 if self._styles.get(curve) == style:
