@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     slab = predict.add_argument_group("embedding strategy")
     slab.add_argument("--slab", type=int, metavar="K", help="slices pooled for each slice's score: the K centred on it (default: 3)")
     slab.add_argument("--pool", choices=("mean", "max", "attention"), help="how a slab is pooled (default: mean)")
+    spread = predict.add_argument_group("uncertainty: the mean of several passes as the score, their sd in score_sd columns (one method)")
+    spread.add_argument("--mc-dropout", type=int, metavar="N", help="N passes with the model's dropout layers on (everything else, BatchNormalization too, in inference mode)")
+    spread.add_argument("--mc-seed", type=int, default=0, metavar="SEED", help="seed of the dropout masks (default: 0; recorded in the sidecar)")
+    spread.add_argument("--tta", metavar="A,B,…", help="test-time augmentations besides the original: flip-lr, flip-ap, shift:K (flip-lr is wrong for lateralised findings)")
+    spread.add_argument("--ensemble", metavar="A.keras,B.keras,…", help="several models, fitted alike, scored as one run (instead of --model)")
     predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
     review = predict.add_argument_group("review: saliency maps, agreement with a reader's labels (one volume)")
@@ -167,7 +172,10 @@ def _predict(args: argparse.Namespace) -> int:
     dicom_out = [name for name, value in (("--seg-out", args.seg_out), ("--sr-out", args.sr_out)) if value]
     if dicom_out and (args.workers or args.scheduler or cohort.is_cohort(args.volumes) or len(args.volumes) > 1 or len(strategies) > 1):
         raise SlicewiseError(f"{' and '.join(dicom_out)} write the results of one volume and one run: give one volume and one --strategy")
+    uncertainty = _uncertainty(args)
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
+        if uncertainty is not None:
+            raise SlicewiseError("--mc-dropout, --tta and --ensemble score one volume at a time; not a cohort (folders, patterns, --workers) yet")
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     for volume in volumes:
@@ -187,6 +195,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     engine = Engine()
     user_model = engine.load(args.model, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) if args.model else None
+    if uncertainty is not None and uncertainty.method == "ensemble":
+        members = [engine.load(path, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) for path in uncertainty.paths]
+        uncertainty, user_model = uncertainty.with_members(members), members[0]
     models = [user_model or _builtin(engine, strategy, args) for strategy in strategies]
     results = []
     for volume in volumes:
@@ -201,6 +212,7 @@ def _predict(args: argparse.Namespace) -> int:
                 channels=args.channels,
                 batch_size=args.batch_size,
                 on_batch=lambda done, total, *_, bar=bar: bar.update(done, total),
+                uncertainty=uncertainty,
             )
             runs.append(prediction)
             for note in prediction.notes:
@@ -256,6 +268,17 @@ def _write_dicom(volume, prediction, sources, entries, args: argparse.Namespace)
 
         path = write_sr(args.sr_out, volume, prediction, entries, sources=sources)
         print(f"wrote {path} (DICOM SR, TID 1500, {volume.depth} slices)", file=sys.stderr)
+
+
+def _uncertainty(args: argparse.Namespace):
+    """The uncertainty method asked for (`app.uncertainty`), or None; checked before anything loads."""
+    if args.mc_dropout is None and args.tta is None and args.ensemble is None:
+        return None
+    from app.uncertainty import from_options
+
+    if args.ensemble is not None and args.model:
+        raise SlicewiseError("--ensemble names all its models: leave --model out")
+    return from_options(args.mc_dropout, args.tta, args.ensemble, args.mc_seed)
 
 
 def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace) -> None:

@@ -35,6 +35,7 @@ from app.volume import Volume
 
 if TYPE_CHECKING:
     from app.channels import ChannelRecipe
+    from app.uncertainty import Uncertainty
 
 OnBatch = Callable[[int, int, np.ndarray, np.ndarray], None]  # done, total, slice indices, scores
 
@@ -96,10 +97,12 @@ class Engine:
         batch_size: int = 32,
         on_batch: OnBatch | None = None,
         cancelled: Callable[[], bool] | None = None,
+        uncertainty: Uncertainty | None = None,
     ) -> Prediction:
         """Score ``volume``; ``normalize`` and ``channels`` (the channel recipe, `app.channels`)
         default to what the model expects; ``output`` and ``classes`` choose the model's output and
-        name its scores (as `LoadedModel.with_output` / `with_classes`; default: the model's own)."""
+        name its scores (as `LoadedModel.with_output` / `with_classes`; default: the model's own);
+        ``uncertainty`` makes several passes per batch, scores their mean (`app.uncertainty`)."""
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, not {batch_size}")
         started = time.perf_counter()
@@ -122,6 +125,7 @@ class Engine:
         nonfinite = preprocessing.nonfinite_slices(volume.data)
         norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
+        passes = _passes(uncertainty, model, plan, volume.depth, lambda m: self._traced_keras(m, plan.signature), self.runtime) if uncertainty else None
         tf = self.runtime.tf
         scores: np.ndarray | None = None
         volume_score = None
@@ -141,13 +145,16 @@ class Engine:
                     break
                 t1 = time.perf_counter()
                 try:
-                    y = (parts[step.part] if getattr(step, "part", None) else call)(to_tensorflow(self.runtime, step.x)).numpy()
+                    if passes is not None:  # a list of outputs, a pass each
+                        y = passes.call(step.x)
+                    else:
+                        y = (parts[step.part] if getattr(step, "part", None) else call)(to_tensorflow(self.runtime, step.x)).numpy()
                 except Exception as exc:  # noqa: BLE001 - a model that raises is reported, not fatal
                     raise model_failed(model, volume.shape, tuple(step.x.shape), exc) from None
                 t2 = time.perf_counter()
                 prepare, model_time = prepare + t1 - t0, model_time + t2 - t1
                 rows = 1 if step.indices is None else len(step.indices)
-                out = plan.read(y, step)
+                out = plan.read(y, step) if passes is None else passes.read(y, step, plan.read)
                 if out is None:  # an intermediate call (the embedding slab's encoder): no scores yet
                     done += 1
                     if on_batch is not None:
@@ -168,7 +175,7 @@ class Engine:
             raise ModelError(f"{model.name}: {len(model.classes)} class names ({', '.join(model.classes)}) for {scores.shape[1]} scores per slice")
         scores[nonfinite] = np.nan  # a score computed from NaN/Inf voxels would mean nothing
         total = time.perf_counter() - started
-        return Prediction(
+        prediction = Prediction(
             scores=scores,
             volume_score=volume_score,
             strategy=strategy.name,
@@ -186,6 +193,7 @@ class Engine:
             activation=model.activation,
             notes=[*strategy.notes(volume), *recipe.notes(volume), *builtin_caveat(model, volume)],
         )
+        return prediction if passes is None else passes.finish(prediction)
 
     def _traced_call(self, model: LoadedModel, signature: tuple) -> Callable:
         """``model(x, training=False)`` traced once per model and input signature."""
@@ -204,6 +212,13 @@ class Engine:
                 )
             )
         return self._traced[key]
+
+
+def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime):
+    """The passes of an uncertainty method (imported only when one is asked for)."""
+    from app.uncertainty.passes import Passes
+
+    return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x))
 
 
 def input_settings(model: LoadedModel, normalize: str | None = None, channels: str | ChannelRecipe | None = None) -> tuple[ChannelRecipe, str]:

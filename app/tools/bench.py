@@ -11,6 +11,10 @@ seed_loop_speedup      the seed article's Example 1 (one ``predict`` per slice) 
                        its 4x10x64x64x3 tensor / the ``slice`` strategy, same model
 vs_bare_call           the ``slice`` strategy on 300 slices (one batch) / one bare   <= 1.1 x
                        traced ``model(x)`` call on the same batch, prepared
+mc_dropout_vs_bare     ``slice`` strategy with ``--mc-dropout 20`` on 300 slices      <= 1.1 x
+                       (batches of 32: each tiled 20 times, one call) / 20 bare
+                       traced calls of the same always-on-dropout model per
+                       prepared batch of 32 (no mean, no sd)
 load_vs_nibabel        ``load_volume`` of a 512x512x300 int16 ``.nii.gz`` (when it   <= 0.5 x
                        returns, the viewer can show it) / ``nibabel.load(f)
                        .get_fdata(dtype=float32)``
@@ -246,6 +250,50 @@ def vs_bare_call(ctx: Context, depth: int = 300) -> Figure:
     return Figure("vs_bare_call", t["slicewise_s"] / t["bare_call_s"], "x", "<= 1.1", t)
 
 
+def mc_dropout_vs_bare(ctx: Context, passes: int = 20) -> Figure:
+    """MC dropout through Slicewise (fitting, normalisation, the passes tiled into one call per
+    batch, mean and sd) against ``passes`` bare traced calls of the same always-on-dropout model
+    on each prepared batch of 32: what the method costs beyond the model's own passes."""
+    import keras
+
+    from app import preprocessing
+    from app.inference.models import LoadedModel, spec_of
+    from app.strategies import get_strategy
+    from app.uncertainty import Uncertainty
+    from app.uncertainty.dropout import mc_dropout_model
+    from app.volume import Volume
+
+    engine = ctx.engine()
+    engine.start()
+    strategy = get_strategy("slice")
+    keras.utils.set_random_seed(2)
+    layers = keras.layers
+    net = keras.Sequential(
+        [keras.Input((64, 64, 1)), layers.Conv2D(16, 3, activation="relu", padding="same"), layers.MaxPooling2D(2), layers.Conv2D(32, 3, activation="relu", padding="same"),
+         layers.MaxPooling2D(2), layers.Conv2D(32, 3, activation="relu", padding="same"), layers.GlobalMaxPooling2D(), layers.Dropout(0.3), layers.Dense(16, activation="relu"),
+         layers.Dropout(0.3), layers.Dense(1, activation="sigmoid")]
+    )
+    model = LoadedModel(net, "bench-dropout", "", "window:60,200", spec_of(net))
+    depth = 60 if ctx.quick else 300
+    volume = Volume.from_tensor(torch.randn(depth, 64, 64, 1, generator=torch.Generator().manual_seed(3)) * 300)
+    tf = engine.runtime.tf
+    prepared = preprocessing.fit(model.normalize, volume.data)(volume.data).numpy()
+    chunks = [tf.constant(prepared[i : i + 32]) for i in range(0, depth, 32)]
+    twin = mc_dropout_model(net, model.name, 0).keras_model
+    bare = tf.function(lambda x: twin(x, training=False), input_signature=[tf.TensorSpec((None, 64, 64, 1), tf.float32)], autograph=False)
+    method = Uncertainty("mc-dropout", passes=passes)
+
+    def bare_calls():
+        return [[bare(c).numpy() for _ in range(passes)] for c in chunks]
+
+    def slicewise():
+        return engine.run(volume, strategy, model, uncertainty=method).scores
+
+    bare_calls(), slicewise()  # traced, warm
+    t = interleaved({"slicewise_s": slicewise, "bare_calls_s": bare_calls}, ctx.repeats)
+    return Figure("mc_dropout_vs_bare", t["slicewise_s"] / t["bare_calls_s"], "x", "<= 1.1", {**t, "passes": passes, "slices": depth})
+
+
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -412,7 +460,7 @@ def peak_mem_ratio(ctx: Context) -> Figure:
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
-        seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
+        seed_loop_speedup, vs_bare_call, mc_dropout_vs_bare, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
         gui_vs_cli_throughput, peak_mem_ratio,
     )
 }

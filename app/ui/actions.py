@@ -34,6 +34,7 @@ SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>Middle drag</b>, <b>double-click</b></td><td>pan, reset the zoom</td></tr>
 <tr><td><b>N</b> or <b>Shift+→</b></td><td>next region scoring above the threshold</td></tr>
 <tr><td><b>P</b> or <b>Shift+←</b></td><td>previous region scoring above the threshold</td></tr>
+<tr><td><b>U</b></td><td>the slice whose score spreads most (a run with Model › Uncertainty)</td></tr>
 <tr><td><b>1</b> / <b>0</b> / <b>?</b> / <b>Backspace</b></td><td>label the slice positive / negative / unsure / clear</td></tr>
 <tr><td><b>S</b></td><td>show or hide the saliency map</td></tr>
 <tr><td><b>Alt+1 … Alt+5</b></td><td>CT windows: brain, subdural, lung, bone, soft tissue</td></tr>
@@ -73,6 +74,7 @@ class Commands(Protocol):
     def load_model_dialog(self) -> None: ...
     def load_unsafe_model_dialog(self) -> None: ...
     def batch_size_dialog(self) -> None: ...
+    def choose_uncertainty(self, kind: str) -> None: ...
     def worker_threads_dialog(self) -> None: ...
     def show_shortcuts(self) -> None: ...
     def show_about(self) -> None: ...
@@ -305,6 +307,11 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(model, "builtin", "Use &built-in model", commands.use_builtin_model, checkable=True).setChecked(True)
     add(model, "load_model", "&Load Keras model…", commands.load_model_dialog)
     add(model, "load_unsafe", "Load &trusted Keras model (safe mode off)…", commands.load_unsafe_model_dialog)
+    spread = model.addMenu("&Uncertainty (a band around each curve)")
+    methods = QActionGroup(window)
+    for kind, text in (("none", "&None (one pass)"), ("mc-dropout", "&MC dropout…"), ("tta", "&Test-time augmentation…"), ("ensemble", "&Ensemble of models…")):
+        methods.addAction(add(spread, f"uncertainty_{kind}", text, lambda checked=False, k=kind: commands.choose_uncertainty(k), checkable=True))
+    actions["uncertainty_none"].setChecked(True)
     add(model, "batch_size", "&Batch size…", commands.batch_size_dialog)
     add(model, "worker_threads", "&Threads for scoring…", commands.worker_threads_dialog)
 
@@ -325,6 +332,7 @@ def install_shortcuts(window: QMainWindow, commands: Commands, session: Session)
         (Qt.Key.Key_End, session.last_slice),
         (Qt.Key.Key_N, lambda: session.jump_to_region(+1)),
         (Qt.Key.Key_P, lambda: session.jump_to_region(-1)),
+        (Qt.Key.Key_U, session.jump_to_uncertain),
         (QKeySequence("Shift+Right"), lambda: session.jump_to_region(+1)),
         (QKeySequence("Shift+Left"), lambda: session.jump_to_region(-1)),
         (Qt.Key.Key_1, lambda: commands.label_slice("1")),
