@@ -61,6 +61,17 @@ def nhwc_dense_graph(kernel: np.ndarray, bias: np.ndarray, size: int) -> onnx.Mo
     )
 
 
+def flat_dense_graph(kernel: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
+    """``(N, F)`` → ``x @ kernel + bias`` → sigmoid: a flattened-slice model (Keras ``Dense``'s twin)."""
+    nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["z"]), helper.make_node("Sigmoid", ["z"], ["score"])]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", kernel.shape[0]])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", kernel.shape[1]])],
+        [numpy_helper.from_array(kernel.astype(np.float32), "W"), numpy_helper.from_array(bias.astype(np.float32), "B")],
+    )
+
+
 def segmentation_graph(weight: np.ndarray, bias: np.ndarray, layout: str = "NCHW") -> onnx.ModelProto:
     """A 1×1-conv sigmoid segmenter, ``weight`` ``(K, C)``: NCHW ``(N, C, H, W) → (N, K, H, W)``,
     or NHWC (transposes around the conv).  The Keras twin is ``Conv2D(K, 1, activation="sigmoid")``

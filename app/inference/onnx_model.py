@@ -33,7 +33,13 @@ from app.strategies.base import shape_text
 SUFFIX = ".onnx"
 LAYOUTS = ("NCHW", "NHWC")
 FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-ACTIVATIONS = {"Sigmoid": "sigmoid", "Softmax": "softmax", "LogSoftmax": "log_softmax", "Relu": "relu", **dict.fromkeys(("Gemm", "MatMul", "Add", "Conv", "ConvTranspose"), "linear")}
+ACTIVATIONS = {
+    "Sigmoid": "sigmoid",
+    "Softmax": "softmax",
+    "LogSoftmax": "log_softmax",
+    "Relu": "relu",
+    **dict.fromkeys(("Gemm", "MatMul", "Add", "Conv", "ConvTranspose"), "linear"),
+}
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -167,7 +173,11 @@ def load_onnx(
         raise ModelError(f"{path.name}: its input {graph_input.name!r} takes {graph_input.type}; Slicewise gives models float32 slices")
     layout, read_from = layout_of(path, graph_input.shape, meta.get("layout"))
     used = session.get_providers()[0]
-    label = "GPU (ONNX Runtime, CUDA)" if used == "CUDAExecutionProvider" else f"CPU (ONNX Runtime, {options.intra_op_num_threads} thread{'s' if options.intra_op_num_threads > 1 else ''})"
+    label = (
+        "GPU (ONNX Runtime, CUDA)"
+        if used == "CUDAExecutionProvider"
+        else f"CPU (ONNX Runtime, {options.intra_op_num_threads} thread{'s' if options.intra_op_num_threads > 1 else ''})"
+    )
     graph = OnnxGraph(session, graph_input, {o.name: _tensor(o) for o in session.get_outputs()}, layout, _activations(proto), label)
     shape = nhwc(graph_input.shape, graph.channels_first)
     hint = meta.get("slice_shape")
