@@ -48,8 +48,8 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
         )
     else:
         parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
-    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) instead of the built-in one")
-    parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off: the model file may run code; only for files you trust")
+    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) or an ONNX model (.onnx) instead of the built-in one")
+    parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off (the model file may run code), or allow non-standard ONNX operators; only for files you trust")
     parser.add_argument(
         "--normalize", metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
     )
@@ -156,7 +156,7 @@ def _predict(args: argparse.Namespace) -> int:
 
         parse_recipe(args.channels)  # a bad recipe fails before anything loads
     if args.unsafe_model and args.model:
-        print(f"warning: --unsafe-model: Keras safe mode is off; {args.model} may run any code it holds", file=sys.stderr)
+        print(f"warning: --unsafe-model: {_unsafe_warning(args.model)}", file=sys.stderr)
     from app import cohort, review
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
@@ -260,6 +260,12 @@ def _agreement(runs, labels: dict[int, str], entries, args: argparse.Namespace) 
             for line in results[column].summary().splitlines():
                 print(f"  {line}", file=sys.stderr)
     return review.labels_section(entries, args.labels, args.threshold, results)
+
+
+def _unsafe_warning(model: str) -> str:
+    if model.lower().endswith(".onnx"):
+        return f"operators outside the standard ONNX domains are allowed in {model}"
+    return f"Keras safe mode is off; {model} may run any code it holds"
 
 
 def _builtin(engine, strategy, args: argparse.Namespace):

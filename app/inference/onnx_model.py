@@ -26,11 +26,11 @@ from app import channels as channel_recipes
 from app.errors import ModelError
 from app.inference.models import LoadedModel, check_score_dtype, file_sha256, meta_classes, read_metadata
 from app.inference.onnx_safety import external_files, read_checked
+from app.io.formats import ONNX_SUFFIX
 from app.io.hashing import sha256_of_files
 from app.strategies import ModelSpec
 from app.strategies.base import shape_text
 
-SUFFIX = ".onnx"
 LAYOUTS = ("NCHW", "NHWC")
 FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 ACTIVATIONS = {
@@ -43,7 +43,7 @@ ACTIVATIONS = {
 
 
 def is_onnx(path: str | Path) -> bool:
-    return Path(path).suffix.lower() == SUFFIX
+    return Path(path).suffix.lower() == ONNX_SUFFIX
 
 
 @dataclass(frozen=True)

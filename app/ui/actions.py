@@ -121,7 +121,7 @@ class Toolbar:
         self.pool.activated.connect(lambda i: session.update_settings(pool=None if i == 0 else self.pool.itemText(i)))
         self.slab_actions = [bar.addWidget(_label("Slab")), bar.addWidget(self.slab), bar.addWidget(self.pool)]
         self.model = QLabel("built-in model")
-        self.model.setToolTip("Model › Load Keras model… to use your own")
+        self.model.setToolTip("Model › Load model… (Keras or ONNX) to use your own")
         self.model.setContentsMargins(8, 0, 8, 0)
         bar.addWidget(self.model)
         self.output = QComboBox()
@@ -185,7 +185,7 @@ class Toolbar:
     def _show_model(self, settings: ScoringSettings) -> None:
         if settings.model_path is None:
             self.model.setText("built-in model")
-            self.model.setToolTip("Model › Load Keras model… to use your own")
+            self.model.setToolTip("Model › Load model… (Keras or ONNX) to use your own")
             return
         from pathlib import Path
 
@@ -302,8 +302,8 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(model, "cancel", "&Cancel", commands.cancel_prediction, "Esc")
     model.addSeparator()
     add(model, "builtin", "Use &built-in model", commands.use_builtin_model, checkable=True).setChecked(True)
-    add(model, "load_model", "&Load Keras model…", commands.load_model_dialog)
-    add(model, "load_unsafe", "Load &trusted Keras model (safe mode off)…", commands.load_unsafe_model_dialog)
+    add(model, "load_model", "&Load model (Keras or ONNX)…", commands.load_model_dialog)
+    add(model, "load_unsafe", "Load &trusted model (safe mode off)…", commands.load_unsafe_model_dialog)
     add(model, "batch_size", "&Batch size…", commands.batch_size_dialog)
     add(model, "worker_threads", "&Threads for scoring…", commands.worker_threads_dialog)
 
