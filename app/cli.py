@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
     review = predict.add_argument_group("review: saliency maps, agreement with a reader's labels (one volume)")
     review.add_argument("--saliency-dir", metavar="DIR", help="write a saliency map per slice, DIR/slice_0042.npy (float32, the slice's H×W, 0…1), and DIR/saliency.json")
+    review.add_argument("--saliency-method", choices=("gradcam", "occlusion"), help="gradcam (Keras models) or occlusion (any model; the default for ONNX models, which have no gradients here); default: gradcam for Keras")
     review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
     review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
     review.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--layout", choices=("single", "ortho"), default="single", help="one view, or the three planes with a crosshair")
     render.add_argument("--neurological", action="store_true", help="patient's left on the screen's left (default: radiological)")
     render.add_argument("--saliency", action="store_true", help="overlay the saliency map of the shown slice (scores with the slice strategy unless --strategy says)")
+    render.add_argument("--saliency-method", choices=("gradcam", "occlusion"), help="gradcam (Keras models) or occlusion (any model; the default for ONNX models, which have no gradients here); default: gradcam for Keras")
     _volume_options(render)
     _model_options(render, None, several=True)
 
@@ -220,9 +222,9 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
     import numpy as np
 
     from app import export, review
-    from app.inference.saliency import SaliencyComputer
+    from app.inference.occlusion import saliency_computer
 
-    computers = [SaliencyComputer(engine, strategy, model, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
+    computers = [saliency_computer(engine, strategy, model, args.saliency_method, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
     for volume, runs in results:
         names = export.run_names(runs) if len(runs) > 1 else [runs[0].strategy]
         for computer, prediction, name in zip(computers, runs, names):
@@ -238,6 +240,7 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
                 "strategy": prediction.strategy,
                 "model": {"source": prediction.model_source, "sha256": prediction.model_sha256},
                 "method": computer.method,
+                **getattr(computer, "settings", {}),  # occlusion: patch and stride, in pixels of the model's input
                 "score": (prediction.score_names or [""])[0] or "score",
                 "shape": list(volume.shape[1:3]),
             }

@@ -292,6 +292,11 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
         add(presets, f"preset_{i}", f"{name.capitalize()}  ({center:g} / {width:g})", lambda checked=False, n=name: session.apply_preset(n), f"Alt+{i}")
     view.addSeparator()
     add(view, "saliency", "Show &saliency", commands.set_saliency_visible, "S", checkable=True)
+    methods, method_menu = QActionGroup(window), view.addMenu("Saliency &method")
+    for key, text, method in (("saliency_auto", "&Automatic (Grad-CAM; occlusion for ONNX models)", None),
+                              ("saliency_gradcam", "&Grad-CAM (Keras models)", "gradcam"), ("saliency_occlusion", "&Occlusion (any model)", "occlusion")):
+        methods.addAction(add(method_menu, key, text, lambda checked=False, m=method: session.set_saliency(method=m), checkable=True))
+    actions["saliency_auto"].setChecked(True)
     add(view, "score_tint", "&Tint side views by score", commands.set_score_tint, checkable=True)
     add(view, "x_mm", "Plot against position (&mm)", commands.set_plot_x_mm, checkable=True)
     add(view, "clear_plot", "&Clear plot", commands.clear_plot, "Ctrl+L")
