@@ -11,6 +11,10 @@ seed_loop_speedup      the seed article's Example 1 (one ``predict`` per slice) 
                        its 4x10x64x64x3 tensor / the ``slice`` strategy, same model
 vs_bare_call           the ``slice`` strategy on 300 slices (one batch) / one bare   <= 1.1 x
                        traced ``model(x)`` call on the same batch, prepared
+onnx_vs_bare_run       ``slicewise predict``'s run of an ONNX model (`UserCnn`        <= 1.1 x
+                       exported by torch, NCHW, 256x256) on 120 slices (60 quick),
+                       batches of 32 / a bare ``InferenceSession.run`` loop over
+                       the same batches, prepared (normalised, NCHW)
 load_vs_nibabel        ``load_volume`` of a 512x512x300 int16 ``.nii.gz`` (when it   <= 0.5 x
                        returns, the viewer can show it) / ``nibabel.load(f)
                        .get_fdata(dtype=float32)``
@@ -246,6 +250,41 @@ def vs_bare_call(ctx: Context, depth: int = 300) -> Figure:
     return Figure("vs_bare_call", t["slicewise_s"] / t["bare_call_s"], "x", "<= 1.1", t)
 
 
+def onnx_vs_bare_run(ctx: Context) -> Figure:
+    """An ONNX model (a torch export, `app.tools.torch_models`) scored by the engine, batches of
+    32, against a bare ``InferenceSession.run`` loop (the same session options: threads, no
+    spinning) over the same batches already normalised and channels-first: what Slicewise adds
+    to ONNX Runtime (fitting, the NHWC → NCHW hand-over, scores)."""
+    import onnxruntime as ort
+
+    from app import preprocessing
+    from app.inference.onnx_model import session_options
+    from app.strategies import get_strategy
+    from app.tools.torch_models import export_user_cnn
+    from app.volume import Volume
+
+    path = export_user_cnn(ctx.workdir / "user_cnn.onnx")
+    engine = ctx.engine()
+    strategy = get_strategy("slice")
+    model = engine.load(path)
+    height, width, channels = model.spec.input_shape
+    depth = 60 if ctx.quick else 120
+    volume = Volume.from_tensor(torch.randn(depth, height, width, channels, generator=torch.Generator().manual_seed(1)) * 300)
+    prepared = preprocessing.fit(model.normalize, volume.data)(volume.data).numpy().transpose(0, 3, 1, 2)
+    chunks = [np.ascontiguousarray(prepared[i : i + 32]) for i in range(0, depth, 32)]
+    session = ort.InferenceSession(str(path), session_options(None), providers=model.whole.session.get_providers())
+
+    def bare_run():
+        return [session.run(None, {"image": c})[0] for c in chunks]
+
+    def slicewise():
+        return engine.run(volume, strategy, model).scores
+
+    np.testing.assert_allclose(slicewise(), np.concatenate(bare_run()), rtol=1e-4, atol=1e-5)
+    t = interleaved({"slicewise_s": slicewise, "bare_run_s": bare_run}, ctx.repeats)
+    return Figure("onnx_vs_bare_run", t["slicewise_s"] / t["bare_run_s"], "x", "<= 1.1", t, notes=model.keras_model.device_label)
+
+
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -412,7 +451,7 @@ def peak_mem_ratio(ctx: Context) -> Figure:
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
-        seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
+        seed_loop_speedup, vs_bare_call, onnx_vs_bare_run, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
         gui_vs_cli_throughput, peak_mem_ratio,
     )
 }
