@@ -37,6 +37,8 @@ ui_stall_ms            longest gap between ticks of a 5 ms QTimer from the windo
 gui_vs_cli_throughput  ``slicewise predict``'s engine (all cores) / the viewer's       >= 0.9 x
                        worker (its default threads, low priority), seconds per warm
                        run of a user-sized CNN (256x256 input) on 512x512x300
+onnx_gui_vs_cli        ``gui_vs_cli_throughput`` with that CNN exported from         >= 0.9 x
+                       PyTorch to ONNX (served by ONNX Runtime in both)
 peak_mem_ratio         peak extra resident memory while that volume is opened and    <= 2 x
                        scored / its float32 size
 =====================  ==========================================================  ==========
@@ -413,20 +415,27 @@ def ui_stall_ms(ctx: Context) -> Figure:
     return Figure("ui_stall_ms", r["max_gap_ms"], "ms", "<= 50", {k: r[k] for k in keys})
 
 
-def gui_vs_cli_throughput(ctx: Context) -> Figure:
+def gui_vs_cli_throughput(ctx: Context, onnx: bool = False) -> Figure:
     """A warm scoring run in the viewer (its worker at low priority with its default threads,
     the scores streamed to the plot) against the same run by ``slicewise predict``'s engine:
     the slice strategy with a user-sized CNN (`app.tools.seed_models.user_cnn`, 256 x 256
     input) on the 512 x 512 x 300 volume, in both modes (on fewer slices the viewer's fixed
     cost per run, its start and finish handling, would be most of what is timed).  Beside it,
     the viewer with one core left free (cores - 1 threads); ``scrub_p95_ms`` and
-    ``ui_stall_ms`` measure the default while it scores."""
+    ``ui_stall_ms`` measure the default while it scores.  ``onnx``: the same CNN exported from
+    PyTorch (`app.tools.torch_models`), served by ONNX Runtime in both."""
     from app.io import load_volume
     from app.strategies import get_strategy
-    from app.tools.seed_models import user_cnn
 
-    model_path = ctx.workdir / "user_cnn.keras"
-    user_cnn().save(model_path)
+    if onnx:
+        from app.tools.torch_models import export_user_cnn
+
+        model_path = export_user_cnn(ctx.workdir / "user_cnn.onnx")
+    else:
+        from app.tools.seed_models import user_cnn
+
+        model_path = ctx.workdir / "user_cnn.keras"
+        user_cnn().save(model_path)
     path = str(ctx.big_volume(BIG_DEPTH))
     engine = ctx.engine()
     strategy = get_strategy("slice")
@@ -439,7 +448,11 @@ def gui_vs_cli_throughput(ctx: Context) -> Figure:
     if (os.cpu_count() or 1) > 1:
         fewer = _ui_child(ctx, "throughput", path, "--model", str(model_path), "--threads", str((os.cpu_count() or 2) - 1))
         raw |= {"gui_cores_minus_one_s": fewer["run_s"]}
-    return Figure("gui_vs_cli_throughput", cli / gui["run_s"], "x", ">= 0.9", raw)
+    return Figure("onnx_gui_vs_cli" if onnx else "gui_vs_cli_throughput", cli / gui["run_s"], "x", ">= 0.9", raw)
+
+
+def onnx_gui_vs_cli(ctx: Context) -> Figure:
+    return gui_vs_cli_throughput(ctx, onnx=True)
 
 
 def peak_mem_ratio(ctx: Context) -> Figure:
@@ -452,7 +465,7 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
         seed_loop_speedup, vs_bare_call, onnx_vs_bare_run, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
-        gui_vs_cli_throughput, peak_mem_ratio,
+        gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio,
     )
 }
 
