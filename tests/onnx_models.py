@@ -44,10 +44,11 @@ def _model(nodes, inputs, outputs, initializers, opsets=(("", OPSET),)) -> onnx.
     return model
 
 
-def nhwc_dense_graph(kernel: np.ndarray, bias: np.ndarray, size: int) -> onnx.ModelProto:
-    """``(N, size, size, C)`` → flatten → ``x @ kernel + bias`` → sigmoid: a Keras
-    ``Flatten, Dense(K, sigmoid)`` model's twin (same row-major flattening of H, W, C)."""
-    c, k = kernel.shape[0] // (size * size), kernel.shape[1]
+def nhwc_dense_graph(kernel: np.ndarray, bias: np.ndarray, size: int, steps: int | None = None) -> onnx.ModelProto:
+    """``(N, size, size, C)`` (or a sequence ``(N, steps, size, size, C)``) → flatten →
+    ``x @ kernel + bias`` → sigmoid: a Keras ``Flatten, Dense(K, sigmoid)`` model's twin (same
+    row-major flattening)."""
+    c, k = kernel.shape[0] // (size * size * (steps or 1)), kernel.shape[1]
     nodes = [
         helper.make_node("Flatten", ["x"], ["flat"], axis=1),
         helper.make_node("Gemm", ["flat", "W", "B"], ["z"]),
@@ -55,7 +56,7 @@ def nhwc_dense_graph(kernel: np.ndarray, bias: np.ndarray, size: int) -> onnx.Mo
     ]
     return _model(
         nodes,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", size, size, c])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *([steps] if steps else []), size, size, c])],
         [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", k])],
         [numpy_helper.from_array(kernel.astype(np.float32), "W"), numpy_helper.from_array(bias.astype(np.float32), "B")],
     )

@@ -54,7 +54,7 @@ def test_onnx_predict_imports_no_tensorflow(tmp_path):
     assert done.stdout.strip() == "0 []", done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("strategy", ["slice", "embedding"])
+@pytest.mark.parametrize("strategy", ["slice", "temporal", "embedding"])
 def test_nhwc_graph_scores_as_its_keras_twin(engine, tmp_path, strategy):
     """The same weights in an ONNX graph and a Keras model, through the same fitting (resize 12 → 8,
     channels 1 → 3, min-max normalisation): the same scores."""
@@ -69,6 +69,10 @@ def test_nhwc_graph_scores_as_its_keras_twin(engine, tmp_path, strategy):
     if strategy == "slice":
         twin = keras.Sequential([keras.Input((size, size, channels)), layers.Flatten(), layers.Dense(2, activation="sigmoid")])
         graph = nhwc_dense_graph(kernel, bias, size)
+    elif strategy == "temporal":  # a window of 3 slices
+        kernel = np.concatenate([kernel, kernel[::-1], kernel * 0.5])
+        twin = keras.Sequential([keras.Input((3, size, size, channels)), layers.Flatten(), layers.Dense(2, activation="sigmoid")])
+        graph = nhwc_dense_graph(kernel, bias, size, steps=3)
     else:  # the embedding strategy's flat model: pooled pixels in
         twin = keras.Sequential([keras.Input((size * size * channels,)), layers.Dense(2, activation="sigmoid")])
         graph = flat_dense_graph(kernel, bias)
@@ -76,13 +80,14 @@ def test_nhwc_graph_scores_as_its_keras_twin(engine, tmp_path, strategy):
     folder = tmp_path
     onnx.save(graph, folder / "twin.onnx")
     twin.save(folder / "twin.keras")
-    (folder / "twin.json").write_text(json.dumps({"slice_shape": [size, size, channels]}))
+    layout = {"layout": "NHWC"} if strategy == "temporal" else {}  # (None, 3, 8, 8, 3): 3 steps of 3 channels, the shape cannot tell
+    (folder / "twin.json").write_text(json.dumps({"slice_shape": [size, size, channels], **layout}))
     volume = Volume.from_tensor(torch.from_numpy(rng.random((5, 12, 12, 1), np.float32)))
     chosen = get_strategy(strategy)
     a = engine.run(volume, chosen, engine.load(folder / "twin.onnx", "minmax"))
     b = engine.run(volume, chosen, engine.load(folder / "twin.keras", "minmax"))
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5, rtol=0)
-    assert a.model_about["layout"] == ("NHWC" if strategy == "slice" else None) and a.activation == "sigmoid"
+    assert a.model_about["layout"] == ("NHWC" if strategy != "embedding" else None) and a.activation == "sigmoid"
 
 
 def test_several_outputs_by_name_with_classes_from_the_json(tmp_path, capsys):
