@@ -75,7 +75,9 @@ class Engine:
         ``unsafe``; ``output`` picks one of several outputs, ``classes`` names its scores.  An
         ``.onnx`` file is served by ONNX Runtime, with this engine's threads (no TensorFlow)."""
         if onnx_model.is_onnx(path):
-            return onnx_model.load_onnx(path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes, threads=self._threads, use_gpu=self._use_gpu)
+            return onnx_model.load_onnx(
+                path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes, threads=self._threads, use_gpu=self._use_gpu
+            )
         self.start()
         return load_model_file(path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes)
 
@@ -214,7 +216,7 @@ class Engine:
                     lambda x: keras_model(x, training=False),
                     input_signature=[tf.TensorSpec(signature, tf.float32)],
                     autograph=False,
-                )
+                ),
             )
         return self._traced[key]
 
