@@ -69,3 +69,23 @@ def test_onnx_graph_and_its_keras_twin_get_the_same_occlusion_maps(engine, tmp_p
         assert a[index][:, :2].max() == 0  # columns the weights never read (nor a patch reaching them)
     with pytest.raises(ModelError, match=r"m\.onnx: Grad-CAM needs a Keras model's gradients"):
         saliency_computer(engine, strategy, port, "gradcam")
+
+
+def test_occlusion_of_a_sequence_model_occludes_the_slice_own_step(engine, tmp_path):
+    """A temporal ONNX model (windows of 3 slices) that reads a block of the centre slice only: each
+    slice's map is the block, from occluding that slice's own step in its window."""
+    import onnx
+
+    from tests.onnx_models import nhwc_dense_graph
+
+    size = 8
+    weights = np.zeros((3, size, size, 1), np.float32)
+    weights[1, 1:4, 4:7] = 1.0  # the centre step
+    onnx.save(nhwc_dense_graph(weights.reshape(-1, 1), np.array([-2.0], np.float32), size, steps=3), tmp_path / "seq.onnx")
+    data = torch.full((5, size, size, 1), 0.1)
+    data[:, 2:3, 5:6] = 1.0
+    computer = saliency_computer(engine, get_strategy("temporal"), engine.load(tmp_path / "seq.onnx"), patch=2, stride=1)
+    maps = computer.maps(Volume.from_tensor(data), [0, 2, 4])
+    for m in maps.values():
+        row, col = np.unravel_index(np.argmax(m), m.shape)
+        assert 1 <= row < 4 and 4 <= col < 7 and m[:, :3].max() == 0

@@ -156,3 +156,13 @@ def test_fixed_batch_graph_is_called_in_chunks(tmp_path):
     with torch.no_grad():
         expected = net(x.permute(0, 3, 1, 2)).numpy()
     np.testing.assert_allclose(model.keras_model(x), expected, atol=1e-6)
+
+
+def test_onnx_runtime_threads_follow_the_engine(tmp_path):
+    from app.inference import Engine
+
+    export_torch(tmp_path / "tiny.onnx", size=8)
+    model = Engine(threads=1).load(tmp_path / "tiny.onnx")
+    options = model.whole.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert model.keras_model.device_label == "CPU (ONNX Runtime, 1 thread)"
