@@ -166,3 +166,13 @@ def test_onnx_runtime_threads_follow_the_engine(tmp_path):
     options = model.whole.session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
     assert model.keras_model.device_label == "CPU (ONNX Runtime, 1 thread)"
+
+
+def test_an_output_of_class_indices_is_refused(tmp_path):
+    class ArgMax(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3)).argmax(dim=1)
+
+    torch.onnx.export(ArgMax(), (torch.zeros(2, 3, 8, 8),), str(tmp_path / "argmax.onnx"), dynamic_axes={"x": {0: "n"}}, input_names=["x"], dynamo=False)
+    with pytest.raises(ModelError, match=r"argmax\.onnx: model output is int64, not floating point \(input \(8, 8, 3\) → output \(\)\)"):
+        load_onnx(tmp_path / "argmax.onnx")

@@ -184,10 +184,12 @@ def load_onnx(
     spec = ModelSpec(shape[1:], (), tuple(hint) if hint else None)  # with_output resolves the output
     extra = external_files(path, proto)
     about = {"format": "onnx", "layout": layout, "layout_from": read_from, "input": graph_input.name, "input_shape": list(graph_input.shape), "provider": used}
+    if extra:  # the model's sha256 is its .onnx file's, as everywhere (a cohort compares them); its weights' here
+        about["external_data_sha256"] = sha256_of_files(extra)
     loaded = LoadedModel(
         graph.runner(next(iter(graph.outputs))),
         str(path),
-        sha256_of_files([path, *extra]) if extra else file_sha256(path),
+        file_sha256(path),
         normalize,
         spec,
         channels=channel_recipes.parse_recipe(meta.get("channels")).spec,
