@@ -458,7 +458,7 @@ def _load_keras_file(path: Path, unsafe: bool) -> Any:
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ModelError(f"{path.name}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)}, or a SavedModel folder)")
+        raise ModelError(f"{path.name}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)}, or a SavedModel folder; an ONNX model is a .onnx file)")
     if not unsafe:
         found = scan_model_file(path)
         if found:
