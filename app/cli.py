@@ -48,8 +48,8 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
         )
     else:
         parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
-    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) instead of the built-in one")
-    parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off: the model file may run code; only for files you trust")
+    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) or an ONNX model (.onnx) instead of the built-in one")
+    parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off (the model file may run code), or allow non-standard ONNX operators; only for files you trust")
     parser.add_argument(
         "--normalize", metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
     )
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
     review = predict.add_argument_group("review: saliency maps, agreement with a reader's labels (one volume)")
     review.add_argument("--saliency-dir", metavar="DIR", help="write a saliency map per slice, DIR/slice_0042.npy (float32, the slice's H×W, 0…1), and DIR/saliency.json")
+    review.add_argument("--saliency-method", choices=("gradcam", "occlusion"), help="gradcam (Keras models) or occlusion (any model; the default for ONNX models, which have no gradients here); default: gradcam for Keras")
     review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
     review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
     review.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--layout", choices=("single", "ortho"), default="single", help="one view, or the three planes with a crosshair")
     render.add_argument("--neurological", action="store_true", help="patient's left on the screen's left (default: radiological)")
     render.add_argument("--saliency", action="store_true", help="overlay the saliency map of the shown slice (scores with the slice strategy unless --strategy says)")
+    render.add_argument("--saliency-method", choices=("gradcam", "occlusion"), help="gradcam (Keras models) or occlusion (any model; the default for ONNX models, which have no gradients here); default: gradcam for Keras")
     _volume_options(render)
     _model_options(render, None, several=True)
 
@@ -165,7 +167,7 @@ def _predict(args: argparse.Namespace) -> int:
 
         parse_recipe(args.channels)  # a bad recipe fails before anything loads
     if args.unsafe_model and args.model:
-        print(f"warning: --unsafe-model: Keras safe mode is off; {args.model} may run any code it holds", file=sys.stderr)
+        print(f"warning: --unsafe-model: {_unsafe_warning(args.model)}", file=sys.stderr)
     from app import cohort, review
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
@@ -286,9 +288,9 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
     import numpy as np
 
     from app import export, review
-    from app.inference.saliency import SaliencyComputer
+    from app.inference.occlusion import saliency_computer
 
-    computers = [SaliencyComputer(engine, strategy, model, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
+    computers = [saliency_computer(engine, strategy, model, args.saliency_method, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
     for volume, runs in results:
         names = export.run_names(runs) if len(runs) > 1 else [runs[0].strategy]
         for computer, prediction, name in zip(computers, runs, names):
@@ -304,6 +306,7 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
                 "strategy": prediction.strategy,
                 "model": {"source": prediction.model_source, "sha256": prediction.model_sha256},
                 "method": computer.method,
+                **getattr(computer, "settings", {}),  # occlusion: patch and stride, in pixels of the model's input
                 "score": (prediction.score_names or [""])[0] or "score",
                 "shape": list(volume.shape[1:3]),
             }
@@ -326,6 +329,12 @@ def _agreement(runs, labels: dict[int, str], entries, args: argparse.Namespace) 
             for line in results[column].summary().splitlines():
                 print(f"  {line}", file=sys.stderr)
     return review.labels_section(entries, args.labels, args.threshold, results)
+
+
+def _unsafe_warning(model: str) -> str:
+    if model.lower().endswith(".onnx"):
+        return f"operators outside the standard ONNX domains are allowed in {model}"
+    return f"Keras safe mode is off; {model} may run any code it holds"
 
 
 def _builtin(engine, strategy, args: argparse.Namespace):

@@ -142,7 +142,7 @@ def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> d
         "name": name,
         "columns": list(columns),
         "strategy": prediction.strategy,
-        "model": {"source": prediction.model_source, "sha256": prediction.model_sha256},
+        "model": {"source": prediction.model_source, "sha256": prediction.model_sha256, **prediction.model_about},
         "output": prediction.output,
         "outputs": list(prediction.output_names),
         "output_activation": prediction.activation,

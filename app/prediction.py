@@ -29,6 +29,7 @@ class Prediction:
     notes: list[str] = field(default_factory=list)  # what a reader of these scores should know
     spread: np.ndarray | None = None  # per-slice sd over an uncertainty method's passes, shaped like scores (app.uncertainty)
     uncertainty: dict | None = None  # the method: {"method", "n", "seed" | "augmentations" | "members", …}
+    model_about: dict = field(default_factory=dict)  # more on the model for the sidecar (an ONNX file's format and layout)
 
     @property
     def outputs(self) -> int:

@@ -124,6 +124,7 @@ class Session:
         self.labels: dict[int, str] = {}
         self.saliency_on = False
         self.saliency_opacity = 0.5
+        self.saliency_method: str | None = None  # "gradcam" | "occlusion"; None: Grad-CAM, occlusion for ONNX models
         self.score_tint = False
         self.plot_x_mm = False  # the score plot's x axis: slice index, or position in mm
         self._runs_by_view: dict[tuple, list[Run]] = {}
@@ -398,8 +399,12 @@ class Session:
         self._saliency[(key, index)] = found
         self.events.saliency.emit(index, found)
 
-    def set_saliency(self, on: bool | None = None, opacity: float | None = None) -> None:
-        """Show or hide the saliency overlay, or change its opacity (0…1)."""
+    def set_saliency(self, on: bool | None = None, opacity: float | None = None, method: str | None = "") -> None:
+        """Show or hide the saliency overlay, change its opacity (0…1), or its ``method``
+        ("gradcam", "occlusion", None for the model's default; the maps made so far are dropped)."""
+        if method != "" and method != self.saliency_method:
+            self.saliency_method = method
+            self._saliency.clear()
         if on is not None:
             self.saliency_on = bool(on)
         if opacity is not None:

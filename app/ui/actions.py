@@ -123,7 +123,7 @@ class Toolbar:
         self.pool.activated.connect(lambda i: session.update_settings(pool=None if i == 0 else self.pool.itemText(i)))
         self.slab_actions = [bar.addWidget(_label("Slab")), bar.addWidget(self.slab), bar.addWidget(self.pool)]
         self.model = QLabel("built-in model")
-        self.model.setToolTip("Model › Load Keras model… to use your own")
+        self.model.setToolTip("Model › Load model… (Keras or ONNX) to use your own")
         self.model.setContentsMargins(8, 0, 8, 0)
         bar.addWidget(self.model)
         self.output = QComboBox()
@@ -187,7 +187,7 @@ class Toolbar:
     def _show_model(self, settings: ScoringSettings) -> None:
         if settings.model_path is None:
             self.model.setText("built-in model")
-            self.model.setToolTip("Model › Load Keras model… to use your own")
+            self.model.setToolTip("Model › Load model… (Keras or ONNX) to use your own")
             return
         from pathlib import Path
 
@@ -295,6 +295,11 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
         add(presets, f"preset_{i}", f"{name.capitalize()}  ({center:g} / {width:g})", lambda checked=False, n=name: session.apply_preset(n), f"Alt+{i}")
     view.addSeparator()
     add(view, "saliency", "Show &saliency", commands.set_saliency_visible, "S", checkable=True)
+    methods, method_menu = QActionGroup(window), view.addMenu("Saliency &method")
+    for key, text, method in (("saliency_auto", "&Automatic (Grad-CAM; occlusion for ONNX models)", None),
+                              ("saliency_gradcam", "&Grad-CAM (Keras models)", "gradcam"), ("saliency_occlusion", "&Occlusion (any model)", "occlusion")):
+        methods.addAction(add(method_menu, key, text, lambda checked=False, m=method: session.set_saliency(method=m), checkable=True))
+    actions["saliency_auto"].setChecked(True)
     add(view, "score_tint", "&Tint side views by score", commands.set_score_tint, checkable=True)
     add(view, "x_mm", "Plot against position (&mm)", commands.set_plot_x_mm, checkable=True)
     add(view, "clear_plot", "&Clear plot", commands.clear_plot, "Ctrl+L")
@@ -305,8 +310,8 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(model, "cancel", "&Cancel", commands.cancel_prediction, "Esc")
     model.addSeparator()
     add(model, "builtin", "Use &built-in model", commands.use_builtin_model, checkable=True).setChecked(True)
-    add(model, "load_model", "&Load Keras model…", commands.load_model_dialog)
-    add(model, "load_unsafe", "Load &trusted Keras model (safe mode off)…", commands.load_unsafe_model_dialog)
+    add(model, "load_model", "&Load model (Keras or ONNX)…", commands.load_model_dialog)
+    add(model, "load_unsafe", "Load &trusted model (safe mode off)…", commands.load_unsafe_model_dialog)
     spread = model.addMenu("&Uncertainty (a band around each curve)")
     methods = QActionGroup(window)
     for kind, text in (("none", "&None (one pass)"), ("mc-dropout", "&MC dropout…"), ("tta", "&Test-time augmentation…"), ("ensemble", "&Ensemble of models…")):

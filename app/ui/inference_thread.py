@@ -84,6 +84,7 @@ class SaliencyJob:
     output: str | None = None  # the model output (None: its first)
     channels: str | None = None  # the channel recipe (None: the model's own)
     options: tuple = ()  # (name, value) pairs: slab and pool for the embedding
+    method: str | None = None  # "gradcam" or "occlusion" (None: Grad-CAM, occlusion for an ONNX model)
 
 
 class CancelToken:
@@ -263,14 +264,14 @@ class InferenceWorker(QObject):
         if job.id != self.latest_saliency:
             return  # the user has moved on: a newer request is queued behind this one
         try:
-            from app.inference.saliency import SaliencyComputer
+            from app.inference.occlusion import saliency_computer
 
             strategy = _strategy(job.strategy, dict(job.options))
             engine = self._get_engine()
             model = self._model(job.model_path, job.normalize, job.unsafe_model) if job.model_path else engine.builtin(strategy)
-            key = (strategy.name, id(model), job.output, job.options)
+            key = (strategy.name, id(model), job.output, job.options, job.method)
             if key not in self._saliency:
-                self._saliency[key] = SaliencyComputer(engine, strategy, model, output=job.output)
+                self._saliency[key] = saliency_computer(engine, strategy, model, job.method, output=job.output)
             computer = self._saliency[key]
             maps = computer.maps(job.volume, [job.index], job.normalize, channels=job.channels, cancelled=lambda: job.id != self.latest_saliency)
         except Cancelled:

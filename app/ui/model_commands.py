@@ -1,4 +1,4 @@
-"""The window's model commands: a Keras file (checked on the worker at once) or the built-in
+"""The window's model commands: a Keras or ONNX file (checked on the worker at once) or the built-in
 model, safe mode, batch size and scoring threads.  A mixin of `MainWindow`."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class ModelCommands:
     ``dialogs``, ``prefs`` and ``_error``."""
 
     def set_model(self, path: str | Path | None, unsafe: bool = False, check: bool = True) -> None:
-        """Use a Keras model file (None: the built-in one); ``check`` loads it on the worker at once."""
+        """Use a Keras or ONNX model file (None: the built-in one); ``check`` loads it on the worker at once."""
         state = "built-in" if path is None else ("loading" if check else "ready")
         self.session.update_settings(model_path=str(path) if path else None, unsafe_model=bool(path) and unsafe, output=None,
                                      model_outputs=(), model_state=state)
@@ -39,7 +39,7 @@ class ModelCommands:
             self._model_dialog(unsafe=True)
 
     def _model_dialog(self, unsafe: bool) -> None:
-        if path := self.dialogs.open_file("model", "Load Keras model", MODEL_FILTER):
+        if path := self.dialogs.open_file("model", "Load model (Keras or ONNX)", MODEL_FILTER):
             self.set_model(path, unsafe)
         else:
             self.actions_by_name["builtin"].setChecked(self.session.settings.model_path is None)
