@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from app.segmentation.dense_map import DenseMap
 
 
 @dataclass
@@ -27,6 +31,9 @@ class Prediction:
     classes: tuple[str, ...] | None = None  # a name per score column
     activation: str | None = None  # the model's last activation on that output ("softmax", "linear"…; None: unknown)
     notes: list[str] = field(default_factory=list)  # what a reader of these scores should know
+    dense: DenseMap | None = None  # a segmentation model's whole map (None: a classifier)
+    reduce: str | None = None  # how a dense map became the scores: "area", "max", "mean" (None: a classifier)
+    unit: str = ""  # the scores' unit: "mm²" for areas, "" for scores
 
     @property
     def outputs(self) -> int:

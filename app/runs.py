@@ -1,5 +1,6 @@
-"""`Run`: one strategy + model's scores on the open volume, streaming or finished, and the
-regions of a run above a threshold (what N / P step through)."""
+"""`Run`: one strategy + model's scores on the open volume, streaming or finished (with a
+segmentation model's map, when it has one), and the regions of a run above a threshold (what
+N / P step through)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.segmentation.dense_map import DenseMap
+
 if TYPE_CHECKING:
     from app.prediction import Prediction
+
+SOFTMAX_SUM_TOLERANCE = 0.02  # a streamed block whose K > 1 maps sum to 1 within this is taken for a softmax
+COUNT_CHUNK = 16  # slices counted at a time (a bounded boolean temporary, not one of the whole map)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class Run:
     prediction: Prediction | None = None
     visible: bool = True
     names: tuple[str, ...] = field(default_factory=tuple)  # one per output column, when named
+    dense: DenseMap | None = None  # a segmentation model's map: filling while it streams, the prediction's once finished
+    voxels: np.ndarray | None = None  # (depth, K) voxels in each map's mask per slice, kept with ``dense``
 
     @property
     def strategy(self) -> str:
@@ -53,9 +61,39 @@ class Run:
             self.scores = np.full((self.depth, scores.shape[1]), np.nan, dtype=np.float32)
         self.scores[indices] = scores
 
+    def put_map(self, indices: np.ndarray, probabilities: np.ndarray) -> None:
+        """A block ``(n, H, W, K)`` of float probabilities for slices ``indices``, as a dense
+        run streams.  The map is allocated at the first block; until the prediction says what
+        it is, K > 1 maps that sum to 1 are taken for a softmax with class 0 the background."""
+        if len(indices) == 0:
+            return
+        block = np.asarray(probabilities, dtype=np.float32)
+        if self.dense is None or self.dense.probabilities.shape[1:] != block.shape[1:]:
+            self.dense = DenseMap.empty((self.depth, *block.shape[1:]), classes=tuple(str(k) for k in range(block.shape[3])), **_streamed_kind(block))
+            self.voxels = np.zeros((self.depth, block.shape[3]), dtype=np.int64)
+        self.dense.put(indices, block)
+        self.voxels[indices] = mask_voxels(self.dense, np.asarray(indices))
+
     def finish(self, prediction: Prediction) -> None:
         self.scores = np.asarray(prediction.scores, dtype=np.float32)
         self.prediction = prediction
+        dense = getattr(prediction, "dense", None)
+        if dense is not None:
+            self.dense = dense
+            self.voxels = mask_voxels(dense, np.arange(dense.depth))
+
+    @property
+    def unit(self) -> str:
+        """The scores' unit ("mm²" for a dense run's areas), once the prediction says it."""
+        return getattr(self.prediction, "unit", "") or ""
+
+    def volumes_ml(self, voxel_mm3: float) -> list[tuple[str, float]]:
+        """(class name, volume in mL) of each foreground class of the map: its mask's voxels ×
+        the voxel's volume / 1000.  Empty without a map."""
+        if self.dense is None or self.voxels is None:
+            return []
+        totals = self.voxels.sum(axis=0)
+        return [(self.dense.classes[k], float(totals[k]) * voxel_mm3 / 1000.0) for k in self.dense.foreground]
 
     def peak(self) -> np.ndarray:
         """Per-slice score over the outputs (the highest), NaN where unscored."""
@@ -63,6 +101,22 @@ class Run:
             return np.full(self.depth, np.nan, dtype=np.float32)
         with np.errstate(invalid="ignore"):
             return np.where(np.isnan(self.scores).all(axis=1), np.nan, np.nanmax(np.nan_to_num(self.scores, nan=-np.inf), axis=1))
+
+
+def mask_voxels(dense: DenseMap, indices: np.ndarray) -> np.ndarray:
+    """Voxels in each map's mask (`DenseMap.masks`) on slices ``indices``: ``(n, K)`` int64."""
+    counts = np.empty((len(indices), dense.count), dtype=np.int64)
+    for start in range(0, len(indices), COUNT_CHUNK):
+        chunk = indices[start : start + COUNT_CHUNK]
+        counts[start : start + len(chunk)] = dense.masks(chunk).sum(axis=(1, 2))
+    return counts
+
+
+def _streamed_kind(block: np.ndarray) -> dict:
+    """The map's kind guessed from a streamed block (the prediction says it once finished)."""
+    if block.shape[3] > 1 and np.abs(block.sum(axis=3) - 1.0).max() <= SOFTMAX_SUM_TOLERANCE:
+        return {"kind": "softmax", "background": 0}
+    return {"kind": "sigmoid"}
 
 
 def regions_above(values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
