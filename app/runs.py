@@ -42,7 +42,8 @@ class Run:
     visible: bool = True
     names: tuple[str, ...] = field(default_factory=tuple)  # one per output column, when named
     dense: DenseMap | None = None  # a segmentation model's map: filling while it streams, the prediction's once finished
-    voxels: np.ndarray | None = None  # (depth, K) voxels in each map's mask per slice, kept with ``dense``
+    _counts: np.ndarray | None = field(default=None, repr=False)  # (depth, K) voxels in each map's mask, per slice
+    _counted: np.ndarray | None = field(default=None, repr=False)  # (depth,) slices whose counts are current
 
     @property
     def strategy(self) -> str:
@@ -61,38 +62,57 @@ class Run:
             self.scores = np.full((self.depth, scores.shape[1]), np.nan, dtype=np.float32)
         self.scores[indices] = scores
 
-    def put_map(self, indices: np.ndarray, probabilities: np.ndarray) -> None:
-        """A block ``(n, H, W, K)`` of float probabilities for slices ``indices``, as a dense
-        run streams.  The map is allocated at the first block; until the prediction says what
-        it is, K > 1 maps that sum to 1 are taken for a softmax with class 0 the background."""
+    def put_map(self, indices: np.ndarray, probabilities: np.ndarray | DenseMap) -> None:
+        """Slices ``indices`` of a streaming dense run: a float block ``(n, H, W, K)`` stored
+        into the run's map (allocated at the first block, see `streamed_map`), or the map the
+        worker fills itself, whose ``indices`` are now filled (adopted, not copied)."""
         if len(indices) == 0:
             return
-        block = np.asarray(probabilities, dtype=np.float32)
-        if self.dense is None or self.dense.probabilities.shape[1:] != block.shape[1:]:
-            self.dense = DenseMap.empty((self.depth, *block.shape[1:]), classes=tuple(str(k) for k in range(block.shape[3])), **_streamed_kind(block))
-            self.voxels = np.zeros((self.depth, block.shape[3]), dtype=np.int64)
-        self.dense.put(indices, block)
-        self.voxels[indices] = mask_voxels(self.dense, np.asarray(indices))
+        if isinstance(probabilities, DenseMap):
+            if probabilities is not self.dense:
+                self._adopt(probabilities)
+        else:
+            block = np.asarray(probabilities, dtype=np.float32)
+            if self.dense is None or self.dense.probabilities.shape[1:] != block.shape[1:]:
+                self._adopt(streamed_map(self.depth, block))
+            self.dense.put(indices, block)
+        self._counted[np.asarray(indices)] = False
+
+    def _adopt(self, dense: DenseMap) -> None:
+        self.dense = dense
+        self._counts = np.zeros((dense.depth, dense.count), dtype=np.int64)
+        self._counted = np.zeros(dense.depth, dtype=bool)
 
     def finish(self, prediction: Prediction) -> None:
         self.scores = np.asarray(prediction.scores, dtype=np.float32)
         self.prediction = prediction
         dense = getattr(prediction, "dense", None)
         if dense is not None:
-            self.dense = dense
-            self.voxels = mask_voxels(dense, np.arange(dense.depth))
+            self._adopt(dense)
 
     @property
     def unit(self) -> str:
         """The scores' unit ("mm²" for a dense run's areas), once the prediction says it."""
         return getattr(self.prediction, "unit", "") or ""
 
+    def voxels(self) -> np.ndarray:
+        """(depth, K) voxels in each map's mask per slice, counted for the slices filled since
+        the last call (a streaming map), or all of them once (a finished run's)."""
+        if self.dense is None:
+            return np.zeros((self.depth, 0), dtype=np.int64)
+        stale = ~self._counted if self.finished else self.dense.filled & ~self._counted
+        todo = np.flatnonzero(stale)
+        if len(todo):
+            self._counts[todo] = mask_voxels(self.dense, todo)
+            self._counted[todo] = True
+        return self._counts
+
     def volumes_ml(self, voxel_mm3: float) -> list[tuple[str, float]]:
         """(class name, volume in mL) of each foreground class of the map: its mask's voxels ×
         the voxel's volume / 1000.  Empty without a map."""
-        if self.dense is None or self.voxels is None:
+        if self.dense is None:
             return []
-        totals = self.voxels.sum(axis=0)
+        totals = self.voxels().sum(axis=0)
         return [(self.dense.classes[k], float(totals[k]) * voxel_mm3 / 1000.0) for k in self.dense.foreground]
 
     def peak(self) -> np.ndarray:
@@ -112,11 +132,14 @@ def mask_voxels(dense: DenseMap, indices: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _streamed_kind(block: np.ndarray) -> dict:
-    """The map's kind guessed from a streamed block (the prediction says it once finished)."""
-    if block.shape[3] > 1 and np.abs(block.sum(axis=3) - 1.0).max() <= SOFTMAX_SUM_TOLERANCE:
-        return {"kind": "softmax", "background": 0}
-    return {"kind": "sigmoid"}
+def streamed_map(depth: int, block: np.ndarray) -> DenseMap:
+    """An empty map of ``depth`` slices for a streaming run's float blocks ``(n, H, W, K)``.
+    Until the prediction says what the map is, K > 1 maps that sum to 1 are taken for a
+    softmax with class 0 the background, anything else for sigmoid maps."""
+    count = block.shape[3]
+    softmax = count > 1 and np.abs(np.asarray(block, dtype=np.float32).sum(axis=3) - 1.0).max() <= SOFTMAX_SUM_TOLERANCE
+    kind = {"kind": "softmax", "background": 0} if softmax else {"kind": "sigmoid"}
+    return DenseMap.empty((depth, *block.shape[1:]), classes=tuple(str(k) for k in range(count)), **kind)
 
 
 def regions_above(values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
