@@ -243,3 +243,16 @@ def test_the_worker_relay_fills_one_map_and_hands_it_on():
         def run(self, volume, strategy, model, on_batch=None): ...
 
     assert _takes_on_map(Streaming()) and not _takes_on_map(Classifying())
+
+
+@pytest.mark.parametrize(("flag", "expected"), [(None, (True, "filled")), ("outline", (True, "outline")), ("off", (False, "filled"))])
+def test_render_draws_the_mask_as_its_flag_says(tmp_path, flag, expected):
+    """``slicewise render --mask MODE``: the session it draws holds the overlay's mode (a dense run's
+    map is then drawn by the same window as in the viewer)."""
+    from app.cli import build_parser
+    from app.ui.render import fill_session
+
+    path = write_nifti(tmp_path / "small.nii.gz", depth=6, height=12, width=10)
+    argv = ["render", str(path), "--out", str(tmp_path / "x.png"), *(["--mask", flag] if flag else [])]
+    session = fill_session(build_parser().parse_args(argv))
+    assert (session.mask.on, session.mask.mode) == expected
