@@ -137,6 +137,9 @@ def test_softmax_classes_get_their_own_colours():
         r, g, b = rgb(color)
         assert (pixels[winner == k] == (0xFF000000 | r << 16 | g << 8 | b)).all()
     assert (pixels[winner == 0] == 0).all()
+    background = np.zeros_like(plane)
+    background[..., 0] = 255
+    assert MaskPixels().render(background, dense, "filled", 1.0) is None  # nothing shows: nothing to look up or blend
 
 
 def test_m_toggles_the_overlay_and_the_view_changes(shown):

@@ -65,7 +65,8 @@ class MaskImage(QGraphicsItem):
         return QRectF(0, 0, cols, rows)
 
     def render(self) -> QImage:
-        """The plane's pixels as an ARGB32 premultiplied image over the kept buffer."""
+        """The plane's pixels as an ARGB32 premultiplied image over the kept buffer (a null
+        image when nothing shows)."""
         plane = self.plane
         # a mirrored view (a radiological slice) is read forwards and mirrored back at paint
         self._mirrored = plane.strides[1] < 0
@@ -77,6 +78,8 @@ class MaskImage(QGraphicsItem):
             np.copyto(self._gathered, plane)
             plane = self._gathered
         pixels = self.pixels.render(plane, self.dense, self.mode, self.opacity)
+        if pixels is None:
+            return QImage()
         rows, cols = pixels.shape
         return QImage(pixels.data, cols, rows, 4 * cols, QImage.Format.Format_ARGB32_Premultiplied)
 
@@ -85,6 +88,8 @@ class MaskImage(QGraphicsItem):
             return
         if self._image is None:
             self._image = self.render()
+        if self._image.isNull():
+            return
         rect = self.boundingRect()
         if self._mirrored:
             painter.save()

@@ -89,9 +89,10 @@ class MaskPixels:
             self._tables[key] = heat_table(opacity) if mode == "heat" else class_table(dense, alpha)
         return self._tables[key]
 
-    def render(self, plane: np.ndarray, dense: DenseMap, mode: str, opacity: float) -> np.ndarray:
+    def render(self, plane: np.ndarray, dense: DenseMap, mode: str, opacity: float) -> np.ndarray | None:
         """``plane`` (rows, cols, K) uint8 of ``dense`` drawn in ``mode``: (rows, cols) uint32
-        premultiplied ARGB, this object's buffer (valid until the next render)."""
+        premultiplied ARGB, this object's buffer (valid until the next render); None when
+        nothing shows (most slices of a small finding: no lookup, nothing to blend at paint)."""
         self._buffers(plane.shape[:2])
         if mode == "heat":
             values = self._highest(plane, dense)
@@ -99,6 +100,8 @@ class MaskPixels:
             values = self._labelled(plane, dense)
             if mode == "outline":
                 values = self._outline(values)
+        if not values.any():
+            return None
         np.take(self._table(dense, mode, opacity), values, out=self.pixels, mode="wrap")  # values < 256
         return self.pixels
 
