@@ -259,3 +259,27 @@ def test_render_draws_the_mask_as_its_flag_says(tmp_path, flag, expected):
     argv = ["render", str(path), "--out", str(tmp_path / "x.png"), *(["--mask", flag] if flag else [])]
     session = fill_session(build_parser().parse_args(argv))
     assert (session.mask.on, session.mask.mode) == expected
+
+
+def test_a_streaming_map_reaches_the_views_through_the_controller(shown):
+    """The worker's ``sigMap`` (the job's map and the slices it gained) puts the map on the
+    streaming run: the overlay shows it before the run ends, the legend says it is scoring; a
+    superseded job's map is dropped."""
+    from tests.ui_helpers import slow_worker
+
+    window, bot, data = shown["window"], shown["bot"], shown["data"]
+    session, worker = window.session, window.inference.worker
+    session.clear_runs()
+    slow_worker(window, 0.05)
+    window.set_strategy("slice")
+    job = window.run_prediction()
+    run = session.run_for_job(job)
+    dense = ball_map(data)
+    worker.sigMap.emit(job - 1, np.array([0, 1]), dense)  # an older job's: not this run's
+    assert run.dense is None
+    worker.sigMap.emit(job, np.arange(data.shape[0]), dense)
+    assert run.dense is dense and not run.finished and session.mask_run() is run
+    assert all(overlay.image.isVisible() for overlay in window.views.masks)
+    assert window.views.mask_legend.lines()[0].endswith("(scoring…)")
+    bot.waitUntil(lambda: run.finished, timeout=60_000)
+    assert window.views.mask_legend.lines()[0] == "mask ≥ 0.50"

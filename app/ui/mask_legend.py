@@ -46,16 +46,25 @@ class MaskLegend(QWidget):
         events = session.events
         for event in (events.volume, events.mask, events.follow, events.runs):
             event.connect(self.refresh)
-        events.dense.connect(lambda *_: self._streamed.request())
+        events.dense.connect(self._on_dense)
+        self.run = None  # the run whose classes are listed
 
     def lines(self) -> list[str]:
         """The legend's text, a line each (what tests and screen readers read)."""
         return [self.title, *(text for _, text in self.entries)] if self.isVisibleTo(self.parentWidget()) else []
 
+    def _on_dense(self, *_args) -> None:
+        """A streamed block: a new map is listed at once, a growing one at most every `STREAMED_MS`."""
+        if (self.session.mask_run() if self.session.mask.on else None) is not self.run:
+            self.refresh()
+        else:
+            self._streamed.request()
+
     def refresh(self, *_args) -> None:
         session = self.session
         run = session.mask_run() if session.mask.on else None
         volume = session.volume
+        self.run = run if volume is not None else None
         if run is None or volume is None:
             self.hide()
             return
