@@ -95,17 +95,24 @@ class Run:
         """The scores' unit ("mm²" for a dense run's areas), once the prediction says it."""
         return getattr(self.prediction, "unit", "") or ""
 
-    def voxels(self) -> np.ndarray:
-        """(depth, K) voxels in each map's mask per slice, counted for the slices filled since
-        the last call (a streaming map), or all of them once (a finished run's)."""
+    def uncounted(self) -> np.ndarray:
+        """The slices `voxels` would count now: filled since its last call (a streaming map),
+        or all of them once (a finished run's)."""
         if self.dense is None:
+            return np.empty(0, dtype=np.intp)
+        return np.flatnonzero(~self._counted if self.finished else self.dense.filled & ~self._counted)
+
+    def voxels(self) -> np.ndarray:
+        """(depth, K) voxels in each map's mask per slice, counting the `uncounted` slices.
+        (A helper thread may call it for a finished run's map, which no longer changes.)"""
+        dense, counts, counted = self.dense, self._counts, self._counted  # one map's, should the run adopt another meanwhile
+        if dense is None:
             return np.zeros((self.depth, 0), dtype=np.int64)
-        stale = ~self._counted if self.finished else self.dense.filled & ~self._counted
-        todo = np.flatnonzero(stale)
+        todo = np.flatnonzero(~counted if self.finished else dense.filled & ~counted)
         if len(todo):
-            self._counts[todo] = mask_voxels(self.dense, todo)
-            self._counted[todo] = True
-        return self._counts
+            counts[todo] = mask_voxels(dense, todo)
+            counted[todo] = True
+        return counts
 
     def volumes_ml(self, voxel_mm3: float) -> list[tuple[str, float]]:
         """(class name, volume in mL) of each foreground class of the map: its mask's voxels ×
@@ -124,12 +131,31 @@ class Run:
 
 
 def mask_voxels(dense: DenseMap, indices: np.ndarray) -> np.ndarray:
-    """Voxels in each map's mask (`DenseMap.masks`) on slices ``indices``: ``(n, K)`` int64."""
+    """Voxels in each map's mask on slices ``indices``: ``(n, K)`` int64, the masks as
+    `DenseMap.masks` defines them (sigmoid: at or above the threshold; softmax: the argmax, ties
+    to the lower index), read a run of consecutive slices at a time, a class at a time (an
+    argmax along the last axis of a whole map took seconds)."""
+    indices = np.asarray(indices)
     counts = np.empty((len(indices), dense.count), dtype=np.int64)
     for start in range(0, len(indices), COUNT_CHUNK):
         chunk = indices[start : start + COUNT_CHUNK]
-        counts[start : start + len(chunk)] = dense.masks(chunk).sum(axis=(1, 2))
+        consecutive = len(chunk) and chunk[-1] - chunk[0] == len(chunk) - 1 and (np.diff(chunk) == 1).all()
+        block = dense.probabilities[chunk[0] : chunk[-1] + 1] if consecutive else dense.probabilities[chunk]
+        counts[start : start + len(chunk)] = _count_block(dense, block)
     return counts
+
+
+def _count_block(dense: DenseMap, block: np.ndarray) -> np.ndarray:
+    if dense.kind != "softmax":
+        return (block >= dense.threshold_level).sum(axis=(1, 2))
+    best = block[..., 0].copy()
+    winner = np.zeros(best.shape, dtype=np.uint8)
+    hit = np.empty(best.shape, dtype=bool)
+    for k in range(1, dense.count):
+        np.greater(block[..., k], best, out=hit)
+        np.copyto(winner, k, where=hit)
+        np.maximum(best, block[..., k], out=best)
+    return np.stack([(winner == k).sum(axis=(1, 2)) for k in range(dense.count)], axis=1)
 
 
 def streamed_map(depth: int, block: np.ndarray) -> DenseMap:

@@ -368,3 +368,18 @@ def test_a_streamed_map_fills_the_run_and_the_finished_map_replaces_it(session, 
     assert session.mask_run() is run
     session.set_run_visible(run, False)
     assert session.mask_run() is None
+
+
+@pytest.mark.parametrize(("kind", "count", "background"), [("sigmoid", 2, None), ("softmax", 3, 0), ("softmax", 2, 1)])
+def test_mask_voxels_count_the_masks_dense_map_defines(kind, count, background):
+    """Counted a class at a time over runs of slices, the same as `DenseMap.masks` (softmax ties
+    to the lower class, as argmax), for consecutive and scattered slices."""
+    from app.runs import mask_voxels
+    from app.segmentation.dense_map import DenseMap
+
+    rng = np.random.default_rng(count)
+    values = rng.integers(0, 8, size=(40, 9, 7, count)).astype(np.uint8) * 36  # many ties
+    dense = DenseMap(values, kind, tuple("abc"[:count]), background=background)
+    expected = dense.masks(slice(None)).sum(axis=(1, 2))
+    for indices in (np.arange(40), np.array([5, 2, 30, 31, 32, 39])):
+        np.testing.assert_array_equal(mask_voxels(dense, indices), expected[indices])

@@ -5,6 +5,8 @@ Export mask follows the runs, and the worker's map relay."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -259,6 +261,25 @@ def test_render_draws_the_mask_as_its_flag_says(tmp_path, flag, expected):
     argv = ["render", str(path), "--out", str(tmp_path / "x.png"), *(["--mask", flag] if flag else [])]
     session = fill_session(build_parser().parse_args(argv))
     assert (session.mask.on, session.mask.mode) == expected
+
+
+def test_a_large_map_is_counted_off_the_gui_thread(shown, monkeypatch):
+    """Over `COUNT_HERE` values, the legend says "counting…" until the helper thread is done."""
+    from app.ui import mask_legend
+
+    window, bot, volume, data = shown["window"], shown["bot"], shown["volume"], shown["data"]
+    monkeypatch.setattr(mask_legend, "COUNT_HERE", 0)
+    dense = ball_map(data)
+    release = threading.Event()
+    mask_legend._COUNTER.submit(release.wait, 10)  # the helper busy: the count waits its turn
+    try:
+        finish_dense_run(window.session, dense, job=106)
+        legend = window.views.mask_legend
+        assert legend.lines()[1] == "ball  counting…"
+    finally:
+        release.set()
+    expected = f"ball  {int(dense.masks(slice(None)).sum()) * float(np.prod(volume.spacing)) / 1000:.2f} mL"
+    bot.waitUntil(lambda: legend.lines()[1:] == [expected], timeout=10_000)
 
 
 def test_a_streaming_map_reaches_the_views_through_the_controller(shown):

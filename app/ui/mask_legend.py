@@ -3,14 +3,19 @@
 The shown run's foreground classes, each with its colour and its volume in mL (voxels in the
 mask × the voxel's volume from the volume's spacing / 1000); in heat mode, the colour bar of
 the probabilities from 0 to 1.  Hidden when the overlay is off or no run has a map.
+
+A finished map is counted once, on a helper thread when it is large (a 3-class softmax map of
+512 x 512 x 300 takes about half a second): the legend says "counting…" meanwhile, and the
+views stay live.  A streaming map's new slices are counted here, a few at a time.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import QRect, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import QWidget
 
@@ -23,12 +28,16 @@ if TYPE_CHECKING:
     from app.ui.plane_view import PlaneView
 
 STREAMED_MS = 250  # a streaming map's volumes redrawn at most this often
+COUNT_HERE = 4_000_000  # at most this many map values counted on the GUI thread; more: on the helper
+_COUNTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slicewise-mask-count")  # numpy releases the GIL
 BAR_WIDTH = 120
 PAD = 5
 SWATCH = 10
 
 
 class MaskLegend(QWidget):
+    sigCounted = Signal()  # the helper thread counted a map's voxels
+
     def __init__(self, session: Session, view: PlaneView):
         super().__init__(view.graphics)
         self.session, self.view = session, view
@@ -48,6 +57,8 @@ class MaskLegend(QWidget):
             event.connect(self.refresh)
         events.dense.connect(self._on_dense)
         self.run = None  # the run whose classes are listed
+        self._counting = None  # the run whose voxels the helper thread is counting
+        self.sigCounted.connect(self._on_counted)
 
     def lines(self) -> list[str]:
         """The legend's text, a line each (what tests and screen readers read)."""
@@ -59,6 +70,10 @@ class MaskLegend(QWidget):
             self.refresh()
         else:
             self._streamed.request()
+
+    def _on_counted(self) -> None:
+        self._counting = None
+        self.refresh()
 
     def refresh(self, *_args) -> None:
         session = self.session
@@ -74,8 +89,14 @@ class MaskLegend(QWidget):
         self.title = f"probability{scoring}" if self.heat else f"mask ≥ {dense.threshold:.2f}{scoring}" if dense.kind == "sigmoid" else f"mask{scoring}"
         colors = class_colors(dense)
         voxel_mm3 = float(np.prod(volume.spacing))
-        found = run.volumes_ml(voxel_mm3)
-        self.entries = [(None if self.heat else colors[k], f"{name}  {ml:.2f} mL") for k, (name, ml) in zip(dense.foreground, found)]
+        if self._counting is None and len(run.uncounted()) * dense.probabilities[0].size > COUNT_HERE:
+            self._counting = run
+            _COUNTER.submit(run.voxels).add_done_callback(lambda _: self.sigCounted.emit())
+        if self._counting is not None:
+            volumes = [f"{dense.classes[k]}  counting…" for k in dense.foreground]
+        else:
+            volumes = [f"{name}  {ml:.2f} mL" for name, ml in run.volumes_ml(voxel_mm3)]
+        self.entries = [(None if self.heat else colors[k], text) for k, text in zip(dense.foreground, volumes)]
         self._resize()
         self.show()
         self.raise_()
