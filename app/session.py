@@ -2,7 +2,8 @@
 
 The open volume and how it is shown (slice, crosshair point, levels, colormap, left/right
 convention, layout), the scoring settings (strategy, model, normalisation, channels), the
-threshold, the runs and their scores.  Views read it and write it through its methods; each
+threshold, the runs and their scores (a segmentation run's map too), and how the mask overlay
+is drawn.  Views read it and write it through its methods; each
 change is announced on one of ``session.events`` (plain callbacks), so the window, the
 scrubber, the slice views, the score plot and ``slicewise render`` draw the same state.
 """
