@@ -2,7 +2,8 @@
 
 Where state lives: one `app.session.Session` holds everything the user looks at and has asked
 for — the open volume, slice, crosshair point, levels, colormap, left/right convention, layout,
-the scoring settings, the threshold, the runs and their scores, the labels, the saliency maps.
+the scoring settings, the threshold, the runs and their scores (and a segmentation run's map),
+the labels, the saliency maps, how the mask overlay is drawn.
 It announces each change on ``session.events`` (plain callbacks, `app.events`).  The widgets in
 ``app.ui`` draw the session and write it through its methods; none keeps state of its own.
 ``slicewise render`` fills a session headless and draws it with the same widgets.
@@ -23,7 +24,7 @@ Which way dependencies point (checked by import-linter, ``lint-imports``; see py
 
 Beside them, small modules with one job each: `app.display` (initial levels, CT presets),
 `app.planes` (the three planes through a voxel, oriented for reading), `app.runs` (a run's
-scores, regions above a threshold), `app.status` (what the status bar and CLI say),
+scores and map, regions above a threshold), `app.status` (what the status bar and CLI say),
 `app.channels` (channel recipes), `app.preprocessing` (intensity normalisation),
 `app.labels` and `app.agreement` (a reader's labels and how a run agrees with them),
 `app.review` (the CLI's saliency and label outputs), `app.phantom` (the demo phantom).

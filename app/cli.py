@@ -13,6 +13,7 @@ from pathlib import Path
 
 from app import __version__, startup
 from app.errors import SlicewiseError
+from app.session import MASK_MODES
 from app.strategy_catalog import NAMES as STRATEGY_NAMES
 from app.volume import ACQUIRED, AXIS_CHOICES
 
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--neurological", action="store_true", help="patient's left on the screen's left (default: radiological)")
     render.add_argument("--saliency", action="store_true", help="overlay the saliency map of the shown slice (scores with the slice strategy unless --strategy says)")
     render.add_argument("--saliency-method", choices=("gradcam", "occlusion"), help="gradcam (Keras models) or occlusion (any model; the default for ONNX models, which have no gradients here); default: gradcam for Keras")
+    render.add_argument("--mask", choices=(*MASK_MODES, "off"), default=MASK_MODES[0],
+                        help="how a segmentation model's map is drawn over the views (default: filled; off: not drawn)")
     _volume_options(render)
     _model_options(render, None, several=True)
 

@@ -52,11 +52,11 @@ class Plane:
         return np.ascontiguousarray(self.view(volume, voxel, channel), dtype=np.float32)
 
     def oriented(self, plane: np.ndarray) -> np.ndarray:
-        """A view of a 2D array indexed by the plane's two free index axes (in index order), as
-        shown on screen, row 0 on top."""
+        """A view of an array whose first two axes are the plane's two free index axes (in index
+        order), as shown on screen, row 0 on top; trailing axes (a map's classes) are kept."""
         free = [a for a in range(3) if a != self.fixed]
         if free.index(self.vertical) == 1:
-            plane = plane.T
+            plane = plane.swapaxes(0, 1)
         if self.flip_vertical:
             plane = plane[::-1]
         if self.flip_horizontal:

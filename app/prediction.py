@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from app.segmentation.dense_map import DenseMap
 
 
 @dataclass
@@ -30,6 +34,9 @@ class Prediction:
     spread: np.ndarray | None = None  # per-slice sd over an uncertainty method's passes, shaped like scores (app.uncertainty)
     uncertainty: dict | None = None  # the method: {"method", "n", "seed" | "augmentations" | "members", …}
     model_about: dict = field(default_factory=dict)  # more on the model for the sidecar (an ONNX file's format and layout)
+    dense: DenseMap | None = None  # a segmentation model's whole map (None: a classifier)
+    reduce: str | None = None  # how a dense map became the scores: "area", "max", "mean" (None: a classifier)
+    unit: str = ""  # the scores' unit: "mm²" for areas, "" for scores
 
     @property
     def outputs(self) -> int:

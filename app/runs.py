@@ -1,5 +1,6 @@
-"""`Run`: one strategy + model's scores on the open volume, streaming or finished, and the
-regions of a run above a threshold (what N / P step through)."""
+"""`Run`: one strategy + model's scores on the open volume, streaming or finished (with a
+segmentation model's map, when it has one), and the regions of a run above a threshold (what
+N / P step through)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.segmentation.dense_map import DenseMap
+
 if TYPE_CHECKING:
     from app.prediction import Prediction
+
+SOFTMAX_SUM_TOLERANCE = 0.02  # a streamed block whose K > 1 maps sum to 1 within this is taken for a softmax
+COUNT_CHUNK = 16  # slices counted at a time (a bounded boolean temporary, not one of the whole map)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,9 @@ class Run:
     visible: bool = True
     names: tuple[str, ...] = field(default_factory=tuple)  # one per output column, when named
     spread: np.ndarray | None = None  # per-slice sd of the scores, like ``scores``, once a run with an uncertainty method finishes
+    dense: DenseMap | None = None  # a segmentation model's map: filling while it streams, the prediction's once finished
+    _counts: np.ndarray | None = field(default=None, repr=False)  # (depth, K) voxels in each map's mask, per slice
+    _counted: np.ndarray | None = field(default=None, repr=False)  # (depth,) slices whose counts are current
 
     @property
     def strategy(self) -> str:
@@ -54,10 +63,66 @@ class Run:
             self.scores = np.full((self.depth, scores.shape[1]), np.nan, dtype=np.float32)
         self.scores[indices] = scores
 
+    def put_map(self, indices: np.ndarray, probabilities: np.ndarray | DenseMap) -> None:
+        """Slices ``indices`` of a streaming dense run: a float block ``(n, H, W, K)`` stored
+        into the run's map (allocated at the first block, see `streamed_map`), or the map the
+        worker fills itself, whose ``indices`` are now filled (adopted, not copied)."""
+        if len(indices) == 0:
+            return
+        if isinstance(probabilities, DenseMap):
+            if probabilities is not self.dense:
+                self._adopt(probabilities)
+        else:
+            block = np.asarray(probabilities, dtype=np.float32)
+            if self.dense is None or self.dense.probabilities.shape[1:] != block.shape[1:]:
+                self._adopt(streamed_map(self.depth, block))
+            self.dense.put(indices, block)
+        self._counted[np.asarray(indices)] = False
+
+    def _adopt(self, dense: DenseMap) -> None:
+        self.dense = dense
+        self._counts = np.zeros((dense.depth, dense.count), dtype=np.int64)
+        self._counted = np.zeros(dense.depth, dtype=bool)
+
     def finish(self, prediction: Prediction) -> None:
         self.scores = np.asarray(prediction.scores, dtype=np.float32)
         self.spread = None if prediction.spread is None else np.asarray(prediction.spread, dtype=np.float32)
         self.prediction = prediction
+        dense = getattr(prediction, "dense", None)
+        if dense is not None:
+            self._adopt(dense)
+
+    @property
+    def unit(self) -> str:
+        """The scores' unit ("mm²" for a dense run's areas), once the prediction says it."""
+        return getattr(self.prediction, "unit", "") or ""
+
+    def uncounted(self) -> np.ndarray:
+        """The slices `voxels` would count now: filled since its last call (a streaming map),
+        or all of them once (a finished run's)."""
+        if self.dense is None:
+            return np.empty(0, dtype=np.intp)
+        return np.flatnonzero(~self._counted if self.finished else self.dense.filled & ~self._counted)
+
+    def voxels(self) -> np.ndarray:
+        """(depth, K) voxels in each map's mask per slice, counting the `uncounted` slices.
+        (A helper thread may call it for a finished run's map, which no longer changes.)"""
+        dense, counts, counted = self.dense, self._counts, self._counted  # one map's, should the run adopt another meanwhile
+        if dense is None:
+            return np.zeros((self.depth, 0), dtype=np.int64)
+        todo = np.flatnonzero(~counted if self.finished else dense.filled & ~counted)
+        if len(todo):
+            counts[todo] = mask_voxels(dense, todo)
+            counted[todo] = True
+        return counts
+
+    def volumes_ml(self, voxel_mm3: float) -> list[tuple[str, float]]:
+        """(class name, volume in mL) of each foreground class of the map: its mask's voxels ×
+        the voxel's volume / 1000.  Empty without a map."""
+        if self.dense is None:
+            return []
+        totals = self.voxels().sum(axis=0)
+        return [(self.dense.classes[k], float(totals[k]) * voxel_mm3 / 1000.0) for k in self.dense.foreground]
 
     def most_uncertain(self) -> tuple[int, float] | None:
         """The slice whose score spreads most (the largest sd over the outputs) and that sd; None
@@ -80,6 +145,44 @@ class Run:
             return np.full(self.depth, np.nan, dtype=np.float32)
         with np.errstate(invalid="ignore"):
             return np.where(np.isnan(self.scores).all(axis=1), np.nan, np.nanmax(np.nan_to_num(self.scores, nan=-np.inf), axis=1))
+
+
+def mask_voxels(dense: DenseMap, indices: np.ndarray) -> np.ndarray:
+    """Voxels in each map's mask on slices ``indices``: ``(n, K)`` int64, the masks as
+    `DenseMap.masks` defines them (sigmoid: at or above the threshold; softmax: the argmax, ties
+    to the lower index), read a run of consecutive slices at a time, a class at a time (an
+    argmax along the last axis of a whole map took seconds)."""
+    indices = np.asarray(indices)
+    counts = np.empty((len(indices), dense.count), dtype=np.int64)
+    for start in range(0, len(indices), COUNT_CHUNK):
+        chunk = indices[start : start + COUNT_CHUNK]
+        consecutive = len(chunk) and chunk[-1] - chunk[0] == len(chunk) - 1 and (np.diff(chunk) == 1).all()
+        block = dense.probabilities[chunk[0] : chunk[-1] + 1] if consecutive else dense.probabilities[chunk]
+        counts[start : start + len(chunk)] = _count_block(dense, block)
+    return counts
+
+
+def _count_block(dense: DenseMap, block: np.ndarray) -> np.ndarray:
+    if dense.kind != "softmax":
+        return (block >= dense.threshold_level).sum(axis=(1, 2))
+    best = block[..., 0].copy()
+    winner = np.zeros(best.shape, dtype=np.uint8)
+    hit = np.empty(best.shape, dtype=bool)
+    for k in range(1, dense.count):
+        np.greater(block[..., k], best, out=hit)
+        np.copyto(winner, k, where=hit)
+        np.maximum(best, block[..., k], out=best)
+    return np.stack([(winner == k).sum(axis=(1, 2)) for k in range(dense.count)], axis=1)
+
+
+def streamed_map(depth: int, block: np.ndarray) -> DenseMap:
+    """An empty map of ``depth`` slices for a streaming run's float blocks ``(n, H, W, K)``.
+    Until the prediction says what the map is, K > 1 maps that sum to 1 are taken for a
+    softmax with class 0 the background, anything else for sigmoid maps."""
+    count = block.shape[3]
+    softmax = count > 1 and np.abs(np.asarray(block, dtype=np.float32).sum(axis=3) - 1.0).max() <= SOFTMAX_SUM_TOLERANCE
+    kind = {"kind": "softmax", "background": 0} if softmax else {"kind": "sigmoid"}
+    return DenseMap.empty((depth, *block.shape[1:]), classes=tuple(str(k) for k in range(count)), **kind)
 
 
 def regions_above(values: np.ndarray, threshold: float) -> list[tuple[int, int]]:

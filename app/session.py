@@ -2,7 +2,8 @@
 
 The open volume and how it is shown (slice, crosshair point, levels, colormap, left/right
 convention, layout), the scoring settings (strategy, model, normalisation, channels), the
-threshold, the runs and their scores.  Views read it and write it through its methods; each
+threshold, the runs and their scores (a segmentation run's map too), and how the mask overlay
+is drawn.  Views read it and write it through its methods; each
 change is announced on one of ``session.events`` (plain callbacks), so the window, the
 scrubber, the slice views, the score plot and ``slicewise render`` draw the same state.
 """
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 LAYOUTS = ("single", "ortho")
 DEFAULT_STRATEGY = "slice"
+MASK_MODES = ("filled", "outline", "heat")  # how a segmentation map is overlaid (other modes may join)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,17 @@ class SaliencyMap:
     method: str  # "Grad-CAM (conv2d_2)", "gradient × input", …
 
 
+@dataclass(frozen=True)
+class MaskOverlay:
+    """How a segmentation run's map is drawn over the views: ``on`` (key M), ``mode`` (one of
+    `MASK_MODES`: filled at the map's threshold with per-class colours, class outlines, or a
+    probability heat map) and the fill's ``opacity`` (0…1)."""
+
+    on: bool = True
+    mode: str = MASK_MODES[0]
+    opacity: float = 0.45
+
+
 class SessionEvents:
     """One `Event` per part of the session; handlers get the new value."""
 
@@ -99,6 +112,8 @@ class SessionEvents:
         self.activity = Event("activity")  # Activity
         self.labels = Event("labels")  # {slice index: "1" | "0" | "?"}
         self.saliency = Event("saliency")  # (slice index, SaliencyMap) as it arrives, or None when cleared
+        self.mask = Event("mask")  # MaskOverlay: the mask overlay's settings changed
+        self.dense = Event("dense")  # (Run, slice indices): a streaming run's map got these slices
         self.message = Event("message")  # text for the status bar
 
 
@@ -127,6 +142,7 @@ class Session:
         self.saliency_method: str | None = None  # "gradcam" | "occlusion"; None: Grad-CAM, occlusion for ONNX models
         self.score_tint = False
         self.plot_x_mm = False  # the score plot's x axis: slice index, or position in mm
+        self.mask = MaskOverlay()
         self._runs_by_view: dict[tuple, list[Run]] = {}
         self._saliency: dict[tuple[RunKey, int], SaliencyMap] = {}
 
@@ -311,6 +327,12 @@ class Session:
             run.add(indices, scores)
             self.events.runs.emit(run, "scores")
 
+    def add_map(self, run: Run, indices: np.ndarray, probabilities: np.ndarray) -> None:
+        """A block ``(n, H, W, K)`` of a segmentation run's probabilities, as it streams."""
+        if run in self.runs and len(indices):
+            run.put_map(indices, probabilities)
+            self.events.dense.emit(run, np.asarray(indices))
+
     def finish_run(self, run: Run, prediction: Prediction) -> None:
         """The run's final scores; it replaces the earlier finished run with the same key."""
         if run not in self.runs:
@@ -383,6 +405,36 @@ class Session:
         self.set_slice(index)
         self.say(f"{run.title}: slice {index} spreads most (sd {sd:.3f})")
         return index
+
+    # -- the mask overlay ----------------------------------------------------------------------
+
+    def set_mask(self, on: bool | None = None, mode: str | None = None, opacity: float | None = None) -> MaskOverlay:
+        """Show or hide the mask overlay, choose its mode, or change its opacity (clamped to 0…1)."""
+        changes: dict[str, Any] = {}
+        if on is not None:
+            changes["on"] = bool(on)
+        if mode is not None:
+            if mode not in MASK_MODES:
+                raise ValueError(f"unknown mask mode {mode!r}: choose one of {', '.join(MASK_MODES)}")
+            changes["mode"] = mode
+        if opacity is not None:
+            changes["opacity"] = min(max(float(opacity), 0.0), 1.0)
+        mask = replace(self.mask, **changes)
+        if mask != self.mask:
+            self.mask = mask
+            self.events.mask.emit(mask)
+        return mask
+
+    def toggle_mask(self) -> bool:
+        """Key M: show the overlay if hidden, hide it if shown; returns whether it is shown."""
+        return self.set_mask(on=not self.mask.on).on
+
+    def mask_run(self) -> Run | None:
+        """The run whose map the overlay shows: the followed run if it has one, else the newest
+        visible run with a map (streaming or finished)."""
+        if self.follow is not None and self.follow in self.runs and self.follow.dense is not None:
+            return self.follow
+        return next((run for run in reversed(self.runs) if run.dense is not None and run.visible), None)
 
     # -- saliency -----------------------------------------------------------------------------
 

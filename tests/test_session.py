@@ -4,6 +4,7 @@ threshold, the readout voxel."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +314,72 @@ def test_volume_summary_names_file_and_shape(volumes):
     assert readout_text(volume, 3, 4, 5) == (
         f"voxel (3, 4, 5)  ·  ({x:.1f}, {y:.1f}, {z:.1f}) mm  ·  value {float(volume.data[3, 4, 5, 0]):.6g}"
     )
+
+
+def test_mask_overlay_settings_are_announced_once_and_checked(session):
+    from app.session import MASK_MODES, MaskOverlay
+
+    assert session.mask == MaskOverlay() and session.mask.on and session.mask.mode == MASK_MODES[0]
+    seen = Recorder(session)
+    assert session.toggle_mask() is False
+    session.set_mask(mode="outline", opacity=1.7)  # clamped
+    session.set_mask(mode="outline")  # no change: silent
+    assert session.mask == MaskOverlay(on=False, mode="outline", opacity=1.0)
+    assert seen.seen == [("mask", (MaskOverlay(on=False),)), ("mask", (session.mask,))]
+    with pytest.raises(ValueError, match="unknown mask mode 'contour'"):
+        session.set_mask(mode="contour")
+    session.set_mask(on=True, opacity=-1)
+    assert session.mask.on and session.mask.opacity == 0.0
+
+
+def test_a_streamed_map_fills_the_run_and_the_finished_map_replaces_it(session, volumes):
+    """Blocks go into a map allocated at the first one (K maps summing to 1: a softmax with class
+    0 the background); the legend's volumes count the mask's voxels; the prediction's map wins."""
+    from app.segmentation.dense_map import DenseMap
+
+    volume = volumes["axial"]
+    depth, height, width, _ = volume.shape
+    classifier = finished_run(session, 1, volume)
+    run = session.begin_run(2, replace(session.settings, strategy="temporal"))
+    assert session.mask_run() is None and classifier.dense is None
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(depth, height, width, 3)).astype(np.float32)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=3, keepdims=True)
+    seen = Recorder(session)
+    session.add_map(run, np.array([2, 3]), probabilities[2:4])
+    assert seen.names() == ["dense"] and seen.seen[0][1][0] is run
+    dense = run.dense
+    assert dense.probabilities.shape == (depth, height, width, 3) and dense.kind == "softmax" and dense.background == 0
+    assert dense.filled.tolist() == [d in (2, 3) for d in range(depth)]
+    np.testing.assert_array_equal(dense.probabilities[2:4], np.rint(probabilities[2:4] * 255).astype(np.uint8))
+    assert session.mask_run() is run  # the newest run with a map, while it streams
+    winner = dense.probabilities[2:4].argmax(axis=3)  # the stored (uint8) map's argmax, as `DenseMap.masks` takes it
+    voxel_mm3 = float(np.prod(volume.spacing))
+    assert run.volumes_ml(voxel_mm3) == [(str(k), pytest.approx((winner == k).sum() * voxel_mm3 / 1000)) for k in (1, 2)]
+
+    final = DenseMap.empty((depth, height, width, 1), "sigmoid", ("lesion",), threshold=0.5)
+    final.probabilities[4, :5, :6, 0] = 200  # 30 voxels at p ≈ 0.78
+    final.probabilities[5, :2, :2, 0] = 100  # under the threshold
+    prediction = replace(prediction_for(volume, "temporal"), dense=final, reduce="area", unit="mm²")
+    session.finish_run(run, prediction)
+    assert run.dense is final and run.unit == "mm²" and classifier.unit == ""
+    assert run.volumes_ml(voxel_mm3) == [("lesion", pytest.approx(30 * voxel_mm3 / 1000))]
+    session.set_follow(classifier)  # a followed run without a map: the newest run with one is shown
+    assert session.mask_run() is run
+    session.set_run_visible(run, False)
+    assert session.mask_run() is None
+
+
+@pytest.mark.parametrize(("kind", "count", "background"), [("sigmoid", 2, None), ("softmax", 3, 0), ("softmax", 2, 1)])
+def test_mask_voxels_count_the_masks_dense_map_defines(kind, count, background):
+    """Counted a class at a time over runs of slices, the same as `DenseMap.masks` (softmax ties
+    to the lower class, as argmax), for consecutive and scattered slices."""
+    from app.runs import mask_voxels
+    from app.segmentation.dense_map import DenseMap
+
+    rng = np.random.default_rng(count)
+    values = rng.integers(0, 8, size=(40, 9, 7, count)).astype(np.uint8) * 36  # many ties
+    dense = DenseMap(values, kind, tuple("abc"[:count]), background=background)
+    expected = dense.masks(slice(None)).sum(axis=(1, 2))
+    for indices in (np.arange(40), np.array([5, 2, 30, 31, 32, 39])):
+        np.testing.assert_array_equal(mask_voxels(dense, indices), expected[indices])

@@ -12,6 +12,9 @@ to one part of the core:
   under a ``crosshair``), the display panel (``display_panel``: window/level, presets,
   colormap) and the side views' score tint; ``image_item`` pyqtgraph's image item drawn from RGB
 - ``saliency_overlay``, ``saliency_requests``  the heat map on the depth view, asked of the worker
+- ``mask_overlay``, ``mask_pixels``, ``mask_legend``  a segmentation run's map over all three
+  views (filled, outline, heat; pixels looked up from the uint8 map), and its legend (class
+  volumes in mL, the heat colour bar)
 - ``scrubber``    depth slider, spin box and the strip of labels and hits
 - ``score_plot``  per-slice score curves, a cursor locked to the scrubber, a threshold line
 - ``review_panel``, ``label_keeper``  agreement figures and the labels' sidecar
@@ -20,7 +23,7 @@ to one part of the core:
 - ``volume_loader``  volumes loaded off the GUI thread, newest request wins
 - ``inference_thread``, ``prediction``  the one long-lived worker thread (TensorFlow lives only
   there), its job-id / cancel protocol, and the controller that feeds the session
-- ``exports``     the plot PNG; ``settings`` recent files and window settings in QSettings
+- ``exports``     the runs' CSV, the plot PNG, the mask NIfTI; ``settings`` recent files and window settings in QSettings
 - ``render``      ``slicewise render``: the same window, drawn offscreen to a PNG
 - ``bench_ui``    the viewer's speed figures, each in a fresh process (run by ``app.tools.bench``)
 """

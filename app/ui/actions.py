@@ -5,7 +5,7 @@ state.  The toolbar's controls show the session's scoring settings and write the
 
 Keys (window-wide, whichever child has focus — except while typing in a spin box):
 ←/→ one slice, PgUp/PgDn ten, Home/End first/last, N / Shift+→ next region above the threshold,
-P / Shift+← previous one, 1 / 0 / ? label the slice, Backspace clears it, S saliency,
+P / Shift+← previous one, 1 / 0 / ? label the slice, Backspace clears it, S saliency, M mask,
 Alt+1…5 CT window presets, Ctrl+R or F5 run, Esc cancel.
 """
 
@@ -18,6 +18,7 @@ from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QProgressBar, QPushButton, QSpinBox, QStyle, QToolBar, QWidget
 
+from app.session import MASK_MODES
 from app.strategy_catalog import CATALOG
 from app.ui.throttle import Throttle
 
@@ -37,6 +38,7 @@ SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>U</b></td><td>the slice whose score spreads most (a run with Model › Uncertainty)</td></tr>
 <tr><td><b>1</b> / <b>0</b> / <b>?</b> / <b>Backspace</b></td><td>label the slice positive / negative / unsure / clear</td></tr>
 <tr><td><b>S</b></td><td>show or hide the saliency map</td></tr>
+<tr><td><b>M</b></td><td>show or hide a segmentation model's mask (View › Mask mode: filled, outline, heat)</td></tr>
 <tr><td><b>Alt+1 … Alt+5</b></td><td>CT windows: brain, subdural, lung, bone, soft tissue</td></tr>
 <tr><td>Click / drag on the plot</td><td>go to that slice (the yellow cursor); drag the red line to set the threshold</td></tr>
 <tr><td><b>Ctrl+R</b> / <b>F5</b></td><td>run the selected strategy</td></tr>
@@ -50,6 +52,7 @@ MODEL_DEFAULT = "model default"
 PROGRESS_MS = 100  # batches: the progress bar updated at most this often
 NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
 POOL_CHOICES = ("mean (default)", "max", "attention")
+MASK_MODE_TITLES = {"filled": "&Filled at the threshold", "outline": "&Outline", "heat": "&Heat map (probability)"}
 CHANNEL_CHOICES = (MODEL_DEFAULT, "replicate", "neighbors", "windows:40,80;80,200;600,2800")
 
 
@@ -67,6 +70,8 @@ class Commands(Protocol):
     def clear_plot(self) -> None: ...
     def reset_zoom(self) -> None: ...
     def set_saliency_visible(self, on: bool) -> None: ...
+    def set_mask_visible(self, on: bool) -> None: ...
+    def export_mask_dialog(self) -> None: ...
     def set_score_tint(self, on: bool) -> None: ...
     def run_prediction(self) -> int | None: ...
     def cancel_prediction(self) -> None: ...
@@ -275,6 +280,7 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(file, "export_predictions", "&Export predictions…", commands.export_predictions_dialog, "Ctrl+E")
     add(file, "export_plot", "Export &plot…", commands.export_plot_dialog, "Ctrl+Shift+E")
     add(file, "export_seg", "Export DICOM &SEG…", commands.export_seg_dialog)
+    add(file, "export_mask", "Export &mask…", commands.export_mask_dialog)
     file.addSeparator()
     add(file, "quit", "&Quit", commands.close, QKeySequence.StandardKey.Quit)
 
@@ -300,6 +306,13 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
                               ("saliency_gradcam", "&Grad-CAM (Keras models)", "gradcam"), ("saliency_occlusion", "&Occlusion (any model)", "occlusion")):
         methods.addAction(add(method_menu, key, text, lambda checked=False, m=method: session.set_saliency(method=m), checkable=True))
     actions["saliency_auto"].setChecked(True)
+    add(view, "mask", "Show &mask", commands.set_mask_visible, "M", checkable=True).setChecked(session.mask.on)
+    mask_modes = view.addMenu("Mask m&ode")
+    modes = QActionGroup(window)
+    for name in MASK_MODES:
+        action = add(mask_modes, f"mask_{name}", MASK_MODE_TITLES.get(name, name), lambda checked=False, n=name: session.set_mask(mode=n), checkable=True)
+        action.setChecked(name == session.mask.mode)
+        modes.addAction(action)
     add(view, "score_tint", "&Tint side views by score", commands.set_score_tint, checkable=True)
     add(view, "x_mm", "Plot against position (&mm)", commands.set_plot_x_mm, checkable=True)
     add(view, "clear_plot", "&Clear plot", commands.clear_plot, "Ctrl+L")

@@ -7,6 +7,8 @@ Run by ``python -m app.tools.bench`` (which prints and records them); each ends 
   (``--window-only``: without importing its command-line module first)
 - ``scrub VOLUME [--model FILE]``   slider change -> repaint finished, random steps, while the
   worker scores (and with it idle, and with the saliency overlay on)
+- ``mask VOLUME``   three views with a segmentation map's overlay on: slider change -> all three
+  repainted, while the worker scores and the map streams in (and with it idle, and in heat mode)
 - ``crosshair VOLUME``  three views: crosshair moved -> all three repainted, while the worker scores
   (and with it idle)
 - ``saliency VOLUME``   slice change -> its saliency overlay shown (built-in slice model)
@@ -219,6 +221,71 @@ def scrub(volume: str, steps: int, threads: int | None = None, model: str | None
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def _fixed_map(volume):
+    """A one-class sigmoid map of ``volume``'s shape from its own values (p = value / 300,
+    clipped: bone and contrast above 150 in the mask, a soft edge for the heat map), filled a
+    slice at a time; its ``filled`` flags are cleared, to be set as the run streams."""
+    import numpy as np
+
+    from app.segmentation.dense_map import DenseMap
+
+    data = volume.data.numpy()[..., 0]
+    dense = DenseMap.empty((*data.shape, 1), "sigmoid", ("bright",))
+    for d in range(volume.depth):
+        dense.put([d], np.clip(data[d] / 300.0, 0.0, 1.0)[None, ..., None])
+    dense.filled[:] = False
+    return dense
+
+
+class _MapFeed:
+    """Streams ``dense`` into every run as its scores arrive, through `Session.add_map` with the
+    map the worker would fill (the path `PredictionController` takes with ``sigMap``): the
+    built-in classifier stands in for a segmentation model, whose engine streams real blocks."""
+
+    def __init__(self, session, dense):
+        import numpy as np
+
+        self.session, self.dense, self.blocks = session, dense, 0
+        self._fed: dict = {}
+        self._np = np
+        session.events.runs.connect(self._on_run)
+
+    def _on_run(self, run, what: str) -> None:
+        if what != "scores" or run.scores is None:
+            return
+        fed = self._fed.setdefault(run, self._np.zeros(run.depth, bool))
+        new = self._np.flatnonzero(self._np.isfinite(run.scores[:, 0]) & ~fed)
+        if len(new):
+            fed[new] = True
+            self.dense.filled[new] = True
+            self.session.add_map(run, new, self.dense)
+            self.blocks += 1
+
+
+def mask_scrub(volume: str, steps: int, threads: int | None = None) -> None:
+    """Three views with the mask overlay on (filled): slider steps → all three views repainted,
+    while the worker scores and the map streams in (the figure), idle, and in heat mode."""
+    with tempfile.TemporaryDirectory() as tmp:
+        qapp, window = _window(tmp, threads)
+        window.session.set_layout("ortho")
+        loaded = _load(window, volume)
+        session = window.session
+        feed = _MapFeed(session, _fixed_map(loaded))
+        viewports = [view.graphics.viewport() for view in window.views.views]
+        window.set_strategy("slice")
+        scoring = _Scoring(qapp, window)
+        _until(qapp, lambda: all(overlay.image.isVisible() for overlay in window.views.masks))
+        busy = _time_steps(qapp, viewports, _slider_steps(window, loaded.depth, 0), steps)
+        scoring.stop(qapp)
+        idle = _time_steps(qapp, viewports, _slider_steps(window, loaded.depth, 1), max(steps // 4, 20))
+        session.set_mask(mode="heat")
+        heat = _time_steps(qapp, viewports, _slider_steps(window, loaded.depth, 2), max(steps // 4, 20))
+        result = {**_figures(busy), **_figures(idle, "idle_"), **_figures(heat, "heat_"), "steps": steps,
+                  "batches_plotted": len(scoring.batches), "map_blocks": feed.blocks, "legend": window.views.mask_legend.lines()}
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
 def crosshair(volume: str, steps: int) -> None:
     """Three views: the crosshair moved to a random voxel → all three views repainted, while the
     worker scores (the figure) and with it idle."""
@@ -412,7 +479,7 @@ def memory(volume: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.ui.bench_ui", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("startup", "scrub", "crosshair", "saliency", "stall", "throughput", "memory"))
+    parser.add_argument("what", choices=("startup", "scrub", "mask", "crosshair", "saliency", "stall", "throughput", "memory"))
     parser.add_argument("volume", nargs="?")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--window-only", action="store_true")
@@ -426,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.what} needs a volume")
     elif args.what == "scrub":
         scrub(args.volume, args.steps, args.threads, args.model)
+    elif args.what == "mask":
+        mask_scrub(args.volume, args.steps, args.threads)
     elif args.what == "crosshair":
         crosshair(args.volume, args.steps)
     elif args.what == "saliency":

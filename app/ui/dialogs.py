@@ -13,6 +13,7 @@ VOLUME_FILTER = VOLUME_DIALOG_FILTER
 MODEL_FILTER = MODEL_DIALOG_FILTER
 CSV_FILTER = "CSV (*.csv);;All files (*)"
 PNG_FILTER = "PNG image (*.png);;All files (*)"
+NIFTI_FILTER = "NIfTI (*.nii.gz *.nii);;All files (*)"
 
 
 class Dialogs:

@@ -1,13 +1,17 @@
-"""The window's file commands for results: export every run as CSV, the plot as PNG, import
-labels.  A mixin of `MainWindow`."""
+"""The window's file commands for results: export every run as CSV, the plot as PNG, a
+segmentation run's mask as NIfTI, import labels.  A mixin of `MainWindow`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.errors import SlicewiseError
-from app.ui.dialogs import CSV_FILTER, PNG_FILTER
-from app.ui.exports import export_plot, export_runs
+from app.ui.dialogs import CSV_FILTER, NIFTI_FILTER, PNG_FILTER
+from app.ui.exports import export_mask, export_plot, export_runs
+
+if TYPE_CHECKING:
+    from app.runs import Run
 
 DICOM_FILTER = "DICOM (*.dcm);;All files (*)"
 
@@ -82,3 +86,30 @@ class ExportCommands:
                 self._error("Cannot export DICOM SEG", str(exc))
             else:
                 self.statusBar().showMessage(f"Wrote {path} (DICOM SEG)")
+    def dense_run(self) -> Run | None:
+        """The finished segmentation run File › Export mask writes: the one the overlay shows,
+        else the newest finished run with a map."""
+        shown = self.session.mask_run()
+        if shown is not None and shown.finished:
+            return shown
+        return next((run for run in reversed(self.session.finished_runs()) if run.dense is not None), None)
+
+    def export_mask(self, path: str | Path, probabilities: bool = False) -> Path:
+        run = self.dense_run()
+        if run is None:
+            raise SlicewiseError("nothing to export yet: run a segmentation model first")
+        return export_mask(self.session, run, path, probabilities)
+
+    def export_mask_dialog(self) -> None:
+        run = self.dense_run()
+        if self.session.volume is None or run is None:
+            self._error("Nothing to export", "Run a segmentation model first: Export mask writes its map.")
+            return
+        stem = self.session.volume.source.name.split(".")[0] or "volume"
+        if path := self.dialogs.save_file("export", "Export mask", f"{stem}_mask.nii.gz", NIFTI_FILTER):
+            try:
+                written = self.export_mask(path)
+            except SlicewiseError as exc:
+                self._error("Cannot export mask", str(exc))
+            else:
+                self.statusBar().showMessage(f"Wrote {written} ({run.title})")

@@ -1,4 +1,5 @@
-"""What File › Export writes: every finished run in one CSV, and the plot under a title."""
+"""What File › Export writes: every finished run in one CSV, the plot under a title, and a
+segmentation run's mask in the source file's voxel order."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from app.errors import SlicewiseError
 
 if TYPE_CHECKING:
+    from app.runs import Run
     from app.session import Session
     from app.ui.score_plot import ScorePlot
 
@@ -55,3 +57,16 @@ def export_plot(session: Session, plot: ScorePlot, path: str | Path, title_heigh
     if not image.save(str(path)):
         raise SlicewiseError(f"cannot write {path}: not a writable image path (use .png)")
     return path
+
+
+def export_mask(session: Session, run: Run, path: str | Path, probabilities: bool = False) -> Path:
+    """``run``'s map as ``slicewise predict --mask-out`` writes it (a uint8 label map, or float32
+    probabilities, in the source file's voxel order with its affine), through the core's writer."""
+    if session.volume is None or run.dense is None or not run.finished:
+        raise SlicewiseError("nothing to export yet: run a segmentation model first")
+    try:
+        from app.segmentation.mask_export import write_mask
+    except ImportError:
+        raise SlicewiseError("mask export is not available in this build") from None
+    write_mask(path, session.volume, run.dense, probabilities=probabilities)
+    return Path(path)

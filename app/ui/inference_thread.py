@@ -7,7 +7,8 @@ Protocol (job ids and cancellation):
    earlier job, so a new run (or a newly opened file) supersedes the running one.
 2. The worker runs jobs one after another on its thread: it creates the ``Engine`` on the first
    job (importing TensorFlow there, lazily), loads the model, warms it up and calls
-   ``Engine.run``, whose ``on_batch`` callback emits ``sigProgress`` with the job id.
+   ``Engine.run``, whose ``on_batch`` callback emits ``sigProgress`` with the job id (and a
+   segmentation model's ``on_map`` blocks, stored into the job's map here, ``sigMap``).
 3. Cancel is a thread-safe "cancelled up to job id N" counter (``CancelToken``) set directly from
    the GUI thread; ``Engine.run`` polls it between batches (a queued signal would wait behind
    the running job and never be seen in time).
@@ -21,6 +22,7 @@ The worker never touches a widget: it only emits signals with numpy arrays and c
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -39,6 +41,7 @@ from app.errors import Cancelled, SlicewiseError
 from app.uncertainty import parse as parse_uncertainty
 
 if TYPE_CHECKING:
+    from app.segmentation.dense_map import DenseMap
     from app.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -158,11 +161,56 @@ class _ProgressRelay:
             self._emit(done, total, np.asarray(indices), np.asarray(scores))
 
 
+class _MapRelay:
+    """Stores a segmentation model's probability blocks into the job's map as they come (the
+    uint8 quantisation runs here, on the worker, not on the GUI thread), and hands the map on
+    with the slices it gained at most every `PROGRESS_INTERVAL_S`; `flush` hands on the rest.
+
+    The GUI's run adopts this one map (`Run.put_map`): the worker writes slices the GUI has not
+    been told of yet, and nothing is copied between the threads.
+    """
+
+    def __init__(self, depth: int, emit: Callable[[np.ndarray, DenseMap], None]):
+        self._depth, self._emit = depth, emit
+        self.dense: DenseMap | None = None
+        self._indices: list[np.ndarray] = []
+        self._last = 0.0
+
+    def __call__(self, indices: np.ndarray, probabilities: np.ndarray) -> None:
+        from app.runs import streamed_map
+
+        if len(indices) == 0:
+            return
+        if self.dense is None:
+            self.dense = streamed_map(self._depth, probabilities)
+        self.dense.put(indices, probabilities)
+        self._indices.append(np.array(indices, copy=True))
+        now = time.perf_counter()
+        if now - self._last >= PROGRESS_INTERVAL_S:
+            self._last = now
+            self.flush()
+
+    def flush(self) -> None:
+        if self._indices and self.dense is not None:
+            indices, self._indices = np.concatenate(self._indices), []
+            self._emit(indices, self.dense)
+
+
+def _takes_on_map(engine) -> bool:
+    """Whether ``engine.run`` streams a segmentation map (``on_map``).
+    TODO(lead, at the merge with segcore's engine): remove this guard and always pass ``on_map``."""
+    try:
+        return "on_map" in inspect.signature(engine.run).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class InferenceWorker(QObject):
     """Lives on the inference thread; its slots run there, one job at a time."""
 
     sigStatus = Signal(int, str)  # job id, phase ("Starting TensorFlow…", "Warming up…")
     sigProgress = Signal(int, int, int, object, object)  # job id, done, total, slice indices, scores (n, K)
+    sigMap = Signal(int, object, object)  # job id, slice indices, the job's DenseMap (filled here, those slices included)
     sigFinished = Signal(int, object)  # job id, Prediction
     sigFailed = Signal(int, str)  # job id, message for the user
     sigCancelled = Signal(int)  # job id
@@ -231,6 +279,8 @@ class InferenceWorker(QObject):
             self.sigStatus.emit(job.id, "Scoring…")
 
             on_batch = _ProgressRelay(lambda *args: self.sigProgress.emit(job.id, *args))
+            on_map = _MapRelay(job.volume.depth, lambda indices, dense: self.sigMap.emit(job.id, indices, dense))
+            streaming = {"on_map": on_map} if _takes_on_map(engine) else {}
             prediction = engine.run(
                 job.volume,
                 strategy,
@@ -241,12 +291,14 @@ class InferenceWorker(QObject):
                 on_batch=on_batch,
                 cancelled=lambda: self._cancel.is_cancelled(job.id),
                 uncertainty=uncertainty,
+                **streaming,
             )
         except Cancelled:
             self.sigCancelled.emit(job.id)
         except Exception as exc:  # noqa: BLE001 - the worker stays alive; _failed reports it
             self._failed(self.sigFailed, job.id, exc, f"scoring job {job.id}")
         else:
+            on_map.flush()
             self.sigFinished.emit(job.id, prediction)
 
     @Slot(object)

@@ -107,6 +107,7 @@ class PlaneView(QWidget):
         self.crosshair.setZValue(20)
         self.view.addItem(self.crosshair, ignoreBounds=True)
         self.captions: list[QLabel] = []  # labels kept in the view's bottom-right corner (the saliency method)
+        self.corner: list[QWidget] = []  # widgets kept in the view's top-right corner (the mask legend)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
@@ -233,3 +234,5 @@ class PlaneView(QWidget):
         for caption in self.captions:
             caption.adjustSize()
             caption.move(width - caption.width() - MARGIN, height - caption.height() - MARGIN - above)
+        for widget in self.corner:
+            widget.move(width - widget.width() - MARGIN, MARGIN)

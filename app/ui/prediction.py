@@ -41,6 +41,7 @@ class PredictionController(QObject):
         worker = self.inference.worker
         worker.sigStatus.connect(self._on_status)
         worker.sigProgress.connect(self._on_progress)
+        worker.sigMap.connect(self._on_map)
         worker.sigFinished.connect(self._on_finished)
         worker.sigFailed.connect(self._on_failed)
         worker.sigCancelled.connect(self.sigCancelConfirmed)
@@ -110,6 +111,13 @@ class PredictionController(QObject):
             self.session.add_scores(run, indices, scores)
         self.session.set_activity(Activity(f"{done} / {total} batches", done, total, busy=True))
         self.sigBatch.emit(job, done, total)
+
+    def _on_map(self, job: int, indices, dense) -> None:
+        if not self.inference.is_current(job):
+            return
+        run = self.session.run_for_job(job)
+        if run is not None:
+            self.session.add_map(run, indices, dense)
 
     def _on_finished(self, job: int, prediction) -> None:
         if not self.inference.is_current(job):

@@ -1,5 +1,6 @@
 """``slicewise render``: a `Session` filled headless (load, score, saliency), drawn offscreen by the
-same window the viewer uses, to a PNG.
+same window the viewer uses, to a PNG.  A segmentation model's map is drawn as ``--mask`` says
+(filled by default, outline, heat, or off).
 
 The session is filled on the calling thread by the core (``app.io``, ``app.inference``); the
 window only draws it, so the picture is what a user who did the same would see.
@@ -43,6 +44,8 @@ def fill_session(args):
         strategies = [strategies]
     model_path = getattr(args, "model", None)
     saliency = getattr(args, "saliency", False)
+    mask = getattr(args, "mask", None) or "filled"
+    session.set_mask(on=mask != "off", mode=None if mask == "off" else mask)
     if strategies or model_path or saliency:
         from app.inference import Engine
 

@@ -3,7 +3,7 @@
 For each finished run: ROC AUC, and at the threshold sensitivity, specificity and the confusion
 matrix, updated as the threshold line is dragged; the slices where model and reader disagree, a
 click away.  Also the threshold as a number, the run that N / P follow, the followed run's mean
-spread (a run with an uncertainty method), and the saliency opacity.
+spread (a run with an uncertainty method), and the saliency and mask opacities.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class ReviewPanel(QWidget):
         self.spread = QLabel("–")
         self.spread.setWordWrap(True)
         self.spread.setToolTip("The followed run's mean standard deviation over its passes (Model › Uncertainty); U goes to the slice that spreads most")
+        self.mask_opacity = QSlider(Qt.Orientation.Horizontal)
+        self.mask_opacity.setRange(0, 100)
+        self.mask_opacity.setToolTip("Opacity of a segmentation model's mask (View › Show mask, M)")
+        self.mask_opacity.valueChanged.connect(lambda v: session.set_mask(opacity=v / 100))
         self.figures = QLabel("Label slices with 1 / 0 / ? to see how a run agrees")
         self.figures.setWordWrap(True)
         self.figures.setTextFormat(Qt.TextFormat.RichText)
@@ -67,6 +71,7 @@ class ReviewPanel(QWidget):
         form.addRow("N / P follow", self.follow)
         form.addRow("Spread", self.spread)
         form.addRow("Saliency", self.opacity)
+        form.addRow("Mask", self.mask_opacity)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
@@ -87,8 +92,10 @@ class ReviewPanel(QWidget):
         events.labels.connect(self._schedule)
         events.volume.connect(self._on_runs)
         events.saliency.connect(self._on_saliency)
+        events.mask.connect(self._on_mask)
         self._on_threshold(session.threshold)
         self._on_saliency()
+        self._on_mask(session.mask)
         self._on_runs()
 
     def _schedule(self, *_args) -> None:
@@ -103,6 +110,10 @@ class ReviewPanel(QWidget):
     def _on_saliency(self, *_args) -> None:
         with QSignalBlocker(self.opacity):
             self.opacity.setValue(round(self.session.saliency_opacity * 100))
+
+    def _on_mask(self, mask) -> None:
+        with QSignalBlocker(self.mask_opacity):
+            self.mask_opacity.setValue(round(mask.opacity * 100))
 
     def _on_runs(self, *_args) -> None:
         runs = self.session.finished_runs()

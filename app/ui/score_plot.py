@@ -138,6 +138,7 @@ class ScorePlot(pg.PlotWidget):
         events.threshold.connect(self._on_threshold)
         events.runs.connect(self._on_run)
         events.labels.connect(self.draw_labels)
+        events.follow.connect(self._label_y_axis)
         self._update_ranges()
 
     # -- axes and cursor ----------------------------------------------------------------------
@@ -205,7 +206,17 @@ class ScorePlot(pg.PlotWidget):
 
     # -- runs ---------------------------------------------------------------------------------
 
+    def _label_y_axis(self, *_args) -> None:
+        """"area (mm²)" when the followed run's scores are a segmentation map's areas, else "score"."""
+        run = self.session.followed_run()
+        text = "area (mm²)" if run is not None and run.unit == "mm²" else "score"
+        axis = self.getPlotItem().getAxis("left")
+        if axis.labelText != text:
+            axis.setLabel(text)
+
     def _on_run(self, run: Run, what: str) -> None:
+        if what != "scores":
+            self._label_y_axis()
         if what == "added":
             self._add(run)
         elif what == "removed":

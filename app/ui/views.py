@@ -12,6 +12,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QStackedWidget, QV
 
 from app.ui.display_panel import DisplayPanel
 from app.ui.image_item import ImageItem
+from app.ui.mask_legend import MaskLegend
+from app.ui.mask_overlay import MaskOverlay
 from app.ui.plane_view import PlaneView
 from app.ui.saliency_overlay import SaliencyOverlay
 from app.ui.throttle import Throttle
@@ -33,6 +35,8 @@ class ViewsPanel(QWidget):
         self.side_views = (PlaneView(session, 1), PlaneView(session, 2))
         self.views = (self.depth_view, *self.side_views)
         self.saliency = SaliencyOverlay(session, self.depth_view)
+        self.masks = tuple(MaskOverlay(session, view) for view in self.views)  # a segmentation run's map, in every view
+        self.mask_legend = MaskLegend(session, self.depth_view)
         self.display = DisplayPanel(session)
         self.display.sigLut.connect(self._on_lut)
         lut = self.display.lut()

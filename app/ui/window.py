@@ -97,6 +97,7 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         events.message.connect(lambda text: status.showMessage(text))
         for event in (events.activity, events.runs, events.volume):
             event.connect(self._update_enabled)
+        events.mask.connect(self._on_mask)
         for event in (events.layout, events.radiological):
             event.connect(lambda *_: self.prefs.save_view(session_))
         self.labels = LabelKeeper(session_, self)
@@ -227,6 +228,15 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.session.set_saliency(on=on)
         self.actions_by_name["saliency"].setChecked(on)
 
+    def set_mask_visible(self, on: bool) -> None:
+        self.session.set_mask(on=on)
+
+    def _on_mask(self, mask) -> None:
+        """Menu checks follow the session's mask overlay (key M, the mode menu, `render`)."""
+        self.actions_by_name["mask"].setChecked(mask.on)
+        if f"mask_{mask.mode}" in self.actions_by_name:
+            self.actions_by_name[f"mask_{mask.mode}"].setChecked(True)
+
     def set_score_tint(self, on: bool) -> None:
         self.session.set_score_tint(on)
 
@@ -250,7 +260,8 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.toolbar.run.setEnabled(has_volume)
         self.toolbar.cancel.setEnabled(running)
         for name, on in (("run", has_volume), ("cancel", running), ("export_predictions", bool(self.session.finished_runs())),
-                         ("export_plot", has_volume), ("import_labels", has_volume), ("export_seg", self.seg_run() is not None)):
+                         ("export_plot", has_volume), ("import_labels", has_volume), ("export_seg", self.seg_run() is not None),
+                         ("export_mask", self.dense_run() is not None)):
             self.actions_by_name[name].setEnabled(on)
 
     def _error(self, title: str, message: str) -> None:
