@@ -157,7 +157,8 @@ def _predict(args: argparse.Namespace) -> int:
         parse_recipe(args.channels)  # a bad recipe fails before anything loads
     if args.unsafe_model and args.model:
         print(f"warning: --unsafe-model: Keras safe mode is off; {args.model} may run any code it holds", file=sys.stderr)
-    from app import cohort, review
+    from app import cohort
+    from app.review import headless as review
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
@@ -219,8 +220,9 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
     """Saliency maps of the chosen slices: ``folder[/<volume>][/<run>]/slice_0042.npy``."""
     import numpy as np
 
-    from app import export, review
+    from app import export
     from app.inference.saliency import SaliencyComputer
+    from app.review import headless as review
 
     computers = [SaliencyComputer(engine, strategy, model, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
     for volume, runs in results:
@@ -249,8 +251,9 @@ def _agreement(runs, labels: dict[int, str], entries, args: argparse.Namespace) 
     """Print how each score column agrees with the labels; the sidecar's labels section."""
     import numpy as np
 
-    from app import export, review
-    from app.agreement import agreement
+    from app import export
+    from app.review import headless as review
+    from app.review.agreement import agreement
 
     results = {}
     for run, columns in zip(runs, export.score_columns(runs)):
