@@ -88,19 +88,19 @@ class ReaderLabels(SliceLabels):
         super().update(changes, user=user or self.reader, time=time)
 
 
-def readers_of(volume_path: str | os.PathLike, key: VolumeKey) -> dict[str, dict[int, str]]:
+def readers_of(volume_path: str | os.PathLike, key: VolumeKey, names: Iterable[str] | None = None) -> dict[str, dict[int, str]]:
     """Every reader's labels of the volume ``key`` found beside ``volume_path``: reader → slice →
     label.  Per-reader files by their name; the single-reader file as the labels of the user in
-    its rows (a reader's own file wins over it)."""
+    its rows (a reader's own file wins over it).  ``names``: the folder's file names, when the
+    caller has listed it already (a worklist of thousands of cases lists each folder once)."""
     path = Path(volume_path)
     found: dict[str, dict[int, str]] = {}
     single: dict[str, dict[int, str]] = {}
-    try:
-        candidates = sorted(path.parent.glob(f"{glob_escape(path.name)}*.labels*.csv"))
-    except OSError:
-        return found
-    for candidate in candidates:
-        name = candidate.name
+    names = companions(path, names)
+    for name in sorted(names):
+        if not (name.endswith(".csv") and ".labels" in name):
+            continue
+        candidate = path.parent / name
         try:
             if not key.matches(read_sidecar_key(candidate)):
                 continue
@@ -111,15 +111,21 @@ def readers_of(volume_path: str | os.PathLike, key: VolumeKey) -> dict[str, dict
             for index, entry in entries.items():
                 single.setdefault(entry.user, {})[index] = entry.value
         else:
-            reader = name[name.rindex(".labels.") + len(".labels.") : -len(".csv")]
-            found[reader] = {i: e.value for i, e in entries.items()}
+            found[name[name.rindex(".labels.") + len(".labels.") : -len(".csv")]] = {i: e.value for i, e in entries.items()}
     for reader, labels in single.items():
         found.setdefault(reader, labels)
     return dict(sorted(found.items()))
 
 
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
+def companions(volume_path: Path, names: Iterable[str] | None = None) -> list[str]:
+    """The file names beside ``volume_path`` that start with its name (labels, decisions)."""
+    if names is None:
+        try:
+            names = os.listdir(volume_path.parent)
+        except OSError:
+            return []
+    stem = volume_path.name + "."
+    return [name for name in names if name.startswith(stem)]
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ class LabelKeeper:
     def __init__(self, session: Session, window):
         self.session, self.window = session, window
         self.store = None  # app.review.labels.SliceLabels of the open volume
+        self.open_store = SliceLabels.for_volume  # volume → its labels (`slicewise review`: the reader's own file)
         session.events.volume.connect(self._on_volume)
         session.events.labels.connect(self._on_labels)
 
     def _on_volume(self, volume) -> None:
-        self.store = None if volume is None else SliceLabels.for_volume(volume)
+        self.store = None if volume is None else self.open_store(volume)
         if self.store is not None and not len(self.store) and _is_demo(volume) and DEMO_LABELS.is_file():
             try:
                 self.store.import_csv(DEMO_LABELS)
