@@ -204,9 +204,12 @@ class WorklistPanel(QWidget):
             self.sigOpen.emit(row)
 
     def neighbour(self, step: int) -> int | None:
-        """The case ``step`` rows from the open one (or the selected one) in the table's order."""
-        proxy_row = self.proxy.mapFromSource(self.model.index(self.current if self.current is not None else (self.selected_row() or 0), 0)).row()
-        target = proxy_row + step if self.current is not None or self.selected_row() is not None else 0
+        """The case ``step`` rows from the open one in the table's order; with none open, the
+        selected one (else the first)."""
+        if self.current is None:
+            target = self.proxy.mapFromSource(self.model.index(self.selected_row(), 0)).row() if self.selected_row() is not None else 0
+        else:
+            target = self.proxy.mapFromSource(self.model.index(self.current, 0)).row() + step
         if 0 <= target < self.proxy.rowCount():
             return self.proxy.mapToSource(self.proxy.index(target, 0)).row()
         return None
