@@ -15,6 +15,7 @@ import io
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ class Case:
     """One scored volume of the cohort: rows ``start:stop`` of the table."""
 
     name: str  # the volume as the table names it
-    path: Path  # where it is on this machine (the name resolved)
+    base: Path  # the folder a relative name may be relative to (the results')
     sha256: str
     axis: str
     volume_index: int
@@ -44,6 +45,15 @@ class Case:
     @property
     def depth(self) -> int:
         return self.stop - self.start
+
+    @cached_property
+    def path(self) -> Path:
+        """Where the volume is on this machine: the name as it is, else beside the results."""
+        path = Path(self.name)
+        if path.is_absolute() or path.exists():
+            return path
+        beside = self.base / path
+        return beside if beside.exists() else path
 
 
 class Results:
@@ -115,7 +125,8 @@ def load_results(path: str | os.PathLike) -> Results:
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise SlicewiseError(f"cannot read {sidecar_path}: {exc}") from None
         entries = [e for e in sidecar.get("volumes", []) if e.get("status", "ok") == "ok"]
-        return _build(path, [(text, entries)], sidecar.get("runs") or [], path.parent)
+        runs = sidecar.get("runs") or []
+        return _fast(path, text, entries, runs) or _build(path, [(text, entries)], runs, path.parent)
     if parts.is_dir():
         return _from_parts(parts)
     raise SlicewiseError(f"{path}: no such results file or parts folder")
@@ -139,6 +150,29 @@ def _from_parts(folder: Path) -> Results:
         raise SlicewiseError(f"{folder}: no finished volumes in this parts folder")
     pieces.sort(key=lambda piece: piece[1][0]["path"])
     return _build(folder, pieces, runs or [], Path.cwd())
+
+
+def _fast(path: Path, text: str, entries: list[dict], runs: list[dict]) -> Results | None:
+    """The table parsed by NumPy's C reader (numbers only), its blocks of rows taken from the
+    sidecar's volumes (in table order, ``shape[0]`` slices each) and checked against the
+    ``slice_index`` column; None when they do not fit (then the table is parsed row by row)."""
+    header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1])), [])
+    depths = [int((e.get("shape") or [0])[0]) for e in entries]
+    if header[:3] != ["volume", "slice_index", "position_mm"] or len(header) < 4 or not all(depths) or (header[-1] == "label"):
+        return None
+    try:
+        numbers = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, usecols=(1, *range(3, len(header))), dtype=np.float64,
+                             quotechar='"', comments=None, ndmin=2)  # fmt: skip
+    except ValueError:
+        return None
+    starts = np.cumsum([0, *depths[:-1]])
+    if len(numbers) != sum(depths) or not np.array_equal(numbers[:, 0], np.arange(len(numbers)) - np.repeat(starts, depths)):
+        return None
+    table = numbers[:, 1:].astype(np.float32)
+    base = path.parent
+    cases = [Case(e["path"], base, e.get("sha256") or "", e.get("axis") or "axial", int(e.get("volume_index") or 0), int(a), int(a) + d, entry=e)
+             for e, a, d in zip(entries, starts, depths)]  # fmt: skip
+    return _finish(path, header[3:], table, runs, cases)
 
 
 def _renamed(text: str, volume: str) -> str:
@@ -176,12 +210,14 @@ def _build(source: Path, pieces: list[tuple[str, list[dict]]], runs: list[dict],
     if score_header and score_header[-1] == "label":
         raise SlicewiseError(f"{source}: a table with a label column is one volume's review, not a cohort's results")
     table = np.concatenate(blocks) if blocks else np.zeros((0, len(score_header)), np.float32)
-    if not runs:
-        runs = [{"name": "slice", "strategy": "slice", "columns": [h for h in score_header if not h.startswith(SD_PREFIX)]}]
-    runs = [run if run.get("columns") else {**run, "columns": [h for h in score_header if not h.startswith(SD_PREFIX)]} for run in runs]
     entries = {e["path"]: e for _, found in pieces for e in found}
-    cases = _cases(names, entries, base)
-    results = Results(source, score_header, table, runs, cases)
+    return _finish(source, score_header, table, runs, _cases(names, entries, base))
+
+
+def _finish(source: Path, header: list[str], table: np.ndarray, runs: list[dict], cases: list[Case]) -> Results:
+    scores = [h for h in header if not h.startswith(SD_PREFIX)]
+    runs = [run if run.get("columns") else {**run, "columns": scores} for run in (runs or [{"name": "slice", "strategy": "slice"}])]
+    results = Results(source, header, table, runs, cases)
     _figures(results)
     return results
 
@@ -197,17 +233,9 @@ def _cases(names: list[str], entries: dict[str, dict], base: Path) -> list[Case]
     for start, stop in zip(starts.tolist(), stops.tolist()):
         name = names[start]
         entry = entries.get(name, {})
-        cases.append(Case(name, _where(name, base), entry.get("sha256") or "", entry.get("axis") or "axial",
+        cases.append(Case(name, base, entry.get("sha256") or "", entry.get("axis") or "axial",
                           int(entry.get("volume_index") or 0), start, stop, entry=entry))  # fmt: skip
     return cases
-
-
-def _where(name: str, base: Path) -> Path:
-    path = Path(name)
-    if path.is_absolute() or path.exists():
-        return path
-    beside = base / path
-    return beside if beside.exists() else path
 
 
 def _figures(results: Results) -> None:

@@ -49,7 +49,7 @@ class CohortReview:
         self.blinded = blinded
         self.threshold = float(threshold)
         self._status: dict[int, CaseStatus] = {}
-        self._folders: dict[Path, dict[str, list[str]]] = {}
+        self._folders: dict[str, dict[str, list[str]]] = {}
 
     def __len__(self) -> int:
         return len(self.results.cases)
@@ -75,7 +75,7 @@ class CohortReview:
             self._folders.clear()
         else:
             self._status.pop(row, None)
-            self._folders.pop(self.case(row).path.parent, None)
+            self._folders.pop(_split(self.case(row))[0], None)
 
     def decisions(self, row: int) -> CaseDecisions:
         case = self.case(row)
@@ -87,17 +87,20 @@ class CohortReview:
         return record
 
     def _names(self, case: Case) -> list[str]:
-        folder = case.path.parent
+        """The labels and decisions files beside the case's volume (string work: no Path)."""
+        folder, name = _split(case)
         index = self._folders.get(folder)
         if index is None:
-            index = self._folders[folder] = _index(folder)
-        return index.get(case.path.name, [])
+            index = self._folders[folder] = _index(Path(folder))
+        return index.get(name, [])
 
     def _compute(self, row: int) -> CaseStatus:
         case = self.case(row)
         names = self._names(case)
-        labels = readers_of(case.path, self.key(case), names) if case.sha256 else {}
-        decisions = decisions_of(case.path, case.sha256, names) if case.sha256 else {}
+        if not names or not case.sha256:  # nobody has labelled or decided it: nothing to read
+            return CaseStatus({}, {}, None, {}, 0)
+        labels = readers_of(case.path, self.key(case), names)
+        decisions = decisions_of(case.path, case.sha256, names)
         own = labels.pop(self.reader, {})
         mine = decisions.pop(self.reader, [])
         decision = mine[-1] if mine else None
@@ -144,6 +147,11 @@ class CohortReview:
                 for index, labels in status.agreement.disagreements:
                     found.append((row, index, "labels: " + ", ".join(f"{r} {v}" for r, v in labels.items())))
         return found
+
+
+def _split(case: Case) -> tuple[str, str]:
+    """The case's folder and file name."""
+    return os.path.split(case.name if os.path.isabs(case.name) else str(case.path))
 
 
 def _index(folder: Path) -> dict[str, list[str]]:

@@ -56,7 +56,7 @@ class ReviewMode:
         QTimer.singleShot(0, self._after_first_paint)
 
     def _after_first_paint(self) -> None:
-        self.worklist.show_cohort()
+        self.worklist.read_cohort()
         self.worklist.table.setFocus()
         if self.worklist.proxy.rowCount():
             self.worklist.table.selectRow(0)
@@ -97,7 +97,7 @@ class ReviewMode:
             session.finish_run(run, prediction)
         if index is not None:
             session.set_slice(index)
-        position = self.worklist.visible_rows().index(row) + 1 if row in self.worklist.visible_rows() else "–"
+        position = self.worklist.table_row(row) + 1 or "–"
         session.say(f"case {position} of {self.worklist.proxy.rowCount()}: {case.name}, {len(restored)} runs restored from {self.review.results.source.name}")
 
     def _on_labels(self, _labels) -> None:

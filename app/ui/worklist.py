@@ -10,8 +10,9 @@ shows), so 10 000 cases open as fast as their table parses.  Sorting goes throug
 from __future__ import annotations
 
 import math
+import time
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,6 +31,8 @@ from app.review.decisions import ACCEPT, REJECT, SECOND_READ
 from app.review.worklist import CohortReview
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+DISPLAY, ALIGN, TIP = Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.ToolTipRole
+READ_BUDGET_S = 0.004  # the background read of the cohort's files takes at most this per event-loop turn
 HEADER_TIPS = {
     "vol. score": "the volume's own score (strategies that give one)",
     "max slice": "the highest slice score",
@@ -48,8 +51,13 @@ class WorklistModel(QAbstractTableModel):
     def __init__(self, review: CohortReview, parent=None):
         super().__init__(parent)
         self.review = review
+        self._texts: dict[int, tuple] = {}  # case → its cells' texts, once shown
+        self.order = list(range(len(review)))  # model row → case (the sort order)
+        self.position = list(self.order)  # case → model row
         self.columns = ["volume", "vol. score", "max slice", *(["spread"] if review.results.has_spread else []),
-                        "labelled by", "model≠reader", "decision", "κ"]  # fmt: skip
+                        "labelled by", "model≠reader", "κ", "decision"]  # fmt: skip
+        left, right = (int(Qt.AlignmentFlag.AlignVCenter | side) for side in (Qt.AlignmentFlag.AlignLeft, Qt.AlignmentFlag.AlignRight))
+        self._align = [left if column in ("volume", "labelled by", "decision") else right for column in self.columns]
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008 - Qt's signature
         return 0 if parent.isValid() else len(self.review)
@@ -65,12 +73,21 @@ class WorklistModel(QAbstractTableModel):
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or role not in (Qt.ItemDataRole.DisplayRole, SORT_ROLE, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.ToolTipRole):
-            return None
-        column = self.columns[index.column()]
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(Qt.AlignmentFlag.AlignVCenter | (Qt.AlignmentFlag.AlignLeft if column in ("volume", "labelled by", "decision") else Qt.AlignmentFlag.AlignRight))
-        row = index.row()
+        """A repaint asks for about seven roles per cell: the text comes from a per-row cache."""
+        if role == DISPLAY:
+            row = self.order[index.row()]
+            texts = self._texts.get(row)
+            if texts is None:
+                texts = self._texts[row] = tuple(self.cell(row, column) for column in self.columns)
+            return texts[index.column()]
+        if role == ALIGN:
+            return self._align[index.column()]
+        if role in (SORT_ROLE, TIP):
+            return self.cell(self.order[index.row()], self.columns[index.column()], role)
+        return None
+
+    def cell(self, row: int, column: str, role=Qt.ItemDataRole.DisplayRole):
+        """What case ``row`` shows in ``column`` for ``role`` (computed when asked)."""
         case = self.review.case(row)
         if column == "volume":
             return str(case.path) if role == Qt.ItemDataRole.ToolTipRole else case.name if role == SORT_ROLE else case.path.name
@@ -108,35 +125,78 @@ class WorklistModel(QAbstractTableModel):
             return status.agreement.summary() if status.agreement is not None else "κ needs two readers' labels of the case"
         return "–" if kappa is None else f"{kappa:.2f}"
 
+    def sort_key(self, row: int, column: str):
+        """What case ``row`` sorts by in ``column`` (numbers; the name for the volume)."""
+        if column == "volume":
+            return self.review.case(row).name.lower()
+        return self.cell(row, column, SORT_ROLE)
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Reorder the rows by ``column`` (the score columns need nothing read; the others read
+        every case's files once)."""
+        name = self.columns[column]
+        self.layoutAboutToBeChanged.emit()
+        keys = [self.sort_key(row, name) for row in range(len(self.review))]
+        old = self.order
+        self.order = sorted(range(len(keys)), key=keys.__getitem__, reverse=order == Qt.SortOrder.DescendingOrder)
+        self.position = [0] * len(self.order)
+        for model_row, row in enumerate(self.order):
+            self.position[row] = model_row
+        self.changePersistentIndexList(self.persistentIndexList(), [self.index(self.position[old[i.row()]], i.column()) for i in self.persistentIndexList()])
+        self.layoutChanged.emit()
+
     def refresh_row(self, row: int) -> None:
+        """Case ``row``'s files read again (a label or decision was saved)."""
         self.review.refresh(row)
-        self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.columns) - 1))
+        self._texts.pop(row, None)
+        at = self.position[row]
+        self.dataChanged.emit(self.index(at, 0), self.index(at, len(self.columns) - 1))
 
     def refresh_all(self) -> None:
         self.review.refresh()
+        self._texts.clear()
         self.beginResetModel()
         self.endResetModel()
+
+
+class _FilterProxy(QSortFilterProxyModel):
+    """Filters on the volume's name; sorting is the source model's (its keys, not Qt's
+    comparisons through Python, which take seconds for 10 000 rows)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = ""
+
+    def set_text(self, text: str) -> None:
+        self.beginFilterChange()  # Qt ≥ 6.10: invalidateFilter() is deprecated
+        self.text = text.strip().lower()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def filterAcceptsRow(self, source_row: int, source_parent) -> bool:
+        model = self.sourceModel()
+        return not self.text or self.text in model.review.case(model.order[source_row]).name.lower()
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        if column >= 0:
+            self.sourceModel().sort(column, order)
 
 
 class WorklistPanel(QWidget):
     """Filter box, table, the cohort's κ, and the open case's decision with a note."""
 
-    sigOpen = Signal(int)  # a source row to open
-    sigDecided = Signal(int)  # a source row whose decision changed
+    sigOpen = Signal(int)  # a case to open
+    sigDecided = Signal(int)  # a case whose decision changed
 
     def __init__(self, review: CohortReview, parent: QWidget | None = None):
         super().__init__(parent)
         self.review = review
         self.model = WorklistModel(review, self)
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = _FilterProxy(self)
         self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.proxy.setFilterKeyColumn(0)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter volumes…")
         self.filter.setClearButtonEnabled(True)
-        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.filter.textChanged.connect(self.proxy.set_text)
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -150,11 +210,11 @@ class WorklistPanel(QWidget):
         header.setStretchLastSection(True)
         metrics = header.fontMetrics()
         for column, name in enumerate(self.model.columns):
-            wide = {"volume": "case0000.nii.gz__", "labelled by": "you, alice, bob", "decision": "second read (you)"}.get(name, name)
+            wide = {"volume": "case0000.nii.gz", "labelled by": "you, alice, bob", "decision": "second read (you)"}.get(name, name)
             header.resizeSection(column, metrics.horizontalAdvance(wide) + 24)
-        self.table.setSortingEnabled(True)  # most suspicious first: the highest slice score on top
-        self.table.sortByColumn(self.model.columns.index("max slice"), Qt.SortOrder.DescendingOrder)
-        self.table.doubleClicked.connect(lambda index: self.sigOpen.emit(self.proxy.mapToSource(index).row()))
+        header.setSortIndicator(self.model.columns.index("max slice"), Qt.SortOrder.DescendingOrder)
+        self.table.setSortingEnabled(True)  # sorts once: most suspicious first, the highest slice score on top
+        self.table.doubleClicked.connect(lambda index: self.sigOpen.emit(self.case_at(index.row())))
         for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             enter = QShortcut(QKeySequence(key), self.table, context=Qt.ShortcutContext.WidgetShortcut)
             enter.activated.connect(self.open_selected)
@@ -184,19 +244,27 @@ class WorklistPanel(QWidget):
 
     # -- rows -----------------------------------------------------------------------------------
 
+    def case_at(self, table_row: int) -> int:
+        """The case shown in row ``table_row`` of the table."""
+        return self.model.order[self.proxy.mapToSource(self.proxy.index(table_row, 0)).row()]
+
+    def table_row(self, row: int) -> int:
+        """Where case ``row`` is in the table (-1: filtered out)."""
+        return self.proxy.mapFromSource(self.model.index(self.model.position[row], 0)).row()
+
     def visible_rows(self) -> list[int]:
-        """Source rows in the table's order (sorted, filtered)."""
-        return [self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in range(self.proxy.rowCount())]
+        """The cases in the table's order (sorted, filtered)."""
+        return [self.case_at(r) for r in range(self.proxy.rowCount())]
 
     def selected_row(self) -> int | None:
         rows = self.table.selectionModel().selectedRows()
-        return self.proxy.mapToSource(rows[0]).row() if rows else None
+        return self.case_at(rows[0].row()) if rows else None
 
     def select(self, row: int) -> None:
-        index = self.proxy.mapFromSource(self.model.index(row, 0))
-        if index.isValid():
-            self.table.selectRow(index.row())
-            self.table.scrollTo(index)
+        at = self.table_row(row)
+        if at >= 0:
+            self.table.selectRow(at)
+            self.table.scrollTo(self.proxy.index(at, 0))
 
     def open_selected(self) -> None:
         row = self.selected_row()
@@ -207,11 +275,12 @@ class WorklistPanel(QWidget):
         """The case ``step`` rows from the open one in the table's order; with none open, the
         selected one (else the first)."""
         if self.current is None:
-            target = self.proxy.mapFromSource(self.model.index(self.selected_row(), 0)).row() if self.selected_row() is not None else 0
+            selected = self.selected_row()
+            target = self.table_row(selected) if selected is not None else 0
         else:
-            target = self.proxy.mapFromSource(self.model.index(self.current, 0)).row() + step
+            target = self.table_row(self.current) + step
         if 0 <= target < self.proxy.rowCount():
-            return self.proxy.mapToSource(self.proxy.index(target, 0)).row()
+            return self.case_at(target)
         return None
 
     def set_current(self, row: int | None) -> None:
@@ -229,7 +298,7 @@ class WorklistPanel(QWidget):
             return
         case = self.review.case(self.current)
         status = self.review.status(self.current)
-        position = self.visible_rows().index(self.current) + 1 if self.current in self.visible_rows() else "–"
+        position = self.table_row(self.current) + 1 or "–"
         decided = f"; you: {status.decision.decision} ({status.decision.time})" if status.decision else "; not decided yet"
         self.case.setText(f"<b>{case.path.name}</b> — case {position} of {self.proxy.rowCount()}{decided}")
 
@@ -248,6 +317,31 @@ class WorklistPanel(QWidget):
         self._show_current()
         self.case.setToolTip(f"saved {record.decision} at {record.time}")
         self.sigDecided.emit(self.current)
+
+    def read_cohort(self) -> None:
+        """Read every case's labels and decisions a few milliseconds per event-loop turn (the
+        window stays responsive), then show the cohort's κ."""
+        rows = iter(range(len(self.review)))
+        timer = QTimer(self)
+        shown = [0.0]
+
+        def step() -> None:
+            start = time.perf_counter()
+            end = start + READ_BUDGET_S
+            while time.perf_counter() < end:
+                row = next(rows, None)
+                if row is None:
+                    timer.stop()
+                    timer.deleteLater()
+                    self.show_cohort()
+                    return
+                self.review.status(row)
+            if start - shown[0] > 0.25:  # a label's new text lays out the panel: not every turn
+                shown[0] = start
+                self.cohort.setText(f"{len(self.review)} cases · reading the readers' labels… {row + 1} of {len(self.review)}")  # fmt: skip
+
+        timer.timeout.connect(step)
+        timer.start(0)
 
     def show_cohort(self) -> None:
         """The readers' κ over the cohort (every case's status is read the first time)."""
