@@ -187,3 +187,23 @@ def test_blinded_mode_hides_the_other_readers_until_the_case_is_decided(tmp_path
     status = blind.status(0)
     assert sorted(status.others) == ["bob", "carol"] and status.hidden == 0
     assert [(row, index) for row, index, _ in blind.disagreements()] == [(0, None), (0, 2)]
+
+
+def test_results_read_from_the_parts_folder_of_a_stopped_run(tmp_path):
+    """A cohort run stopped before its table: the parts it saved are reviewable."""
+    from app.cohort.store import Parts
+
+    path, volumes = _results(tmp_path)
+    whole = load_results(path)
+    parts = Parts(tmp_path / "stopped.csv")
+    parts.create()
+    for volume, case in zip(volumes[:2], whole.cases):
+        prediction = whole.predictions(case)[0]
+        meta = {"path": str(volume.source), "sidecar": export.sidecar([(volume, prediction)])}
+        parts.write(volume.sha256, export.csv_text([(volume, prediction)]), meta)
+    results = load_results(tmp_path / "stopped.csv")
+    assert sorted(c.name for c in results.cases) == sorted(str(v.source) for v in volumes[:2])
+    for case in results.cases:
+        original = next(c for c in whole.cases if c.name == case.name)
+        np.testing.assert_array_equal(results.predictions(case)[0].scores, whole.predictions(original)[0].scores)
+        assert case.sha256 == original.sha256

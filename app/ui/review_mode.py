@@ -111,13 +111,14 @@ class ReviewMode:
 
 def run_review(results: str, reader: str | None = None, blinded: bool = False, threshold: float = 0.5) -> int:
     """Open the viewer on a cohort's results as a worklist; returns the exit code."""
+    from app.review.results import load_results
+
+    review = CohortReview(load_results(results), reader, blinded, threshold)  # bad results: `error:` before any window
     from app.ui.main import ensure_app
 
     qapp = ensure_app()
-    from app.review.results import load_results
     from app.ui.window import MainWindow
 
-    review = CohortReview(load_results(results), reader, blinded, threshold)
     window = MainWindow()
     window.review_mode = ReviewMode(window, review)
     window.session.set_threshold(threshold)
