@@ -216,7 +216,7 @@ def _build(source: Path, pieces: list[tuple[str, list[dict]]], runs: list[dict],
 
 def _finish(source: Path, header: list[str], table: np.ndarray, runs: list[dict], cases: list[Case]) -> Results:
     scores = [h for h in header if not h.startswith(SD_PREFIX)]
-    runs = [run if run.get("columns") else {**run, "columns": scores} for run in (runs or [{"name": "slice", "strategy": "slice"}])]
+    runs = [{**run, "columns": [c for c in run.get("columns") or scores if not c.startswith(SD_PREFIX)]} for run in (runs or [{"name": "slice", "strategy": "slice"}])]
     results = Results(source, header, table, runs, cases)
     _figures(results)
     return results

@@ -123,7 +123,7 @@ class WorklistModel(QAbstractTableModel):
             return -math.inf if kappa is None else kappa
         if role == Qt.ItemDataRole.ToolTipRole:
             return status.agreement.summary() if status.agreement is not None else "κ needs two readers' labels of the case"
-        return "–" if kappa is None else f"{kappa:.2f}"
+        return "–" if kappa is None else f"{round(kappa, 2) + 0.0:.2f}"  # + 0.0: no "-0.00"
 
     def sort_key(self, row: int, column: str):
         """What case ``row`` sorts by in ``column`` (numbers; the name for the volume)."""
@@ -210,7 +210,7 @@ class WorklistPanel(QWidget):
         header.setStretchLastSection(True)
         metrics = header.fontMetrics()
         for column, name in enumerate(self.model.columns):
-            wide = {"volume": "case0000.nii.gz", "labelled by": "you, alice, bob", "decision": "second read (you)"}.get(name, name)
+            wide = {"volume": "case0000.nii.gz", "labelled by": "you, alice, bob", "κ": "-0.00", "decision": "second read (you)"}.get(name, name)
             header.resizeSection(column, metrics.horizontalAdvance(wide) + 24)
         header.setSortIndicator(self.model.columns.index("max slice"), Qt.SortOrder.DescendingOrder)
         self.table.setSortingEnabled(True)  # sorts once: most suspicious first, the highest slice score on top
