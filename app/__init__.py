@@ -26,8 +26,8 @@ Beside them, small modules with one job each: `app.display` (initial levels, CT 
 `app.planes` (the three planes through a voxel, oriented for reading), `app.runs` (a run's
 scores and map, regions above a threshold), `app.status` (what the status bar and CLI say),
 `app.channels` (channel recipes), `app.preprocessing` (intensity normalisation),
-`app.labels` and `app.agreement` (a reader's labels and how a run agrees with them),
-`app.review` (the CLI's saliency and label outputs), `app.phantom` (the demo phantom).
+`app.review` (a reader's labels, how runs and readers agree, the CLI's saliency and label
+outputs), `app.phantom` (the demo phantom).
 Nothing outside ``app.ui`` imports Qt.
 """
 

@@ -17,7 +17,7 @@ from app.session import MASK_MODES
 from app.strategy_catalog import NAMES as STRATEGY_NAMES
 from app.volume import ACQUIRED, AXIS_CHOICES
 
-COMMANDS = ("predict", "render", "demo", "gui")
+COMMANDS = ("predict", "render", "demo", "gui", "agreement", "review")
 
 
 def _volume_options(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +68,7 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slicewise", description="A volume viewer with per-slice Keras predictions.")
     parser.add_argument("--version", action="version", version=f"slicewise {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{gui,predict,render,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{gui,predict,render,demo,agreement,review}")
 
     gui = sub.add_parser("gui", help="open the viewer (the default: `slicewise [VOLUME]`)")
     gui.add_argument("volume", nargs="?", help="a volume to open (default: the bundled demo)")
@@ -116,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     _volume_options(render)
     _model_options(render, None, several=True)
 
+    agree = sub.add_parser("agreement", help="how far readers' slice labels agree: Cohen's κ (two), Fleiss' κ (three or more)")
+    agree.add_argument("labels", nargs="+", metavar="LABELS", help="a reader's labels: the viewer's labels file or a slice_index,label CSV (1, 0, ?)")
+    agree.add_argument("--out", metavar="FILE.json", help="also write the figures and disagreeing slices here")
+
+    worklist = sub.add_parser("review", help="go through a cohort's results in the viewer: a worklist, decisions, several readers")
+    worklist.add_argument("results", metavar="RESULTS", help="a cohort's results: FILE.csv (with FILE.csv.json) or its FILE.csv.parts folder")
+    worklist.add_argument("--reader", metavar="NAME", help="who is reading (default: the OS user)")
+    worklist.add_argument("--blinded", action="store_true", help="hide the other readers' labels and decisions of a case until you have decided it")
+    worklist.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive (default: 0.5)")
+
     demo = sub.add_parser("demo", help="write a synthetic phantom with lesion labels")
     demo.add_argument("--out", required=True, metavar="DIR")
     demo.add_argument("--seed", type=int, default=0)
@@ -124,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-VIEWER_COMMANDS = ("gui", "render")  # run by app.ui.launch, which hands them in as ``viewer``
+VIEWER_COMMANDS = ("gui", "render", "review")  # run by app.ui.launch, which hands them in as ``viewer``
 
 Viewer = Callable[[argparse.Namespace], int]
 
@@ -140,7 +150,7 @@ def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int
             if viewer is None:
                 raise SlicewiseError(f"`{args.command}` needs the viewer: run it as `slicewise {args.command}` or `python -m app {args.command}`")
             return viewer(args)
-        return {"predict": _predict, "demo": _demo}[args.command](args)
+        return {"predict": _predict, "demo": _demo, "agreement": _readers_agree}[args.command](args)
     except SlicewiseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -171,7 +181,8 @@ def _predict(args: argparse.Namespace) -> int:
         parse_recipe(args.channels)  # a bad recipe fails before anything loads
     if args.unsafe_model and args.model:
         print(f"warning: --unsafe-model: {_unsafe_warning(args.model)}", file=sys.stderr)
-    from app import cohort, review
+    from app import cohort
+    from app.review import headless as review
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
     dicom_out = [name for name, value in (("--seg-out", args.seg_out), ("--sr-out", args.sr_out)) if value]
@@ -290,8 +301,9 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
     """Saliency maps of the chosen slices: ``folder[/<volume>][/<run>]/slice_0042.npy``."""
     import numpy as np
 
-    from app import export, review
+    from app import export
     from app.inference.occlusion import saliency_computer
+    from app.review import headless as review
 
     computers = [saliency_computer(engine, strategy, model, args.saliency_method, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
     for volume, runs in results:
@@ -321,8 +333,9 @@ def _agreement(runs, labels: dict[int, str], entries, args: argparse.Namespace) 
     """Print how each score column agrees with the labels; the sidecar's labels section."""
     import numpy as np
 
-    from app import export, review
-    from app.agreement import agreement
+    from app import export
+    from app.review import headless as review
+    from app.review.agreement import agreement
 
     results = {}
     for run, columns in zip(runs, export.score_columns(runs)):
@@ -355,4 +368,22 @@ def _demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     image, labels = write_demo(out, seed=args.seed, depth=args.depth, lesions=args.lesions)
     print(f"wrote {image} and {labels}", file=sys.stderr)
+    return 0
+
+
+def _readers_agree(args: argparse.Namespace) -> int:
+    import json
+
+    from app.atomic import check_writable, write_atomic
+    from app.review.readers import agreement_of_files
+
+    if len(args.labels) < 2:
+        raise SlicewiseError("agreement needs the labels of at least two readers (two or more LABELS files)")
+    out = check_writable(args.out, ".json") if args.out else None
+    found, files = agreement_of_files(args.labels)
+    print(found.summary())
+    if out is not None:
+        document = {"files": {f.reader: str(f.path) for f in files}, **found.as_dict()}
+        write_atomic(out, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0

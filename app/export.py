@@ -174,7 +174,7 @@ def sidecar_document(runs: Sequence[Mapping], volumes: Sequence[Mapping], **sect
 def sidecar(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None, review: Mapping | None = None) -> dict:
     """What produced the table: inputs with their hashes, each run's model and settings, device
     and timings; with ``labels``, a ``labels`` section, to which ``review`` adds (who labelled
-    when, agreement of each score column with the labels: `app.review.labels_section`)."""
+    when, agreement of each score column with the labels: `app.review.headless.labels_section`)."""
     groups = _grouped(results)
     columns = _table_columns(groups)
     first_runs = groups[0][1] if groups else []

@@ -152,7 +152,7 @@ def without_optional_sklearn() -> Iterator[None]:
 
     ``import tensorflow`` imports Keras, whose scikit-learn wrappers import scikit-learn, and
     with it much of SciPy, when it is installed; Keras defines the wrappers without it (they
-    are not used here).  Afterwards scikit-learn imports as usual (`app.agreement` uses it).
+    are not used here).  Afterwards scikit-learn imports as usual (`app.review.agreement` uses it).
     """
     if "sklearn" in sys.modules:
         yield

@@ -51,7 +51,7 @@ def plot_point(window, x: float, y: float):
 
 
 def read_truth() -> dict[int, str]:
-    from app.labels import read_labels_csv
+    from app.review.labels import read_labels_csv
 
     return read_labels_csv(DEMO / "labels.csv")
 

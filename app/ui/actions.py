@@ -44,6 +44,8 @@ SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>Ctrl+R</b> / <b>F5</b></td><td>run the selected strategy</td></tr>
 <tr><td><b>Esc</b></td><td>cancel the run (a finished curve it would replace stays)</td></tr>
 <tr><td><b>Ctrl+O</b></td><td>open a file (or drop a file or folder on the window)</td></tr>
+<tr><td><b>Ctrl+→ / Ctrl+←</b></td><td><code>slicewise review</code>: next / previous case of the worklist</td></tr>
+<tr><td><b>Ctrl+1 / 2 / 3</b></td><td><code>slicewise review</code>: accept / reject / second read the open case</td></tr>
 </table>"""
 
 STRATEGY_CHOICES = tuple((name, title, summary) for name, (title, summary) in CATALOG.items())

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, Path]:
     """Every finished run of the open volume in one CSV (a column per run), as ``slicewise
-    predict`` with repeated ``--strategy`` writes it; with labels (an `app.labels.SliceLabels`),
+    predict`` with repeated ``--strategy`` writes it; with labels (an `app.review.labels.SliceLabels`),
     a ``label`` column and, in the sidecar, who labelled when and each column's agreement."""
     from app.export import score_columns, write_predictions
 
@@ -29,8 +29,8 @@ def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, 
     predictions = [run.prediction for run in runs]
     review = None
     if labels is not None and len(labels):
-        from app.agreement import agreement
-        from app.review import labels_section
+        from app.review.agreement import agreement
+        from app.review.headless import labels_section
 
         agreements = {
             column: agreement(prediction.scores[:, k], labels.labels, session.threshold)

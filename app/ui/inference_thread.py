@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.agreement import prepare as prepare_review
 from app.errors import Cancelled, SlicewiseError
+from app.review.agreement import prepare as prepare_review
 from app.uncertainty import parse as parse_uncertainty
 
 if TYPE_CHECKING:

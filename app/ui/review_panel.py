@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 # imported with the window, not lazily: an extension module (``_csv``) imported on the GUI thread
 # while the loader thread maps torch's libraries waits for the dynamic loader (a 0.2 s freeze)
-from app.agreement import agreement
+from app.review.agreement import agreement
 
 if TYPE_CHECKING:
     from app.session import Session

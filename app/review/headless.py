@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.agreement import Agreement
 from app.atomic import write_atomic
 from app.errors import SlicewiseError
-from app.labels import (
+from app.review.agreement import Agreement
+from app.review.labels import (
     MAGIC,
     Label,
     VolumeKey,
