@@ -26,6 +26,7 @@ import numpy as np
 
 from app import __version__
 from app.atomic import check_writable, write_atomic
+from app.csv_cells import text_cell, text_row
 from app.errors import SlicewiseError
 from app.prediction import Prediction
 from app.volume import Volume
@@ -111,15 +112,15 @@ def csv_text(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None 
     columns = _table_columns(groups)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["volume", "slice_index", "position_mm", *_flat(columns), *(["label"] if labels is not None else [])])
+    writer.writerow(text_row(["volume", "slice_index", "position_mm", *_flat(columns), *(["label"] if labels is not None else [])]))
     for volume, runs in groups:
-        name = str(volume.source)
+        name = text_cell(volume.source)  # a leading ' where the name would be a formula; the sidecar keeps it as it is
         for run in runs:
             if len(run.scores) != volume.depth:
                 raise SlicewiseError(f"{volume.source}: a {run.strategy} run holds {len(run.scores)} slices; the volume has {volume.depth}")
         scores = np.concatenate([np.asarray(run.scores, dtype=np.float32).reshape(volume.depth, -1) for run in runs], axis=1)
         for index, (position, row) in enumerate(zip(volume.positions_mm, scores)):
-            label = [labels.get(index, "")] if labels is not None else []
+            label = [text_cell(labels.get(index, ""))] if labels is not None else []
             writer.writerow([name, index, f"{position:.3f}", *(f"{s:.8g}" for s in row), *label])
     return out.getvalue()
 

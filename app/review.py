@@ -18,6 +18,7 @@ import numpy as np
 from app.agreement import Agreement
 from app.atomic import write_atomic
 from app.errors import SlicewiseError
+from app.text_input import text_lines
 from app.labels import (
     MAGIC,
     Label,
@@ -98,11 +99,7 @@ def labels_for(path: str | os.PathLike, volume) -> tuple[dict[int, Label], list[
     ``slice_index,label`` CSV (labelled now, by this user); and warnings for the user."""
     path = Path(path)
     warnings = []
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            first = f.readline().strip()
-    except OSError as exc:
-        raise SlicewiseError(f"cannot read labels {path}: {exc.strerror or exc}") from None
+    first = next(text_lines(path, "labels"), (0, ""))[1].strip()
     if first == MAGIC:
         key, entries = read_sidecar(path)
         if not key.matches(VolumeKey.of(volume)):
