@@ -18,7 +18,6 @@ import numpy as np
 from app.agreement import Agreement
 from app.atomic import write_atomic
 from app.errors import SlicewiseError
-from app.text_input import text_lines
 from app.labels import (
     MAGIC,
     Label,
@@ -28,6 +27,7 @@ from app.labels import (
     read_labels_csv,
     read_sidecar,
 )
+from app.text_input import text_lines
 
 
 @dataclass(frozen=True)
