@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int
 @startup.quick_start  # no garbage collection passes while torch and TensorFlow import
 def _predict(args: argparse.Namespace) -> int:
     from app import export
-    from app.atomic import check_writable
     from app.io import load_volume
+    from app.outputs import OutputSet, inputs_of
     from app.prediction import nonfinite_warning
     from app.progress import ProgressBar
     from app.strategies import get_strategy
@@ -160,14 +160,18 @@ def _predict(args: argparse.Namespace) -> int:
     from app import cohort, review
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
+    outs = OutputSet(inputs_of(args))  # every output staged, written together at the end, never over an input
+    if args.out:
+        outs.claim(args.out)
+        outs.claim(export.sidecar_path(args.out))
+    if args.saliency_dir:
+        outs.folder(args.saliency_dir)
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     for volume in volumes:
         for text in volume.warnings:
             print(f"warning: {volume.source}: {text}", file=sys.stderr)
-    if args.out:
-        check_writable(args.out)
     entries = None
     if args.labels:
         if len(volumes) > 1:
@@ -200,28 +204,34 @@ def _predict(args: argparse.Namespace) -> int:
         results.append((volume, runs))
         if runs[0].nonfinite_slices:
             print(nonfinite_warning(volume.source, len(runs[0].nonfinite_slices)), file=sys.stderr)
-    if args.saliency_dir:
-        _write_saliency(Path(args.saliency_dir), engine, results, strategies, models, selection, args)
-    labels = section = None
-    if entries is not None:
-        labels = {index: entry.value for index, entry in entries.items()}
-        section = _agreement(results[0][1], labels, entries, args)
-    if args.out:
-        table, meta = export.write_predictions(args.out, results, labels, section)
-        axes = ", ".join(dict.fromkeys(v.axis_label for v, _ in results))
-        print(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, axis: {axes}, {results[0][1][0].device})", file=sys.stderr)
-    else:
+    done = []  # what was written, said once all of it is
+    with outs:
+        if args.saliency_dir:
+            done += _write_saliency(Path(args.saliency_dir), engine, results, strategies, models, selection, args, outs)
+        labels = section = None
+        if entries is not None:
+            labels = {index: entry.value for index, entry in entries.items()}
+            section = _agreement(results[0][1], labels, entries, args)
+        if args.out:
+            table, meta = export.write_predictions(args.out, results, labels, section, outs=outs)
+            axes = ", ".join(dict.fromkeys(v.axis_label for v, _ in results))
+            done.append(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, axis: {axes}, {results[0][1][0].device})")
+    for line in done:
+        print(line, file=sys.stderr)
+    if not args.out:
         sys.stdout.write(export.csv_text(results, labels))
     return 0
 
 
-def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace) -> None:
-    """Saliency maps of the chosen slices: ``folder[/<volume>][/<run>]/slice_0042.npy``."""
+def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace, outs) -> list[str]:
+    """Saliency maps of the chosen slices, ``folder[/<volume>][/<run>]/slice_0042.npy``, staged
+    in ``outs``; what to say once they are written."""
     import numpy as np
 
     from app import export, review
     from app.inference.saliency import SaliencyComputer
 
+    said = []
     computers = [SaliencyComputer(engine, strategy, model, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
     for volume, runs in results:
         names = export.run_names(runs) if len(runs) > 1 else [runs[0].strategy]
@@ -241,8 +251,9 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
                 "score": (prediction.score_names or [""])[0] or "score",
                 "shape": list(volume.shape[1:3]),
             }
-            written = review.write_maps(where, maps, about)
-            print(f"wrote {len(written)} saliency maps ({computer.method}) to {where}", file=sys.stderr)
+            written = review.write_maps(where, maps, about, outs)
+            said.append(f"wrote {len(written)} saliency maps ({computer.method}) to {where}")
+    return said
 
 
 def _agreement(runs, labels: dict[int, str], entries, args: argparse.Namespace) -> dict:

@@ -10,13 +10,13 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from app.agreement import Agreement
-from app.atomic import write_atomic
 from app.errors import SlicewiseError
 from app.labels import (
     MAGIC,
@@ -27,6 +27,7 @@ from app.labels import (
     read_labels_csv,
     read_sidecar,
 )
+from app.outputs import OutputSet
 from app.text_input import text_lines
 
 
@@ -76,21 +77,18 @@ def map_name(index: int) -> str:
     return f"slice_{index:04d}.npy"
 
 
-def write_maps(folder: Path, maps: Mapping[int, np.ndarray], about: Mapping) -> list[Path]:
+def write_maps(folder: Path, maps: Mapping[int, np.ndarray], about: Mapping, outs: OutputSet | None = None) -> list[Path]:
     """Each map as ``folder/slice_0042.npy`` (float32 ``(H, W)``), plus ``saliency.json`` saying
-    how they were made (``about``) and which slices they are; every file written atomically."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SlicewiseError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    how they were made (``about``) and which slices they are: all or none (staged in ``outs``,
+    the command's `OutputSet`, when given, and written at its commit)."""
     written = []
-    for index in sorted(maps):
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(maps[index], dtype=np.float32), allow_pickle=False)
-        path = folder / map_name(index)
-        write_atomic(path, buffer.getvalue())
-        written.append(path)
-    write_atomic(folder / "saliency.json", json.dumps({**about, "slices": sorted(int(i) for i in maps)}, indent=2) + "\n")
+    with OutputSet() if outs is None else nullcontext(outs) as staged:
+        staged.folder(folder)
+        for index in sorted(maps):
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(maps[index], dtype=np.float32), allow_pickle=False)
+            written.append(staged.add(folder / map_name(index), buffer.getvalue()))
+        staged.add(folder / "saliency.json", json.dumps({**about, "slices": sorted(int(i) for i in maps)}, indent=2) + "\n")
     return written
 
 
