@@ -7,6 +7,7 @@ The only place that prints for users.  Bad input of any kind ends with exit code
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,16 +15,57 @@ from pathlib import Path
 from app import __version__, startup
 from app.errors import SlicewiseError
 from app.strategy_catalog import NAMES as STRATEGY_NAMES
+from app.text_input import short
 from app.volume import ACQUIRED, AXIS_CHOICES
 
 COMMANDS = ("predict", "render", "demo", "gui")
+
+
+# -- numbers and specs checked as they are parsed: finite, in range (argparse exits 2 naming the option)
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{short(text)} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low}…{high}")
+        return value
+
+    return parse
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number (no nan, no inf, nothing that overflows)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{short(text)} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{short(text)} is not a finite number")
+    return value
+
+
+def normalization(text: str) -> str:
+    """An argparse type: a normalisation spec `app.preprocessing.parse_spec` accepts (kept as given)."""
+    from app.preprocessing import parse_spec
+
+    try:
+        parse_spec(text)
+    except SlicewiseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _volume_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--axis", choices=AXIS_CHOICES, default=ACQUIRED, help="depth axis of the slices (default: acquired, the scan's own slices shown as the closest anatomical axis)"
     )
-    parser.add_argument("--volume-index", type=int, default=0, metavar="N", help="which 3D volume of a 4D file (default: 0)")
+    parser.add_argument("--volume-index", type=whole(0, 1 << 20), default=0, metavar="N", help="which 3D volume of a 4D file (default: 0)")
 
 
 class _Strategies(argparse.Action):
@@ -51,7 +93,7 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
     parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) instead of the built-in one")
     parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off: the model file may run code; only for files you trust")
     parser.add_argument(
-        "--normalize", metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
+        "--normalize", type=normalization, metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
     )
     parser.add_argument(
         "--channels",
@@ -61,7 +103,7 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
     )
     parser.add_argument("--output", metavar="NAME", help="which output of a model with several to score (default: the first)")
     parser.add_argument("--classes", metavar="A,B,…", help="names of the output's scores, for columns score_A, score_B … (default: the model's JSON)")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="slices (or windows) per model call (default: 32)")
+    parser.add_argument("--batch-size", type=whole(1, 1 << 16), default=32, metavar="N", help="slices (or windows) per model call (default: 32)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _volume_options(predict)
     _model_options(predict, "slice", several=True)
     slab = predict.add_argument_group("embedding strategy")
-    slab.add_argument("--slab", type=int, metavar="K", help="slices pooled for each slice's score: the K centred on it (default: 3)")
+    slab.add_argument("--slab", type=whole(1, 1 << 12), metavar="K", help="slices pooled for each slice's score: the K centred on it (default: 3)")
     slab.add_argument("--pool", choices=("mean", "max", "attention"), help="how a slab is pooled (default: mean)")
     predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
@@ -86,15 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--saliency-dir", metavar="DIR", help="write a saliency map per slice, DIR/slice_0042.npy (float32, the slice's H×W, 0…1), and DIR/saliency.json")
     review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
     review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
-    review.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
+    review.add_argument("--threshold", type=finite, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
-    cohort.add_argument("--workers", type=int, metavar="N", help="score on a local Dask cluster of N worker processes")
+    cohort.add_argument("--workers", type=whole(1, 1 << 12), metavar="N", help="score on a local Dask cluster of N worker processes")
     cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
 
     render = sub.add_parser("render", help="draw the viewer offscreen to a PNG (after scoring, if asked)")
     render.add_argument("volume", help="the volume to show")
     render.add_argument("--out", required=True, metavar="FILE.png")
-    render.add_argument("--slice", type=int, metavar="N", help="slice to show (default: the middle one)")
+    render.add_argument("--slice", type=whole(0, 1 << 20), metavar="N", help="slice to show (default: the middle one)")
     render.add_argument("--size", default="1280x800", metavar="WxH", help="window size (default: 1280x800)")
     render.add_argument("--layout", choices=("single", "ortho"), default="single", help="one view, or the three planes with a crosshair")
     render.add_argument("--neurological", action="store_true", help="patient's left on the screen's left (default: radiological)")
@@ -104,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="write a synthetic phantom with lesion labels")
     demo.add_argument("--out", required=True, metavar="DIR")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--depth", type=int, default=64)
-    demo.add_argument("--lesions", type=int, metavar="N", help="number of lesions (0: a lesion-free phantom; default: the seed's own)")
+    demo.add_argument("--seed", type=whole(0, 2**63 - 1), default=0)
+    demo.add_argument("--depth", type=whole(1, 4096), default=64)
+    demo.add_argument("--lesions", type=whole(0, 1000), metavar="N", help="number of lesions (0: a lesion-free phantom; default: the seed's own)")
     return parser
 
 

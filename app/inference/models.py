@@ -25,6 +25,7 @@ from typing import Any
 
 from app import channels as channel_recipes
 from app.errors import ModelError
+from app.inference.metadata import read_metadata_file
 from app.io.formats import MODEL_SUFFIXES
 from app.io.hashing import file_sha256 as hashing_file_sha256
 from app.io.hashing import sha256_of_files
@@ -405,17 +406,12 @@ def metadata_path(path: Path) -> Path:
 
 
 def read_metadata(path: Path) -> dict:
-    """The JSON beside a model (``classes``, ``channels``, ``slice_shape``, ``normalize``…), or {}."""
+    """The JSON beside a model (``classes``, ``channels``, ``slice_shape``, ``normalize``…), or {};
+    read with limits and checked key by key (`app.inference.metadata`)."""
     meta_path = metadata_path(path)
-    if not meta_path.is_file():
+    if not meta_path.exists():
         return {}
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(f"{meta_path.name}: cannot read the model's metadata: {exc}") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{meta_path.name}: the model's metadata must be a JSON object, not {type(meta).__name__}")
-    return meta
+    return read_metadata_file(meta_path)
 
 
 def load_model_file(
