@@ -238,3 +238,16 @@ def test_saliency_dir_that_is_a_series_folder_is_refused(tmp_path, inputs, capsy
     assert main(["predict", str(series), "--saliency-dir", str(series)]) == 2
     assert "it is an input" in capsys.readouterr().err
     assert sorted(p.name for p in series.iterdir()) == ["s0.dcm", "s1.dcm", "s2.dcm"]
+
+
+def test_a_cohort_refuses_one_of_its_volumes_as_out_before_any_cluster(tmp_path, capsys):
+    from app.cli import main
+
+    study = tmp_path / "study"
+    study.mkdir()
+    for name in ("a", "b"):
+        tiny_volume(study / f"{name}.npy", depth=2)
+    before = (study / "b.npy").read_bytes()
+    assert main(["predict", str(study / "*.npy"), "--out", str(study / "b.npy")]) == 2
+    assert "refusing to write" in capsys.readouterr().err
+    assert (study / "b.npy").read_bytes() == before and sorted(p.name for p in study.iterdir()) == ["a.npy", "b.npy"]
