@@ -62,6 +62,8 @@ class Inputs:
                 continue
             path = Path(given)
             self._add(path, path)
+            for pair in _companions(path):  # an Analyze / NIfTI pair: the .img of a .hdr and back
+                self._add(pair, path)
             if path.is_dir():
                 for file in path.rglob("*"):
                     self._add(file, path)
@@ -79,6 +81,15 @@ class Inputs:
             key = _identity(path)
             found = self._by_id.get(key) if key is not None else None
         return found
+
+
+def _companions(path: Path) -> list[Path]:
+    name = path.name
+    for one, other in ((".hdr", ".img"), (".img", ".hdr")):
+        for gz in ("", ".gz"):
+            if name.lower().endswith(one + gz):
+                return [path.with_name(name[: -len(one + gz)] + other + extra) for extra in ("", ".gz")]
+    return []
 
 
 def inputs_of(args) -> Inputs:

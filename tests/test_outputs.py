@@ -251,3 +251,10 @@ def test_a_cohort_refuses_one_of_its_volumes_as_out_before_any_cluster(tmp_path,
     assert main(["predict", str(study / "*.npy"), "--out", str(study / "b.npy")]) == 2
     assert "refusing to write" in capsys.readouterr().err
     assert (study / "b.npy").read_bytes() == before and sorted(p.name for p in study.iterdir()) == ["a.npy", "b.npy"]
+
+
+def test_the_image_half_of_an_analyze_pair_is_an_input_too(tmp_path):
+    (tmp_path / "scan.hdr").write_bytes(b"h")
+    (tmp_path / "scan.img").write_bytes(b"i")
+    with pytest.raises(SlicewiseError, match="scan.img: it is an input of this command, .*scan.hdr"):
+        OutputSet([tmp_path / "scan.hdr"]).claim(tmp_path / "scan.img")
