@@ -92,17 +92,21 @@ def _companions(path: Path) -> list[Path]:
     return []
 
 
-def inputs_of(args) -> Inputs:
-    """The inputs of a parsed ``predict`` or ``render`` command line: its volumes (a DICOM folder's
-    files included), ``--labels``, ``--model`` and the JSON beside the model."""
-    volumes = list(getattr(args, "volumes", None) or []) + ([args.volume] if getattr(args, "volume", None) else [])
-    model = getattr(args, "model", None)
-    extra = []
-    if model:
-        from app.inference.models import metadata_path
+def command_inputs(
+    volumes: Iterable[str | os.PathLike] = (), labels: str | os.PathLike | None = None, models: Iterable[str | os.PathLike | None] = ()
+) -> Inputs:
+    """The inputs of a command: its volumes (a DICOM folder's files included), its labels, and
+    each model with the JSON beside it."""
+    from app.inference.models import metadata_path
 
-        extra.append(metadata_path(Path(model)))
-    return Inputs([*volumes, getattr(args, "labels", None), model, *extra])
+    models = [Path(m) for m in models if m and not str(m).startswith("built-in")]
+    return Inputs([*volumes, labels, *models, *(metadata_path(m) for m in models)])
+
+
+def inputs_of(args) -> Inputs:
+    """The inputs of a parsed ``predict`` or ``render`` command line (see `command_inputs`)."""
+    volumes = list(getattr(args, "volumes", None) or []) + ([args.volume] if getattr(args, "volume", None) else [])
+    return command_inputs(volumes, getattr(args, "labels", None), [getattr(args, "model", None)])
 
 
 class OutputSet:
