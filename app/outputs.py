@@ -137,7 +137,8 @@ class OutputSet:
         limit = _name_max(folder)
         size = len(os.fsencode(path.name))
         if size > limit:
-            raise SlicewiseError(f"cannot write {path.name[:40]}…: {os.strerror(errno.ENAMETOOLONG)} ({size} bytes; the file system allows {limit})")
+            shown = f"{path.name[:24]}…{path.name[-16:]}"
+            raise SlicewiseError(f"cannot write {shown}: {os.strerror(errno.ENAMETOOLONG)} ({size} bytes; the file system allows {limit})")
         if path.is_dir():
             raise SlicewiseError(f"cannot write {path}: it is a folder")
         self._refuse_input(path)
