@@ -28,7 +28,7 @@ from app.labels import (
     read_sidecar,
 )
 from app.outputs import OutputSet
-from app.text_input import text_lines
+from app.text_input import short, text_lines
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,13 @@ def parse_slice_selection(text: str) -> SliceSelection:
         count = value[4:]
         if count.isdigit() and int(count) > 0:
             return SliceSelection("top", count=int(count))
-        raise SlicewiseError(f"bad --saliency-slices {text!r}: top:N needs a whole number N ≥ 1, e.g. top:10")
+        raise SlicewiseError(f"bad --saliency-slices {short(text)}: top:N needs a whole number N ≥ 1, e.g. top:10")
     try:
         indices = tuple(int(part) for part in value.split(",") if part.strip())
     except ValueError:
         indices = ()
     if not indices or min(indices) < 0:
-        raise SlicewiseError(f"bad --saliency-slices {text!r}: use all, top:N or slice indices such as 3,10,42")
+        raise SlicewiseError(f"bad --saliency-slices {short(text)}: use all, top:N or slice indices such as 3,10,42")
     return SliceSelection("list", indices=indices)
 
 

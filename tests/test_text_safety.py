@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import export
@@ -192,3 +192,17 @@ def test_a_file_without_an_end_of_line_is_refused(tmp_path):
     with pytest.raises(SlicewiseError, match="line 2: longer than 64 KiB"):
         read_labels_csv(path)
     assert os.path.getsize(path) > 1 << 20
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzzed_labels_files_read_or_fail_in_one_line(data):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".csv") as f:
+        f.write(data)
+        f.flush()
+        try:
+            read_labels_csv(f.name, depth=50)
+        except SlicewiseError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 300

@@ -31,6 +31,7 @@ from app.io.hashing import file_sha256 as hashing_file_sha256
 from app.io.hashing import sha256_of_files
 from app.strategies import ModelSpec, Strategy
 from app.strategies.base import shape_text
+from app.text_input import short
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "models"
 KERAS_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")
@@ -116,9 +117,9 @@ def parse_classes(text: str) -> tuple[str, ...]:
 
 def check_classes(names: Sequence[str]) -> None:
     if not names or any(not n for n in names):
-        raise ModelError(f"bad class names {','.join(names)!r}: give one non-empty name per score, e.g. --classes none,bleed")
+        raise ModelError(f"bad class names {short(','.join(names), 60)}: give one non-empty name per score, e.g. --classes none,bleed")
     if len(set(names)) != len(names):
-        raise ModelError(f"bad class names {','.join(names)!r}: each name must be different")
+        raise ModelError(f"bad class names {short(','.join(names), 60)}: each name must be different")
 
 
 def _meta_classes(meta: dict, output: str, names: tuple[str, ...]) -> list[str] | None:
