@@ -28,6 +28,7 @@ replaced and removes the rest.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ from pathlib import Path
 from app.errors import SlicewiseError
 
 NAME_MAX = 255  # where the file system does not say
+MAX_FOLDER_FILES = 200_000  # the files of an input folder compared with outputs (a cohort's tree)
 
 
 def _reason(exc: OSError) -> str:
@@ -65,7 +67,7 @@ class Inputs:
             for pair in _companions(path):  # an Analyze / NIfTI pair: the .img of a .hdr and back
                 self._add(pair, path)
             if path.is_dir():
-                for file in path.rglob("*"):
+                for file in itertools.islice(path.rglob("*"), MAX_FOLDER_FILES):
                     self._add(file, path)
 
     def _add(self, path: Path, shown: Path) -> None:
