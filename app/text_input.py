@@ -4,8 +4,9 @@ Labels files (and any other text a user hands in) go through `text_lines`, which
 lines one at a time, so a caller can refuse a bad row before the rest is read.  The encoding is
 UTF-8, or what a byte-order mark says: UTF-8 with BOM, UTF-16 LE or BE with BOM.  Anything else
 (Latin-1, a binary file) ends in an error naming the encoding problem and the line.  The file
-must be a regular file or a pipe (``--labels <(…)``): a device such as ``/dev/zero`` is refused
-before a byte is read, and reading stops at ``limit`` bytes however long the file claims to be.
+must be a regular file: a device such as ``/dev/zero`` or a pipe is refused before a byte is read
+(before it is even opened), and reading stops at ``limit`` bytes however long the file claims to be
+(``/proc`` files say 0).
 
 Errors name the file, the line and why, never the content: a labels path that points at some
 other file (``/etc/passwd``) must not echo it.  `short` quotes a user-given value with a cap.
@@ -35,24 +36,26 @@ def short(value: object, limit: int = 24) -> str:
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / (1 << 20):.0f} MB"
+    return f"{size / (1 << 20):.0f} MB" if size >= 1 << 20 else f"{size} bytes"
 
 
 def text_lines(path: str | os.PathLike, what: str = "text", limit: int = MAX_BYTES) -> Iterator[tuple[int, str]]:
     """``(line number, line)`` for each line of ``path`` (no line ending), read as it goes.
 
     ``what`` names the file in errors (``labels``).  A `SlicewiseError` for a file that cannot
-    be opened, is not a regular file or pipe, is larger than ``limit`` bytes, has a line longer
+    be opened, is not a regular file, is larger than ``limit`` bytes, has a line longer
     than ``MAX_LINE`` or a NUL byte, or is not UTF-8 (nor UTF-16 with a BOM)."""
     path = Path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: a FIFO's open would wait for a writer
+            raise SlicewiseError(f"cannot read {what} {path}: not a regular file (a device, pipe, folder or socket)")
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in the finally below
     except OSError as exc:
         raise SlicewiseError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
         info = os.fstat(f.fileno())
-        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
-            raise SlicewiseError(f"cannot read {what} {path}: not a regular file (a device, folder or socket)")
+        if not stat.S_ISREG(info.st_mode):
+            raise SlicewiseError(f"cannot read {what} {path}: not a regular file (a device, pipe, folder or socket)")
         if info.st_size > limit:
             raise SlicewiseError(f"cannot read {what} {path}: it holds {_megabytes(info.st_size)}; a {what} file may hold at most {_megabytes(limit)}")
         yield from _decoded_lines(f, path, what, limit)

@@ -206,3 +206,17 @@ def test_fuzzed_labels_files_read_or_fail_in_one_line(data):
             read_labels_csv(f.name, depth=50)
         except SlicewiseError as exc:
             assert "\n" not in str(exc) and len(str(exc)) < 300
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "labels.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(SlicewiseError, match="not a regular file"):
+        read_labels_csv(fifo)
+
+
+def test_reading_stops_at_the_limit_whatever_the_size_says():
+    from app.text_input import text_lines
+
+    with pytest.raises(SlicewiseError, match="more than 100 bytes"):
+        list(text_lines("/proc/self/maps", "labels", limit=100))  # /proc says 0 bytes
