@@ -13,7 +13,8 @@ Which way dependencies point (checked by import-linter, ``lint-imports``; see py
       app.ui         PySide6 + pyqtgraph: window, plane views, scrubber, plot, worker thread
         app.cli      ``slicewise predict`` / ``demo`` (``gui`` and ``render`` come from app.ui.launch)
           app.cohort   volumes of a folder or glob scored on Dask
-            app.session | app.export     viewer state | CSV + JSON sidecar, atomic writes
+            app.session | app.export | app.dicom_export
+                             viewer state | CSV + JSON sidecar, atomic writes | DICOM SEG and SR
               app.inference   TensorFlow runtime (lazy, threads, GPU), safe model loading, batch
                               engine, saliency
                 app.strategies | app.io   slice, temporal, embedding | loaders → Volume

@@ -90,8 +90,8 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
         )
     else:
         parser.add_argument("--strategy", choices=STRATEGY_NAMES, default=default_strategy, help="how the model sees the volume")
-    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) instead of the built-in one")
-    parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off: the model file may run code; only for files you trust")
+    parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) or an ONNX model (.onnx) instead of the built-in one")
+    parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off (the model file may run code), or allow non-standard ONNX operators; only for files you trust")
     parser.add_argument(
         "--normalize", type=normalization, metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
     )
@@ -122,13 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     slab = predict.add_argument_group("embedding strategy")
     slab.add_argument("--slab", type=whole(1, 1 << 12), metavar="K", help="slices pooled for each slice's score: the K centred on it (default: 3)")
     slab.add_argument("--pool", choices=("mean", "max", "attention"), help="how a slab is pooled (default: mean)")
+    spread = predict.add_argument_group("uncertainty: the mean of several passes as the score, their sd in score_sd columns (one method)")
+    spread.add_argument("--mc-dropout", type=whole(1, 1 << 12), metavar="N", help="N passes with the model's dropout layers on (everything else, BatchNormalization too, in inference mode)")
+    spread.add_argument("--mc-seed", type=whole(0, 2**63 - 1), default=0, metavar="SEED", help="seed of the dropout masks (default: 0; recorded in the sidecar)")
+    spread.add_argument("--tta", metavar="A,B,…", help="test-time augmentations besides the original: flip-lr, flip-ap, shift:K (flip-lr is wrong for lateralised findings)")
+    spread.add_argument("--ensemble", metavar="A.keras,B.keras,…", help="several models, fitted alike, scored as one run (instead of --model)")
     predict.add_argument("--out", metavar="FILE.csv", help="write the table here (+ FILE.csv.json sidecar); default: stdout")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: on a terminal)")
     review = predict.add_argument_group("review: saliency maps, agreement with a reader's labels (one volume)")
     review.add_argument("--saliency-dir", metavar="DIR", help="write a saliency map per slice, DIR/slice_0042.npy (float32, the slice's H×W, 0…1), and DIR/saliency.json")
+    review.add_argument("--saliency-method", choices=("gradcam", "occlusion"), help="gradcam (Keras models) or occlusion (any model; the default for ONNX models, which have no gradients here); default: gradcam for Keras")
     review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
     review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
     review.add_argument("--threshold", type=finite, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
+    dicom = predict.add_argument_group("DICOM results for PACS (one volume read from DICOM, one run)")
+    dicom.add_argument("--seg-out", metavar="FILE.dcm", help="write the segmentation run's map as a DICOM SEG referencing the source images")
+    dicom.add_argument("--sr-out", metavar="FILE.dcm", help="write the per-slice scores (or areas), the volume's value and --labels as a TID 1500 DICOM SR")
+    dicom.add_argument("--mask-probabilities", action="store_true", help="the SEG holds probabilities (FRACTIONAL) instead of the mask at the threshold (BINARY)")
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
     cohort.add_argument("--workers", type=whole(1, 1 << 12), metavar="N", help="score on a local Dask cluster of N worker processes")
     cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -141,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--layout", choices=("single", "ortho"), default="single", help="one view, or the three planes with a crosshair")
     render.add_argument("--neurological", action="store_true", help="patient's left on the screen's left (default: radiological)")
     render.add_argument("--saliency", action="store_true", help="overlay the saliency map of the shown slice (scores with the slice strategy unless --strategy says)")
+    render.add_argument("--saliency-method", choices=("gradcam", "occlusion"), help="gradcam (Keras models) or occlusion (any model; the default for ONNX models, which have no gradients here); default: gradcam for Keras")
     _volume_options(render)
     _model_options(render, None, several=True)
 
@@ -198,22 +209,29 @@ def _predict(args: argparse.Namespace) -> int:
 
         parse_recipe(args.channels)  # a bad recipe fails before anything loads
     if args.unsafe_model and args.model:
-        print(f"warning: --unsafe-model: Keras safe mode is off; {args.model} may run any code it holds", file=sys.stderr)
+        print(f"warning: --unsafe-model: {_unsafe_warning(args.model)}", file=sys.stderr)
     from app import cohort, review
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
+    dicom_out = [name for name, value in (("--seg-out", args.seg_out), ("--sr-out", args.sr_out)) if value]
+    if dicom_out and (args.workers or args.scheduler or cohort.is_cohort(args.volumes) or len(args.volumes) > 1 or len(strategies) > 1):
+        raise SlicewiseError(f"{' and '.join(dicom_out)} write the results of one volume and one run: give one volume and one --strategy")
+    uncertainty = _uncertainty(args)
     outs = OutputSet(inputs_of(args))  # every output staged, written together at the end, never over an input
-    if args.out:
-        outs.claim(args.out)
-        outs.claim(export.sidecar_path(args.out))
+    for path in (args.out, args.out and export.sidecar_path(args.out), args.seg_out, args.sr_out):
+        if path:
+            outs.claim(path)
     if args.saliency_dir:
         outs.folder(args.saliency_dir)
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
+        if uncertainty is not None:
+            raise SlicewiseError("--mc-dropout, --tta and --ensemble score one volume at a time; not a cohort (folders, patterns, --workers) yet")
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     for volume in volumes:
         for text in volume.warnings:
             print(f"warning: {volume.source}: {text}", file=sys.stderr)
+    sources = _dicom_sources(volumes[0], args) if dicom_out else None  # a source that is not DICOM fails here, before scoring
     entries = None
     if args.labels:
         if len(volumes) > 1:
@@ -225,6 +243,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     engine = Engine()
     user_model = engine.load(args.model, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) if args.model else None
+    if uncertainty is not None and uncertainty.method == "ensemble":
+        members = [engine.load(path, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) for path in uncertainty.paths]
+        uncertainty, user_model = uncertainty.with_members(members), members[0]
     models = [user_model or _builtin(engine, strategy, args) for strategy in strategies]
     results = []
     for volume in volumes:
@@ -239,6 +260,7 @@ def _predict(args: argparse.Namespace) -> int:
                 channels=args.channels,
                 batch_size=args.batch_size,
                 on_batch=lambda done, total, *_, bar=bar: bar.update(done, total),
+                uncertainty=uncertainty,
             )
             runs.append(prediction)
             for note in prediction.notes:
@@ -246,6 +268,10 @@ def _predict(args: argparse.Namespace) -> int:
         results.append((volume, runs))
         if runs[0].nonfinite_slices:
             print(nonfinite_warning(volume.source, len(runs[0].nonfinite_slices)), file=sys.stderr)
+    if args.seg_out and getattr(results[0][1][0], "dense", None) is None:
+        raise SlicewiseError(
+            f"--seg-out needs a segmentation run (a model that gives a map per pixel); {results[0][1][0].model_name} gives per-slice scores: use --sr-out or --out"
+        )
     done = []  # what was written, said once all of it is
     with outs:
         if args.saliency_dir:
@@ -258,11 +284,61 @@ def _predict(args: argparse.Namespace) -> int:
             table, meta = export.write_predictions(args.out, results, labels, section, outs=outs)
             axes = ", ".join(dict.fromkeys(v.axis_label for v, _ in results))
             done.append(f"wrote {table} and {meta.name} ({sum(v.depth for v, _ in results)} slices, axis: {axes}, {results[0][1][0].device})")
+        if dicom_out:
+            done += _write_dicom(results[0][0], results[0][1][0], sources, entries, args, outs)
     for line in done:
         print(line, file=sys.stderr)
     if not args.out:
         sys.stdout.write(export.csv_text(results, labels))
     return 0
+
+
+def _dicom_sources(volume, args: argparse.Namespace):
+    """The DICOM images behind ``volume``, found before anything is scored; the output paths checked."""
+    from app.atomic import check_writable
+    from app.dicom_export.sources import find_sources
+
+    for path in (args.seg_out, args.sr_out):
+        if path:
+            check_writable(path)
+    sources = find_sources(volume, "--seg-out" if args.seg_out else "--sr-out")
+    if args.sr_out and not sources.acquired:
+        raise SlicewiseError(f"{volume.source}: --sr-out references a source image per slice: use --axis acquired (this volume is sliced {volume.axis})")
+    return sources
+
+
+def _write_dicom(volume, prediction, sources, entries, args: argparse.Namespace, outs=None) -> list[str]:
+    """--seg-out from the run's dense map (`Prediction.dense`), --sr-out from its scores, staged
+    in ``outs`` (None: written here, both or neither); what to say once they are written."""
+    from contextlib import nullcontext
+
+    from app.outputs import OutputSet
+
+    said = []
+    with OutputSet() if outs is None else nullcontext(outs) as staged:
+        if args.seg_out:
+            from app.dicom_export.seg import write_seg
+
+            path = staged.write_with(args.seg_out, lambda tmp: write_seg(tmp, volume, prediction.dense, prediction.model_name, prediction.model_sha256, args.mask_probabilities, sources))
+            kind = "probabilities" if args.mask_probabilities else "binary"
+            said.append(f"wrote {path} (DICOM SEG, {kind}, {len(prediction.dense.foreground)} segments)")
+        if args.sr_out:
+            from app.dicom_export.sr import write_sr
+
+            path = staged.write_with(args.sr_out, lambda tmp: write_sr(tmp, volume, prediction, entries, sources=sources))
+            said.append(f"wrote {path} (DICOM SR, TID 1500, {volume.depth} slices)")
+    return said
+
+
+def _uncertainty(args: argparse.Namespace):
+    """The uncertainty method asked for (`app.uncertainty`), or None; checked before anything loads."""
+    if args.mc_dropout is None and args.tta is None and args.ensemble is None:
+        return None
+    from app.uncertainty import from_options
+
+    if args.ensemble is not None and args.model:
+        raise SlicewiseError("--ensemble names all its models: leave --model out")
+    return from_options(args.mc_dropout, args.tta, args.ensemble, args.mc_seed)
 
 
 def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace, outs) -> list[str]:
@@ -271,10 +347,10 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
     import numpy as np
 
     from app import export, review
-    from app.inference.saliency import SaliencyComputer
+    from app.inference.occlusion import saliency_computer
 
     said = []
-    computers = [SaliencyComputer(engine, strategy, model, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
+    computers = [saliency_computer(engine, strategy, model, args.saliency_method, batch_size=args.batch_size) for strategy, model in zip(strategies, models)]
     for volume, runs in results:
         names = export.run_names(runs) if len(runs) > 1 else [runs[0].strategy]
         for computer, prediction, name in zip(computers, runs, names):
@@ -290,6 +366,7 @@ def _write_saliency(folder: Path, engine, results, strategies, models, selection
                 "strategy": prediction.strategy,
                 "model": {"source": prediction.model_source, "sha256": prediction.model_sha256},
                 "method": computer.method,
+                **getattr(computer, "settings", {}),  # occlusion: patch and stride, in pixels of the model's input
                 "score": (prediction.score_names or [""])[0] or "score",
                 "shape": list(volume.shape[1:3]),
             }
@@ -313,6 +390,12 @@ def _agreement(runs, labels: dict[int, str], entries, args: argparse.Namespace) 
             for line in results[column].summary().splitlines():
                 print(f"  {line}", file=sys.stderr)
     return review.labels_section(entries, args.labels, args.threshold, results)
+
+
+def _unsafe_warning(model: str) -> str:
+    if model.lower().endswith(".onnx"):
+        return f"operators outside the standard ONNX domains are allowed in {model}"
+    return f"Keras safe mode is off; {model} may run any code it holds"
 
 
 def _builtin(engine, strategy, args: argparse.Namespace):

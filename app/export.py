@@ -9,6 +9,9 @@ Columns: ``volume, slice_index, position_mm``, then the scores, then ``label`` w
 given.  One run keeps the plain names: ``score`` (one score), ``score_<class>`` or ``score_<k>``.
 Several runs: ``score_<run>`` and ``score_<run>_<class>``, where ``<run>`` is the strategy, with the
 model (and then output, channel recipe, normalisation) added only where needed to tell runs apart.
+A run with an uncertainty method (`app.uncertainty`) holds the mean of its passes in those
+columns and their standard deviation in ``score_sd…`` columns (``score`` → ``score_sd``), after
+all the score columns.
 """
 
 from __future__ import annotations
@@ -82,6 +85,11 @@ def score_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
     ]
 
 
+def spread_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
+    """The sd column names of each run (none for a run without an uncertainty method)."""
+    return [["score_sd" + name[len("score") :] for name in names] if p.spread is not None else [] for p, names in zip(predictions, score_columns(predictions))]
+
+
 def _flat(columns: list[list[str]]) -> list[str]:
     return [name for run in columns for name in run]
 
@@ -114,13 +122,17 @@ def csv_text(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None 
     columns = _table_columns(groups)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(text_row(["volume", "slice_index", "position_mm", *_flat(columns), *(["label"] if labels is not None else [])]))
+    spreads = spread_columns(groups[0][1]) if groups else []
+    writer.writerow(text_row(["volume", "slice_index", "position_mm", *_flat(columns), *_flat(spreads), *(["label"] if labels is not None else [])]))
     for volume, runs in groups:
         name = text_cell(volume.source)  # a leading ' where the name would be a formula; the sidecar keeps it as it is
         for run in runs:
             if len(run.scores) != volume.depth:
                 raise SlicewiseError(f"{volume.source}: a {run.strategy} run holds {len(run.scores)} slices; the volume has {volume.depth}")
-        scores = np.concatenate([np.asarray(run.scores, dtype=np.float32).reshape(volume.depth, -1) for run in runs], axis=1)
+        blocks = [run.scores for run in runs] + [run.spread for run in runs if run.spread is not None]
+        if len(blocks) - len(runs) != sum(1 for names in spreads if names):
+            raise SlicewiseError(f"{volume.source}: cannot put runs with and without an uncertainty method in one table")
+        scores = np.concatenate([np.asarray(block, dtype=np.float32).reshape(volume.depth, -1) for block in blocks], axis=1)
         for index, (position, row) in enumerate(zip(volume.positions_mm, scores)):
             label = [text_cell(labels.get(index, ""))] if labels is not None else []
             writer.writerow([name, index, f"{position:.3f}", *(f"{s:.8g}" for s in row), *label])
@@ -133,7 +145,7 @@ def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> d
         "name": name,
         "columns": list(columns),
         "strategy": prediction.strategy,
-        "model": {"source": prediction.model_source, "sha256": prediction.model_sha256},
+        "model": {"source": prediction.model_source, "sha256": prediction.model_sha256, **prediction.model_about},
         "output": prediction.output,
         "outputs": list(prediction.output_names),
         "output_activation": prediction.activation,
@@ -142,6 +154,7 @@ def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> d
         "normalize": prediction.normalize,
         "batch_size": prediction.batch_size,
         "device": prediction.device,
+        **({"uncertainty": {**prediction.uncertainty, "sd_columns": ["score_sd" + c[len("score") :] for c in columns]}} if prediction.uncertainty else {}),
     }
 
 

@@ -108,7 +108,8 @@ def command_inputs(
 def inputs_of(args) -> Inputs:
     """The inputs of a parsed ``predict`` or ``render`` command line (see `command_inputs`)."""
     volumes = list(getattr(args, "volumes", None) or []) + ([args.volume] if getattr(args, "volume", None) else [])
-    return command_inputs(volumes, getattr(args, "labels", None), [getattr(args, "model", None)])
+    ensemble = [part.strip() for part in (getattr(args, "ensemble", None) or "").split(",") if part.strip()]
+    return command_inputs(volumes, getattr(args, "labels", None), [getattr(args, "model", None), *ensemble])
 
 
 class OutputSet:

@@ -27,6 +27,9 @@ class Prediction:
     classes: tuple[str, ...] | None = None  # a name per score column
     activation: str | None = None  # the model's last activation on that output ("softmax", "linear"…; None: unknown)
     notes: list[str] = field(default_factory=list)  # what a reader of these scores should know
+    spread: np.ndarray | None = None  # per-slice sd over an uncertainty method's passes, shaped like scores (app.uncertainty)
+    uncertainty: dict | None = None  # the method: {"method", "n", "seed" | "augmentations" | "members", …}
+    model_about: dict = field(default_factory=dict)  # more on the model for the sidecar (an ONNX file's format and layout)
 
     @property
     def outputs(self) -> int:

@@ -35,6 +35,7 @@ class Run:
     prediction: Prediction | None = None
     visible: bool = True
     names: tuple[str, ...] = field(default_factory=tuple)  # one per output column, when named
+    spread: np.ndarray | None = None  # per-slice sd of the scores, like ``scores``, once a run with an uncertainty method finishes
 
     @property
     def strategy(self) -> str:
@@ -55,7 +56,23 @@ class Run:
 
     def finish(self, prediction: Prediction) -> None:
         self.scores = np.asarray(prediction.scores, dtype=np.float32)
+        self.spread = None if prediction.spread is None else np.asarray(prediction.spread, dtype=np.float32)
         self.prediction = prediction
+
+    def most_uncertain(self) -> tuple[int, float] | None:
+        """The slice whose score spreads most (the largest sd over the outputs) and that sd; None
+        without a spread (or when every slice's is NaN)."""
+        if self.spread is None or not np.isfinite(self.spread).any():
+            return None
+        per_slice = np.nanmax(np.where(np.isfinite(self.spread), self.spread, -np.inf), axis=1)
+        index = int(np.argmax(per_slice))
+        return index, float(per_slice[index])
+
+    def mean_spread(self) -> float | None:
+        """The sd averaged over the scored slices and outputs (None without a spread)."""
+        if self.spread is None or not np.isfinite(self.spread).any():
+            return None
+        return float(np.nanmean(self.spread))
 
     def peak(self) -> np.ndarray:
         """Per-slice score over the outputs (the highest), NaN where unscored."""

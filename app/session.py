@@ -40,11 +40,14 @@ class ScoringSettings:
     slab: int | None = None
     pool: str | None = None
     batch_size: int = 32
+    uncertainty: str | None = None  # app.uncertainty's spec: "mc-dropout:20", "tta:flip-ap,shift:2", "ensemble:a.keras,b.keras"; None: one pass
     model_outputs: tuple[str, ...] = ()  # the loaded model's outputs, to choose from (empty: one, or not loaded yet)
     model_state: str = "built-in"  # "built-in" | "loading" | "ready"
 
     def run_key(self) -> RunKey:
-        options = tuple((name, value) for name, value in (("output", self.output), ("slab", self.slab), ("pool", self.pool)) if value is not None)
+        options = tuple(
+            (name, value) for name, value in (("output", self.output), ("slab", self.slab), ("pool", self.pool), ("uncertainty", self.uncertainty)) if value is not None
+        )
         return RunKey(self.strategy, self.model_path, self.normalize, self.channels, options)
 
     def run_title(self) -> str:
@@ -52,7 +55,9 @@ class ScoringSettings:
         if self.model_path:
             parts.append(Path(self.model_path).name)
         parts += [value for value in (self.normalize, self.channels) if value]
-        parts += [f"{name} {value}" for name, value in self.run_key().options]
+        parts += [f"{name} {value}" for name, value in self.run_key().options if name != "uncertainty"]
+        if self.uncertainty:
+            parts.append(uncertainty_title(self.uncertainty))
         return " · ".join(parts)
 
 
@@ -119,6 +124,7 @@ class Session:
         self.labels: dict[int, str] = {}
         self.saliency_on = False
         self.saliency_opacity = 0.5
+        self.saliency_method: str | None = None  # "gradcam" | "occlusion"; None: Grad-CAM, occlusion for ONNX models
         self.score_tint = False
         self.plot_x_mm = False  # the score plot's x axis: slice index, or position in mm
         self._runs_by_view: dict[tuple, list[Run]] = {}
@@ -365,6 +371,19 @@ class Session:
         return region
 
 
+    def jump_to_uncertain(self) -> int | None:
+        """Go to the slice whose score spreads most in the followed run (U); returns it, or None,
+        saying why, when the run has no spread."""
+        run = self.followed_run()
+        found = run.most_uncertain() if run is not None else None
+        if found is None:
+            self.say("Run with an uncertainty method first (Model › Uncertainty): U goes to the slice whose score spreads most")
+            return None
+        index, sd = found
+        self.set_slice(index)
+        self.say(f"{run.title}: slice {index} spreads most (sd {sd:.3f})")
+        return index
+
     # -- saliency -----------------------------------------------------------------------------
 
     def saliency_key(self) -> RunKey:
@@ -380,8 +399,12 @@ class Session:
         self._saliency[(key, index)] = found
         self.events.saliency.emit(index, found)
 
-    def set_saliency(self, on: bool | None = None, opacity: float | None = None) -> None:
-        """Show or hide the saliency overlay, or change its opacity (0…1)."""
+    def set_saliency(self, on: bool | None = None, opacity: float | None = None, method: str | None = "") -> None:
+        """Show or hide the saliency overlay, change its opacity (0…1), or its ``method``
+        ("gradcam", "occlusion", None for the model's default; the maps made so far are dropped)."""
+        if method != "" and method != self.saliency_method:
+            self.saliency_method = method
+            self._saliency.clear()
         if on is not None:
             self.saliency_on = bool(on)
         if opacity is not None:
@@ -416,6 +439,18 @@ class Session:
         else:
             self.labels[index] = value
         self.events.labels.emit(self.labels)
+
+
+def uncertainty_title(spec: str) -> str:
+    """A run title's part for an uncertainty spec (``MC dropout ×20``), the spec itself if it does not parse."""
+    from app.errors import SlicewiseError
+    from app.uncertainty.method import parse
+
+    try:
+        method = parse(spec)
+    except SlicewiseError:
+        return spec
+    return method.title() if method is not None else ""
 
 
 def _view_key(volume: Volume) -> tuple:

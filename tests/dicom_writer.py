@@ -46,12 +46,14 @@ def write_series(
     positions: list[np.ndarray] | None = None,
     seed: int = 0,
     prefix: str | None = None,
+    patient: dict[str, str] | None = None,
 ) -> tuple[list[Path], list[np.ndarray]]:
     """Write slice k of ``volume`` (int16, (K, rows, cols)) at origin + k*step*normal; return the
     paths (in slice order) and the positions.
 
     File names and InstanceNumbers are shuffled so that neither carries the slice order, unless
-    ``prefix`` is given: then slice k is ``<prefix><k>.dcm``.
+    ``prefix`` is given: then slice k is ``<prefix><k>.dcm``.  ``patient``: more attributes for
+    every file (e.g. ``FrameOfReferenceUID``, ``PatientID``: a complete image, as a SEG needs).
     """
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -76,6 +78,8 @@ def write_series(
         ds.SliceThickness = str(step)
         ds.Rows, ds.Columns = volume.shape[1:]
         ds.RescaleSlope, ds.RescaleIntercept = str(slope), str(intercept)
+        for keyword, value in (patient or {}).items():
+            setattr(ds, keyword, value)
         ds.PixelData = np.ascontiguousarray(volume[k], dtype="<i2").tobytes()
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

@@ -379,6 +379,19 @@ def test_saliency_overlay_on_a_lesion_slice_and_stale_requests_dropped(fresh):
     assert overlay.caption.isVisible() and overlay.caption.text() == f"saliency: {found.method}"
     assert found.method  # "Grad-CAM (…)" or "gradient × input"
 
+    # View › Saliency method › Occlusion: the map is made again, by occlusion
+    window.actions_by_name["saliency_occlusion"].trigger()
+    assert session.saliency_method == "occlusion" and session.saliency_map(lesion) is None
+    bot.waitUntil(lambda: session.saliency_map(lesion) is not None or window.saliency.failed is not None, timeout=SIGNAL_TIMEOUT_MS)
+    occluded = session.saliency_map(lesion)
+    assert window.saliency.failed is None and occluded.method.startswith("occlusion (patch ")
+    assert overlay.caption.text() == f"saliency: {occluded.method}" and occluded.values.max() == 1
+    bot.wait(300)
+    window.grab().save("/tmp/saliency_occlusion.png")
+    window.actions_by_name["saliency_auto"].trigger()
+    bot.waitUntil(lambda: session.saliency_map(lesion) is not None, timeout=SIGNAL_TIMEOUT_MS)
+    assert session.saliency_map(lesion).method == found.method
+
     # a burst of slice changes: only the newest asks the worker for a map
     computed: list[int] = []
     window.inference.worker.sigSaliency.connect(lambda request, key, index, values, method: computed.append(index), Qt.ConnectionType.DirectConnection)

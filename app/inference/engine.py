@@ -8,6 +8,7 @@ batch and cancellation is checked before every batch.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from app import channels as channel_recipes
 from app import preprocessing
 from app.display import looks_like_ct
 from app.errors import Cancelled, ModelError, SlicewiseError
+from app.inference import onnx_model
 from app.inference.models import (
     LoadedModel,
     builtin_model,
@@ -35,6 +37,7 @@ from app.volume import Volume
 
 if TYPE_CHECKING:
     from app.channels import ChannelRecipe
+    from app.uncertainty import Uncertainty
 
 OnBatch = Callable[[int, int, np.ndarray, np.ndarray], None]  # done, total, slice indices, scores
 
@@ -70,7 +73,12 @@ class Engine:
         self, path: str | Path, normalize: str = "none", unsafe: bool = False, *, output: str | None = None, classes: Sequence[str] | str | None = None
     ) -> LoadedModel:
         """A user's model file (or SavedModel folder), loaded with Keras safe mode on unless
-        ``unsafe``; ``output`` picks one of several outputs, ``classes`` names its scores."""
+        ``unsafe``; ``output`` picks one of several outputs, ``classes`` names its scores.  An
+        ``.onnx`` file is served by ONNX Runtime, with this engine's threads (no TensorFlow)."""
+        if onnx_model.is_onnx(path):
+            return onnx_model.load_onnx(
+                path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes, threads=self._threads, use_gpu=self._use_gpu
+            )
         self.start()
         return load_model_file(path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes)
 
@@ -96,10 +104,12 @@ class Engine:
         batch_size: int = 32,
         on_batch: OnBatch | None = None,
         cancelled: Callable[[], bool] | None = None,
+        uncertainty: Uncertainty | None = None,
     ) -> Prediction:
         """Score ``volume``; ``normalize`` and ``channels`` (the channel recipe, `app.channels`)
         default to what the model expects; ``output`` and ``classes`` choose the model's output and
-        name its scores (as `LoadedModel.with_output` / `with_classes`; default: the model's own)."""
+        name its scores (as `LoadedModel.with_output` / `with_classes`; default: the model's own);
+        ``uncertainty`` makes several passes per batch, scores their mean (`app.uncertainty`)."""
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, not {batch_size}")
         started = time.perf_counter()
@@ -122,13 +132,13 @@ class Engine:
         nonfinite = preprocessing.nonfinite_slices(volume.data)
         norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
-        tf = self.runtime.tf
+        passes = _passes(uncertainty, model, plan, volume.depth, lambda m: self._traced_keras(m, plan.signature).on_tensorflow, self.runtime) if uncertainty else None
         scores: np.ndarray | None = None
         volume_score = None
         prepare = model_time = 0.0
         steps = plan.steps(source, norm, batch_size)
         done = 0
-        with tf.device(self.runtime.device):
+        with self._device(model):
             while True:
                 if cancelled is not None and cancelled():
                     raise Cancelled("cancelled")
@@ -141,13 +151,16 @@ class Engine:
                     break
                 t1 = time.perf_counter()
                 try:
-                    y = (parts[step.part] if getattr(step, "part", None) else call)(to_tensorflow(self.runtime, step.x)).numpy()
+                    if passes is not None:  # a list of outputs, a pass each
+                        y = passes.call(step.x)
+                    else:
+                        y = (parts[step.part] if getattr(step, "part", None) else call)(step.x)
                 except Exception as exc:  # noqa: BLE001 - a model that raises is reported, not fatal
                     raise model_failed(model, volume.shape, tuple(step.x.shape), exc) from None
                 t2 = time.perf_counter()
                 prepare, model_time = prepare + t1 - t0, model_time + t2 - t1
                 rows = 1 if step.indices is None else len(step.indices)
-                out = plan.read(y, step)
+                out = plan.read(y, step) if passes is None else passes.read(y, step, plan.read)
                 if out is None:  # an intermediate call (the embedding slab's encoder): no scores yet
                     done += 1
                     if on_batch is not None:
@@ -168,14 +181,14 @@ class Engine:
             raise ModelError(f"{model.name}: {len(model.classes)} class names ({', '.join(model.classes)}) for {scores.shape[1]} scores per slice")
         scores[nonfinite] = np.nan  # a score computed from NaN/Inf voxels would mean nothing
         total = time.perf_counter() - started
-        return Prediction(
+        prediction = Prediction(
             scores=scores,
             volume_score=volume_score,
             strategy=strategy.name,
             model_source=model.source,
             model_sha256=model.sha256,
             normalize=spec,
-            device=self.runtime.label,
+            device=model.keras_model.device_label if model.backend == "onnx" else self.runtime.label,
             batch_size=batch_size,
             timings={"prepare_s": prepare, "model_s": model_time, "total_s": total},
             nonfinite_slices=nonfinite.tolist(),
@@ -184,12 +197,21 @@ class Engine:
             output_names=model.outputs,
             classes=model.classes,
             activation=model.activation,
+            model_about=model.about,
             notes=[*strategy.notes(volume), *recipe.notes(volume), *builtin_caveat(model, volume)],
         )
+        return prediction if passes is None else passes.finish(prediction)
 
     def _traced_call(self, model: LoadedModel, signature: tuple) -> Callable:
-        """``model(x, training=False)`` traced once per model and input signature."""
+        """``model(x, training=False)`` traced once per model and input signature (an ONNX
+        model's runner as it is): a torch batch in, a NumPy array out."""
+        if model.backend == "onnx":
+            return model.keras_model
         return self._traced_keras(model.keras_model, signature)
+
+    def _device(self, model: LoadedModel):
+        """TensorFlow's device scope for a Keras model; ONNX Runtime places its own calls."""
+        return contextlib.nullcontext() if model.backend == "onnx" else self.runtime.tf.device(self.runtime.device)
 
     def _traced_keras(self, keras_model, signature: tuple) -> Callable:
         """``keras_model(x, training=False)`` traced once per Keras model and input signature."""
@@ -197,13 +219,21 @@ class Engine:
         if key not in self._traced:
             tf = self.runtime.tf
             self._traced[key] = _Traced(
+                self.runtime,
                 tf.function(
                     lambda x: keras_model(x, training=False),
                     input_signature=[tf.TensorSpec(signature, tf.float32)],
                     autograph=False,
-                )
+                ),
             )
         return self._traced[key]
+
+
+def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime):
+    """The passes of an uncertainty method (imported only when one is asked for)."""
+    from app.uncertainty.passes import Passes
+
+    return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x))
 
 
 def input_settings(model: LoadedModel, normalize: str | None = None, channels: str | ChannelRecipe | None = None) -> tuple[ChannelRecipe, str]:
@@ -230,11 +260,15 @@ class _Traced:
     on the first call, so a model that cannot take the input fails on its first batch.
     """
 
-    def __init__(self, function):
-        self.function = function
+    def __init__(self, runtime: Runtime, function):
+        self.runtime, self.function = runtime, function
         self.concrete = None
 
-    def __call__(self, x):
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        return self.on_tensorflow(to_tensorflow(self.runtime, x)).numpy()
+
+    def on_tensorflow(self, x):
+        """The call on a TensorFlow tensor, a TensorFlow tensor back (for batches built in TensorFlow)."""
         if self.concrete is None:
             self.concrete = self.function.get_concrete_function()
         return self.concrete(x)

@@ -63,6 +63,8 @@ class LoadedModel:
     meta: dict = field(default_factory=dict, compare=False, repr=False)  # the JSON beside the model file
     whole: Any = field(default=None, compare=False, repr=False)  # the model with all its outputs
     submodels: dict = field(default_factory=dict, compare=False, repr=False)  # output index → one-output model, shared by copies
+    backend: str = "keras"  # "onnx": ``keras_model`` is an ONNX Runtime runner (`app.inference.onnx_model`), numpy in and out
+    about: dict = field(default_factory=dict, compare=False, repr=False)  # recorded in the sidecar's model entry (format, layout)
 
     @property
     def name(self) -> str:
@@ -84,7 +86,7 @@ class LoadedModel:
         except ModelError as exc:
             raise ModelError(f"{self.name}: {exc}") from None
         model = replace(self, keras_model=chosen, spec=spec, output=name, outputs=names, activation=output_activation(whole, index), classes=None, whole=whole)
-        classes = _meta_classes(self.meta, name, names)
+        classes = meta_classes(self.meta, name, names)
         return model.with_classes(classes) if classes else model
 
     def _submodel(self, whole: Any, index: int, name: str) -> Any:
@@ -122,7 +124,7 @@ def check_classes(names: Sequence[str]) -> None:
         raise ModelError(f"bad class names {short(','.join(names), 60)}: each name must be different")
 
 
-def _meta_classes(meta: dict, output: str, names: tuple[str, ...]) -> list[str] | None:
+def meta_classes(meta: dict, output: str, names: tuple[str, ...]) -> list[str] | None:
     """The JSON's ``classes`` for ``output``: a list names the first output's scores, an object
     maps output names to lists."""
     classes = meta.get("classes")
@@ -192,13 +194,17 @@ def spec_of(model: Any, slice_hint: tuple | None = None, output: int = 0) -> Mod
         raise ModelError(f"model has {len(model.inputs)} inputs; Slicewise needs a model with one (a slice, or a sequence of slices)")
     inp = tuple(model.inputs[0].shape)[1:]
     out = tuple(model.outputs[output].shape)[1:]
-    dtype = str(model.outputs[output].dtype)
-    if not dtype.startswith(("float", "bfloat")):
+    check_score_dtype(str(model.outputs[output].dtype), inp, out)
+    return ModelSpec(inp, out, tuple(slice_hint) if slice_hint else None)
+
+
+def check_score_dtype(dtype: str, inp: tuple, out: tuple) -> None:
+    """Refuse an output that is not floating point (class indices, flags), naming the shapes."""
+    if not dtype.startswith(("float", "bfloat", "double")):
         raise ModelError(
             f"model output is {dtype}, not floating point (input {shape_text(inp)} → output {shape_text(out)}); "
             "scores must be numbers such as probabilities or logits, not class indices (an argmax) or flags"
         )
-    return ModelSpec(inp, out, tuple(slice_hint) if slice_hint else None)
 
 
 # -- fit of a model to a volume (used by the engine to word its errors) -----------------------
@@ -449,7 +455,7 @@ def _load_keras_file(path: Path, unsafe: bool) -> Any:
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ModelError(f"{path.name}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)}, or a SavedModel folder)")
+        raise ModelError(f"{path.name}: not a Keras model file (expected {', '.join(MODEL_SUFFIXES)}, or a SavedModel folder; an ONNX model is a .onnx file)")
     if not unsafe:
         found = scan_model_file(path)
         if found:

@@ -135,8 +135,7 @@ class SaliencyComputer:
         _, height, width, _ = volume.shape
         batches = self._slab_batches(volume, setup, wanted) if setup.split else self._batches(volume, setup, wanted)
         result: dict[int, np.ndarray] = {}
-        tf = self.runtime.tf
-        with tf.device(self.runtime.device):
+        with self._device():
             while True:
                 if cancelled is not None and cancelled():
                     raise Cancelled("cancelled")
@@ -153,6 +152,10 @@ class SaliencyComputer:
                 if on_progress is not None:
                     on_progress(len(result), len(wanted))
         return result
+
+    def _device(self):
+        """The device scope the model's calls run in (TensorFlow's, for Grad-CAM)."""
+        return self.runtime.tf.device(self.runtime.device)
 
     # -- inputs --------------------------------------------------------------------------------
 

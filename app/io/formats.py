@@ -28,7 +28,8 @@ COMPANION_SUFFIXES = (".img", ".img.gz")
 #: Volume files that are certainly not DICOM (a DICOM file may have any name, or none).
 NOT_DICOM_SUFFIXES = tuple(s for s in VOLUME_SUFFIXES if s not in DICOM_SUFFIXES) + COMPANION_SUFFIXES
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")  # Keras
+ONNX_SUFFIX = ".onnx"  # served by ONNX Runtime (app.inference.onnx_model)
 
 #: Qt file-dialog filter for volumes (``QFileDialog.getOpenFileName(..., VOLUME_DIALOG_FILTER)``).
 VOLUME_DIALOG_FILTER = ";;".join(
@@ -40,8 +41,15 @@ VOLUME_DIALOG_FILTER = ";;".join(
         "All files (*)",
     ]
 )
-#: Qt file-dialog filter for Keras model files.
-MODEL_DIALOG_FILTER = "Keras models (" + " ".join("*" + s for s in MODEL_SUFFIXES) + ");;All files (*)"
+#: Qt file-dialog filter for model files (Keras and ONNX).
+MODEL_DIALOG_FILTER = ";;".join(
+    [
+        "Models (" + " ".join("*" + s for s in (*MODEL_SUFFIXES, ONNX_SUFFIX)) + ")",
+        "Keras models (" + " ".join("*" + s for s in MODEL_SUFFIXES) + ")",
+        f"ONNX models (*{ONNX_SUFFIX})",
+        "All files (*)",
+    ]
+)
 
 
 def _lower_name(name: str | os.PathLike) -> str:

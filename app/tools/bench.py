@@ -11,6 +11,14 @@ seed_loop_speedup      the seed article's Example 1 (one ``predict`` per slice) 
                        its 4x10x64x64x3 tensor / the ``slice`` strategy, same model
 vs_bare_call           the ``slice`` strategy on 300 slices (one batch) / one bare   <= 1.1 x
                        traced ``model(x)`` call on the same batch, prepared
+mc_dropout_vs_bare     ``slice`` strategy with ``--mc-dropout 20`` on 300 slices      <= 1.1 x
+                       (batches of 32: each tiled 20 times, one call) / 20 bare
+                       traced calls of the same always-on-dropout model per
+                       prepared batch of 32 (no mean, no sd)
+onnx_vs_bare_run       ``slicewise predict``'s run of an ONNX model (`UserCnn`        <= 1.1 x
+                       exported by torch, NCHW, 256x256) on 120 slices (60 quick),
+                       batches of 32 / a bare ``InferenceSession.run`` loop over
+                       the same batches, prepared (normalised, NCHW)
 load_vs_nibabel        ``load_volume`` of a 512x512x300 int16 ``.nii.gz`` (when it   <= 0.5 x
                        returns, the viewer can show it) / ``nibabel.load(f)
                        .get_fdata(dtype=float32)``
@@ -33,6 +41,8 @@ ui_stall_ms            longest gap between ticks of a 5 ms QTimer from the windo
 gui_vs_cli_throughput  ``slicewise predict``'s engine (all cores) / the viewer's       >= 0.9 x
                        worker (its default threads, low priority), seconds per warm
                        run of a user-sized CNN (256x256 input) on 512x512x300
+onnx_gui_vs_cli        ``gui_vs_cli_throughput`` with that CNN exported from         >= 0.9 x
+                       PyTorch to ONNX (served by ONNX Runtime in both)
 peak_mem_ratio         peak extra resident memory while that volume is opened and    <= 2 x
                        scored / its float32 size
 =====================  ==========================================================  ==========
@@ -246,6 +256,85 @@ def vs_bare_call(ctx: Context, depth: int = 300) -> Figure:
     return Figure("vs_bare_call", t["slicewise_s"] / t["bare_call_s"], "x", "<= 1.1", t)
 
 
+def mc_dropout_vs_bare(ctx: Context, passes: int = 20) -> Figure:
+    """MC dropout through Slicewise (fitting, normalisation, the passes tiled into one call per
+    batch, mean and sd) against ``passes`` bare traced calls of the same always-on-dropout model
+    on each prepared batch of 32: what the method costs beyond the model's own passes."""
+    import keras
+
+    from app import preprocessing
+    from app.inference.models import LoadedModel, spec_of
+    from app.strategies import get_strategy
+    from app.uncertainty import Uncertainty
+    from app.uncertainty.dropout import mc_dropout_model
+    from app.volume import Volume
+
+    engine = ctx.engine()
+    engine.start()
+    strategy = get_strategy("slice")
+    keras.utils.set_random_seed(2)
+    layers = keras.layers
+    net = keras.Sequential(
+        [keras.Input((64, 64, 1)), layers.Conv2D(16, 3, activation="relu", padding="same"), layers.MaxPooling2D(2), layers.Conv2D(32, 3, activation="relu", padding="same"),
+         layers.MaxPooling2D(2), layers.Conv2D(32, 3, activation="relu", padding="same"), layers.GlobalMaxPooling2D(), layers.Dropout(0.3), layers.Dense(16, activation="relu"),
+         layers.Dropout(0.3), layers.Dense(1, activation="sigmoid")]
+    )
+    model = LoadedModel(net, "bench-dropout", "", "window:60,200", spec_of(net))
+    depth = 60 if ctx.quick else 300
+    volume = Volume.from_tensor(torch.randn(depth, 64, 64, 1, generator=torch.Generator().manual_seed(3)) * 300)
+    tf = engine.runtime.tf
+    prepared = preprocessing.fit(model.normalize, volume.data)(volume.data).numpy()
+    chunks = [tf.constant(prepared[i : i + 32]) for i in range(0, depth, 32)]
+    twin = mc_dropout_model(net, model.name, 0).keras_model
+    bare = tf.function(lambda x: twin(x, training=False), input_signature=[tf.TensorSpec((None, 64, 64, 1), tf.float32)], autograph=False)
+    method = Uncertainty("mc-dropout", passes=passes)
+
+    def bare_calls():
+        return [[bare(c).numpy() for _ in range(passes)] for c in chunks]
+
+    def slicewise():
+        return engine.run(volume, strategy, model, uncertainty=method).scores
+
+    bare_calls(), slicewise()  # traced, warm
+    t = interleaved({"slicewise_s": slicewise, "bare_calls_s": bare_calls}, ctx.repeats)
+    return Figure("mc_dropout_vs_bare", t["slicewise_s"] / t["bare_calls_s"], "x", "<= 1.1", {**t, "passes": passes, "slices": depth})
+
+
+def onnx_vs_bare_run(ctx: Context) -> Figure:
+    """An ONNX model (a torch export, `app.tools.torch_models`) scored by the engine, batches of
+    32, against a bare ``InferenceSession.run`` loop (the same session options: threads, no
+    spinning) over the same batches already normalised and channels-first: what Slicewise adds
+    to ONNX Runtime (fitting, the NHWC → NCHW hand-over, scores)."""
+    import onnxruntime as ort
+
+    from app import preprocessing
+    from app.inference.onnx_model import session_options
+    from app.strategies import get_strategy
+    from app.tools.torch_models import export_user_cnn
+    from app.volume import Volume
+
+    path = export_user_cnn(ctx.workdir / "user_cnn.onnx")
+    engine = ctx.engine()
+    strategy = get_strategy("slice")
+    model = engine.load(path)
+    height, width, channels = model.spec.input_shape
+    depth = 60 if ctx.quick else 120
+    volume = Volume.from_tensor(torch.randn(depth, height, width, channels, generator=torch.Generator().manual_seed(1)) * 300)
+    prepared = preprocessing.fit(model.normalize, volume.data)(volume.data).numpy().transpose(0, 3, 1, 2)
+    chunks = [np.ascontiguousarray(prepared[i : i + 32]) for i in range(0, depth, 32)]
+    session = ort.InferenceSession(str(path), session_options(None), providers=model.whole.session.get_providers())
+
+    def bare_run():
+        return [session.run(None, {"image": c})[0] for c in chunks]
+
+    def slicewise():
+        return engine.run(volume, strategy, model).scores
+
+    np.testing.assert_allclose(slicewise(), np.concatenate(bare_run()), rtol=1e-4, atol=1e-5)
+    t = interleaved({"slicewise_s": slicewise, "bare_run_s": bare_run}, ctx.repeats)
+    return Figure("onnx_vs_bare_run", t["slicewise_s"] / t["bare_run_s"], "x", "<= 1.1", t, notes=model.keras_model.device_label)
+
+
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -374,20 +463,27 @@ def ui_stall_ms(ctx: Context) -> Figure:
     return Figure("ui_stall_ms", r["max_gap_ms"], "ms", "<= 50", {k: r[k] for k in keys})
 
 
-def gui_vs_cli_throughput(ctx: Context) -> Figure:
+def gui_vs_cli_throughput(ctx: Context, onnx: bool = False) -> Figure:
     """A warm scoring run in the viewer (its worker at low priority with its default threads,
     the scores streamed to the plot) against the same run by ``slicewise predict``'s engine:
     the slice strategy with a user-sized CNN (`app.tools.seed_models.user_cnn`, 256 x 256
     input) on the 512 x 512 x 300 volume, in both modes (on fewer slices the viewer's fixed
     cost per run, its start and finish handling, would be most of what is timed).  Beside it,
     the viewer with one core left free (cores - 1 threads); ``scrub_p95_ms`` and
-    ``ui_stall_ms`` measure the default while it scores."""
+    ``ui_stall_ms`` measure the default while it scores.  ``onnx``: the same CNN exported from
+    PyTorch (`app.tools.torch_models`), served by ONNX Runtime in both."""
     from app.io import load_volume
     from app.strategies import get_strategy
-    from app.tools.seed_models import user_cnn
 
-    model_path = ctx.workdir / "user_cnn.keras"
-    user_cnn().save(model_path)
+    if onnx:
+        from app.tools.torch_models import export_user_cnn
+
+        model_path = export_user_cnn(ctx.workdir / "user_cnn.onnx")
+    else:
+        from app.tools.seed_models import user_cnn
+
+        model_path = ctx.workdir / "user_cnn.keras"
+        user_cnn().save(model_path)
     path = str(ctx.big_volume(BIG_DEPTH))
     engine = ctx.engine()
     strategy = get_strategy("slice")
@@ -400,7 +496,11 @@ def gui_vs_cli_throughput(ctx: Context) -> Figure:
     if (os.cpu_count() or 1) > 1:
         fewer = _ui_child(ctx, "throughput", path, "--model", str(model_path), "--threads", str((os.cpu_count() or 2) - 1))
         raw |= {"gui_cores_minus_one_s": fewer["run_s"]}
-    return Figure("gui_vs_cli_throughput", cli / gui["run_s"], "x", ">= 0.9", raw)
+    return Figure("onnx_gui_vs_cli" if onnx else "gui_vs_cli_throughput", cli / gui["run_s"], "x", ">= 0.9", raw)
+
+
+def onnx_gui_vs_cli(ctx: Context) -> Figure:
+    return gui_vs_cli_throughput(ctx, onnx=True)
 
 
 def peak_mem_ratio(ctx: Context) -> Figure:
@@ -412,8 +512,8 @@ def peak_mem_ratio(ctx: Context) -> Figure:
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
-        seed_loop_speedup, vs_bare_call, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
-        gui_vs_cli_throughput, peak_mem_ratio,
+        seed_loop_speedup, vs_bare_call, mc_dropout_vs_bare, onnx_vs_bare_run, load_vs_nibabel, scrub_p95_ms, crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms,
+        gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio,
     )
 }
 

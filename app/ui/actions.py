@@ -34,6 +34,7 @@ SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>Middle drag</b>, <b>double-click</b></td><td>pan, reset the zoom</td></tr>
 <tr><td><b>N</b> or <b>Shift+→</b></td><td>next region scoring above the threshold</td></tr>
 <tr><td><b>P</b> or <b>Shift+←</b></td><td>previous region scoring above the threshold</td></tr>
+<tr><td><b>U</b></td><td>the slice whose score spreads most (a run with Model › Uncertainty)</td></tr>
 <tr><td><b>1</b> / <b>0</b> / <b>?</b> / <b>Backspace</b></td><td>label the slice positive / negative / unsure / clear</td></tr>
 <tr><td><b>S</b></td><td>show or hide the saliency map</td></tr>
 <tr><td><b>Alt+1 … Alt+5</b></td><td>CT windows: brain, subdural, lung, bone, soft tissue</td></tr>
@@ -73,6 +74,7 @@ class Commands(Protocol):
     def load_model_dialog(self) -> None: ...
     def load_unsafe_model_dialog(self) -> None: ...
     def batch_size_dialog(self) -> None: ...
+    def choose_uncertainty(self, kind: str) -> None: ...
     def worker_threads_dialog(self) -> None: ...
     def show_shortcuts(self) -> None: ...
     def show_about(self) -> None: ...
@@ -121,7 +123,7 @@ class Toolbar:
         self.pool.activated.connect(lambda i: session.update_settings(pool=None if i == 0 else self.pool.itemText(i)))
         self.slab_actions = [bar.addWidget(_label("Slab")), bar.addWidget(self.slab), bar.addWidget(self.pool)]
         self.model = QLabel("built-in model")
-        self.model.setToolTip("Model › Load Keras model… to use your own")
+        self.model.setToolTip("Model › Load model… (Keras or ONNX) to use your own")
         self.model.setContentsMargins(8, 0, 8, 0)
         bar.addWidget(self.model)
         self.output = QComboBox()
@@ -185,7 +187,7 @@ class Toolbar:
     def _show_model(self, settings: ScoringSettings) -> None:
         if settings.model_path is None:
             self.model.setText("built-in model")
-            self.model.setToolTip("Model › Load Keras model… to use your own")
+            self.model.setToolTip("Model › Load model… (Keras or ONNX) to use your own")
             return
         from pathlib import Path
 
@@ -272,6 +274,7 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(file, "import_labels", "&Import labels…", commands.import_labels_dialog)
     add(file, "export_predictions", "&Export predictions…", commands.export_predictions_dialog, "Ctrl+E")
     add(file, "export_plot", "Export &plot…", commands.export_plot_dialog, "Ctrl+Shift+E")
+    add(file, "export_seg", "Export DICOM &SEG…", commands.export_seg_dialog)
     file.addSeparator()
     add(file, "quit", "&Quit", commands.close, QKeySequence.StandardKey.Quit)
 
@@ -292,6 +295,11 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
         add(presets, f"preset_{i}", f"{name.capitalize()}  ({center:g} / {width:g})", lambda checked=False, n=name: session.apply_preset(n), f"Alt+{i}")
     view.addSeparator()
     add(view, "saliency", "Show &saliency", commands.set_saliency_visible, "S", checkable=True)
+    methods, method_menu = QActionGroup(window), view.addMenu("Saliency &method")
+    for key, text, method in (("saliency_auto", "&Automatic (Grad-CAM; occlusion for ONNX models)", None),
+                              ("saliency_gradcam", "&Grad-CAM (Keras models)", "gradcam"), ("saliency_occlusion", "&Occlusion (any model)", "occlusion")):
+        methods.addAction(add(method_menu, key, text, lambda checked=False, m=method: session.set_saliency(method=m), checkable=True))
+    actions["saliency_auto"].setChecked(True)
     add(view, "score_tint", "&Tint side views by score", commands.set_score_tint, checkable=True)
     add(view, "x_mm", "Plot against position (&mm)", commands.set_plot_x_mm, checkable=True)
     add(view, "clear_plot", "&Clear plot", commands.clear_plot, "Ctrl+L")
@@ -302,8 +310,13 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(model, "cancel", "&Cancel", commands.cancel_prediction, "Esc")
     model.addSeparator()
     add(model, "builtin", "Use &built-in model", commands.use_builtin_model, checkable=True).setChecked(True)
-    add(model, "load_model", "&Load Keras model…", commands.load_model_dialog)
-    add(model, "load_unsafe", "Load &trusted Keras model (safe mode off)…", commands.load_unsafe_model_dialog)
+    add(model, "load_model", "&Load model (Keras or ONNX)…", commands.load_model_dialog)
+    add(model, "load_unsafe", "Load &trusted model (safe mode off)…", commands.load_unsafe_model_dialog)
+    spread = model.addMenu("&Uncertainty (a band around each curve)")
+    methods = QActionGroup(window)
+    for kind, text in (("none", "&None (one pass)"), ("mc-dropout", "&MC dropout…"), ("tta", "&Test-time augmentation…"), ("ensemble", "&Ensemble of models…")):
+        methods.addAction(add(spread, f"uncertainty_{kind}", text, lambda checked=False, k=kind: commands.choose_uncertainty(k), checkable=True))
+    actions["uncertainty_none"].setChecked(True)
     add(model, "batch_size", "&Batch size…", commands.batch_size_dialog)
     add(model, "worker_threads", "&Threads for scoring…", commands.worker_threads_dialog)
 
@@ -324,6 +337,7 @@ def install_shortcuts(window: QMainWindow, commands: Commands, session: Session)
         (Qt.Key.Key_End, session.last_slice),
         (Qt.Key.Key_N, lambda: session.jump_to_region(+1)),
         (Qt.Key.Key_P, lambda: session.jump_to_region(-1)),
+        (Qt.Key.Key_U, session.jump_to_uncertain),
         (QKeySequence("Shift+Right"), lambda: session.jump_to_region(+1)),
         (QKeySequence("Shift+Left"), lambda: session.jump_to_region(-1)),
         (Qt.Key.Key_1, lambda: commands.label_slice("1")),

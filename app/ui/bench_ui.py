@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--window-only", action="store_true")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", help="scrub, throughput: a Keras model file instead of the built-in one")
+    parser.add_argument("--model", help="scrub, throughput: a Keras or ONNX model file instead of the built-in one")
     parser.add_argument("--threads", type=int, help="the worker's TensorFlow threads (default: the viewer's own choice)")
     args = parser.parse_args(argv)
     if args.what == "startup":

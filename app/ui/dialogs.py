@@ -41,6 +41,12 @@ class Dialogs:
             self.remember(kind, path)
         return path or None
 
+    def open_files(self, kind: str, title: str, filter_: str) -> list[str]:
+        paths, _ = QFileDialog.getOpenFileNames(self.parent, title, self.folder(kind), filter_)
+        if paths:
+            self.remember(kind, paths[0])
+        return list(paths)
+
     def save_file(self, kind: str, title: str, name: str, filter_: str) -> str | None:
         path, _ = QFileDialog.getSaveFileName(self.parent, title, str(Path(self.folder(kind)) / name), filter_)
         if path:
@@ -58,3 +64,7 @@ class Dialogs:
     def ask_int(self, title: str, label: str, value: int, low: int, high: int) -> int | None:
         value, ok = QInputDialog.getInt(self.parent, title, label, value, low, high)
         return value if ok else None
+
+    def ask_text(self, title: str, label: str, value: str) -> str | None:
+        text, ok = QInputDialog.getText(self.parent, title, label, text=value)
+        return text.strip() if ok and text.strip() else None

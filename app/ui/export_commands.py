@@ -9,6 +9,8 @@ from app.errors import SlicewiseError
 from app.ui.dialogs import CSV_FILTER, PNG_FILTER
 from app.ui.exports import export_plot, export_runs
 
+DICOM_FILTER = "DICOM (*.dcm);;All files (*)"
+
 
 class ExportCommands:
     """Needs the window's ``session``, ``score_plot``, ``labels``, ``dialogs`` and ``_error``."""
@@ -49,3 +51,34 @@ class ExportCommands:
                 self._error("Cannot export plot", str(exc))
             else:
                 self.statusBar().showMessage(f"Wrote {path}")
+
+    def seg_run(self):
+        """The newest finished run with a per-pixel map (`Prediction.dense`) when the open volume
+        was read from DICOM: what File › Export DICOM SEG writes; else None."""
+        volume = self.session.volume
+        runs = [run for run in self.session.finished_runs() if getattr(run.prediction, "dense", None) is not None]
+        if volume is None or not runs:
+            return None
+        from app.dicom_export.sources import is_dicom_source
+
+        return runs[-1] if is_dicom_source(volume.source) else None
+
+    def export_seg(self, path: str | Path) -> Path:
+        """The newest segmentation run as a DICOM SEG (binary, at the map's threshold), as ``--seg-out`` writes it."""
+        from app.dicom_export.seg import write_seg
+
+        run = self.seg_run()
+        if run is None:
+            raise SlicewiseError("a DICOM SEG needs a finished segmentation run on a volume read from DICOM")
+        prediction = run.prediction
+        return write_seg(path, self.session.volume, prediction.dense, prediction.model_name, prediction.model_sha256)
+
+    def export_seg_dialog(self) -> None:
+        stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "volume"
+        if path := self.dialogs.save_file("export", "Export DICOM SEG", f"{stem}_seg.dcm", DICOM_FILTER):
+            try:
+                self.export_seg(path)
+            except SlicewiseError as exc:
+                self._error("Cannot export DICOM SEG", str(exc))
+            else:
+                self.statusBar().showMessage(f"Wrote {path} (DICOM SEG)")

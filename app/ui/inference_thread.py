@@ -36,6 +36,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.agreement import prepare as prepare_review
 from app.errors import Cancelled, SlicewiseError
+from app.uncertainty import parse as parse_uncertainty
 
 if TYPE_CHECKING:
     from app.volume import Volume
@@ -55,6 +56,7 @@ class Job:
     unsafe_model: bool = False
     batch_size: int = 32
     options: tuple = ()  # (name, value) pairs: channels and output for Engine.run, slab and pool for the embedding
+    uncertainty: str | None = None  # app.uncertainty's spec (ScoringSettings.uncertainty); None: one pass
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class SaliencyJob:
     output: str | None = None  # the model output (None: its first)
     channels: str | None = None  # the channel recipe (None: the model's own)
     options: tuple = ()  # (name, value) pairs: slab and pool for the embedding
+    method: str | None = None  # "gradcam" or "occlusion" (None: Grad-CAM, occlusion for an ONNX model)
 
 
 class CancelToken:
@@ -208,7 +211,12 @@ class InferenceWorker(QObject):
                 self.sigStatus.emit(job.id, "Starting TensorFlow…")
             engine = self._get_engine()
             self._check(job)
-            if job.model_path:
+            uncertainty = parse_uncertainty(job.uncertainty)
+            if uncertainty is not None and uncertainty.method == "ensemble":
+                self.sigStatus.emit(job.id, f"Loading {len(uncertainty.paths)} ensemble models…")
+                uncertainty = uncertainty.with_members([self._model(path, job.normalize, job.unsafe_model) for path in uncertainty.paths])
+                model = uncertainty.members[0]
+            elif job.model_path:
                 self.sigStatus.emit(job.id, f"Loading {Path(job.model_path).name}…")
                 model = self._model(job.model_path, job.normalize, job.unsafe_model)
             else:
@@ -232,6 +240,7 @@ class InferenceWorker(QObject):
                 **options,
                 on_batch=on_batch,
                 cancelled=lambda: self._cancel.is_cancelled(job.id),
+                uncertainty=uncertainty,
             )
         except Cancelled:
             self.sigCancelled.emit(job.id)
@@ -255,14 +264,14 @@ class InferenceWorker(QObject):
         if job.id != self.latest_saliency:
             return  # the user has moved on: a newer request is queued behind this one
         try:
-            from app.inference.saliency import SaliencyComputer
+            from app.inference.occlusion import saliency_computer
 
             strategy = _strategy(job.strategy, dict(job.options))
             engine = self._get_engine()
             model = self._model(job.model_path, job.normalize, job.unsafe_model) if job.model_path else engine.builtin(strategy)
-            key = (strategy.name, id(model), job.output, job.options)
+            key = (strategy.name, id(model), job.output, job.options, job.method)
             if key not in self._saliency:
-                self._saliency[key] = SaliencyComputer(engine, strategy, model, output=job.output)
+                self._saliency[key] = saliency_computer(engine, strategy, model, job.method, output=job.output)
             computer = self._saliency[key]
             maps = computer.maps(job.volume, [job.index], job.normalize, channels=job.channels, cancelled=lambda: job.id != self.latest_saliency)
         except Cancelled:

@@ -66,7 +66,8 @@ class PredictionController(QObject):
         options = {name: value for name, value in (("channels", settings.channels), ("output", settings.output), ("slab", settings.slab),
                                                    ("pool", settings.pool)) if value is not None}
         job = self.inference.submit(
-            Job(0, session.volume, settings.strategy, settings.model_path, normalize, settings.unsafe_model, settings.batch_size, tuple(options.items()))
+            Job(0, session.volume, settings.strategy, settings.model_path, normalize, settings.unsafe_model, settings.batch_size, tuple(options.items()),
+                settings.uncertainty)
         )
         self._started[job] = time.perf_counter()
         session.begin_run(job, settings)

@@ -74,14 +74,14 @@ def _score(session, engine, args, strategies: list[str]) -> None:
 
 
 def _saliency(session, engine, args) -> None:
-    from app.inference.saliency import SaliencyComputer
+    from app.inference.occlusion import saliency_computer
     from app.session import SaliencyMap
     from app.strategies import get_strategy
 
     run = session.followed_run()
     key = run.key
     model = engine.load(key.model, args.normalize or "none", getattr(args, "unsafe_model", False)) if key.model else None
-    computer = SaliencyComputer(engine, get_strategy(key.strategy), model)
+    computer = saliency_computer(engine, get_strategy(key.strategy), model, getattr(args, "saliency_method", None))
     found = computer.maps(session.volume, [session.index], key.normalize)
     session.set_saliency(on=True)
     session.store_saliency(key, session.index, SaliencyMap(found[session.index], computer.method))

@@ -2,7 +2,8 @@
 
 For each finished run: ROC AUC, and at the threshold sensitivity, specificity and the confusion
 matrix, updated as the threshold line is dragged; the slices where model and reader disagree, a
-click away.  Also the threshold as a number, the run that N / P follow, and the saliency opacity.
+click away.  Also the threshold as a number, the run that N / P follow, the followed run's mean
+spread (a run with an uncertainty method), and the saliency opacity.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class ReviewPanel(QWidget):
         self.opacity.setRange(0, 100)
         self.opacity.setToolTip("Opacity of the saliency map (View › Show saliency, S)")
         self.opacity.valueChanged.connect(lambda v: session.set_saliency(opacity=v / 100))
+        self.spread = QLabel("–")
+        self.spread.setWordWrap(True)
+        self.spread.setToolTip("The followed run's mean standard deviation over its passes (Model › Uncertainty); U goes to the slice that spreads most")
         self.figures = QLabel("Label slices with 1 / 0 / ? to see how a run agrees")
         self.figures.setWordWrap(True)
         self.figures.setTextFormat(Qt.TextFormat.RichText)
@@ -61,6 +65,7 @@ class ReviewPanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Threshold", self.threshold)
         form.addRow("N / P follow", self.follow)
+        form.addRow("Spread", self.spread)
         form.addRow("Saliency", self.opacity)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -110,6 +115,7 @@ class ReviewPanel(QWidget):
             if self.session.follow is not None and self.session.follow in runs:
                 self.follow.setCurrentIndex(runs.index(self.session.follow) + 1)
         self.follow.setToolTip(f"N / P step through: {followed.title if followed else 'no run yet'}")
+        self.spread.setText(_spread_text(followed))
         self._schedule()
 
     def _on_follow_chosen(self, index: int) -> None:
@@ -141,6 +147,15 @@ class ReviewPanel(QWidget):
                     item.setData(Qt.ItemDataRole.UserRole, index)
                     self.disagree.addItem(item)
         self.figures.setText(f"{len(labels)} labels (1 / 0) at threshold {session.threshold:.2f}<br>" + "<br>".join(rows))
+
+
+def _spread_text(run) -> str:
+    """``mean sd 0.031 · most at slice 17 (U)`` for a run with a spread, else a dash."""
+    mean = run.mean_spread() if run is not None else None
+    if mean is None:
+        return "–"
+    index, _ = run.most_uncertain()
+    return f"mean sd {mean:.3f} · most at slice {index} (U)"
 
 
 def _ratio(value: float | None) -> str:

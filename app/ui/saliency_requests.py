@@ -31,13 +31,14 @@ class SaliencyRequests:
         if not session.saliency_on or session.volume is None or session.saliency_map(session.index) is not None:
             return
         key = session.saliency_key()
-        wanted = (key, session.index, id(session.volume))
+        wanted = (key, session.index, id(session.volume), session.saliency_method)
         if wanted == self._asked:
             return
         self._asked = wanted
         self.predictions.inference.request_saliency(
             SaliencyJob(0, key, session.volume, session.index, key.strategy, key.model, key.normalize, session.settings.unsafe_model,
-                        dict(key.options).get("output"), key.channels, tuple((k, v) for k, v in key.options if k in ("slab", "pool")))
+                        dict(key.options).get("output"), key.channels, tuple((k, v) for k, v in key.options if k in ("slab", "pool")),
+                        session.saliency_method)
         )
 
     def _on_map(self, request: int, key, index: int, values, method: str) -> None:

@@ -4,6 +4,8 @@ locked to the session's slice, the threshold line, and the reader's labels as ma
 - One curve per run and output; the newest run is highlighted.  Clicking a legend entry hides or
   shows that run (``Session.set_run_visible``).
 - Scores stream in batch by batch; curves are redrawn at most every 100 ms.
+- A run with an uncertainty method gets a shaded band (mean ± sd) under each curve once it
+  finishes: one cached path item per curve (`band_path`), redrawn only with its run.
 - Clicking or left-dragging on the plot, or dragging the cursor, moves the session's slice;
   dragging the threshold line (a wide grip) sets the session's threshold.
 """
@@ -15,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsView
+from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsView
 
 from app.ui.scrubber import LABEL_COLORS
 from app.ui.throttle import Throttle
@@ -32,6 +34,22 @@ DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.P
 REFRESH_MS = 100  # streamed scores: the curves redrawn at most this often
 DIM = 0.67  # older runs: their colour this far towards the black background
 LABEL_Y = {"1": 1.04, "0": -0.04, "?": 0.5}  # where a label's marker sits: positives on top, negatives below
+BAND_ALPHA = (80, 36)  # the mean ± sd band: the run's colour at this opacity (of 255), newest run and older ones
+
+
+def band_path(xs: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> QPainterPath:
+    """The area between ``mean - sd`` and ``mean + sd``: one closed polygon per stretch of
+    consecutive slices where both are finite (gaps stay gaps, as the curves' do)."""
+    path = QPainterPath()
+    finite = np.isfinite(mean) & np.isfinite(sd)
+    edges = np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))
+    for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        x, m, s = xs[start:stop], mean[start:stop].astype(np.float64), sd[start:stop].astype(np.float64)
+        upper = [pg.QtCore.QPointF(a, b) for a, b in zip(x, m + s)]
+        lower = [pg.QtCore.QPointF(a, b) for a, b in zip(x[::-1], (m - s)[::-1])]
+        path.addPolygon(QPolygonF(upper + lower))
+        path.closeSubpath()
+    return path
 
 
 class _ScrubViewBox(pg.ViewBox):
@@ -66,6 +84,7 @@ class ScorePlot(pg.PlotWidget):
         self._x_mm = False  # what the x axis shows now (session.plot_x_mm once drawn)
         self._placing = False  # the cursor is being moved to the session's slice
         self.curves: dict[Run, list[pg.PlotDataItem]] = {}
+        self.bands: dict[Run, list[QGraphicsPathItem]] = {}  # mean ± sd, a band per curve (runs with a spread)
         self.colors: dict[Run, str] = {}
         self._styles: dict[pg.PlotDataItem, tuple] = {}  # the style each curve was given
         item = self.getPlotItem()
@@ -199,8 +218,8 @@ class ScorePlot(pg.PlotWidget):
             self._draw(run)
             self._update_ranges()
         elif what == "shown":
-            for curve in self.curves.get(run, []):
-                curve.setVisible(run.visible)
+            for item in [*self.curves.get(run, []), *self.bands.get(run, [])]:
+                item.setVisible(run.visible)
 
     def _add(self, run: Run) -> None:
         color = STRATEGY_COLORS.get(run.strategy) if run.key.model is None else None
@@ -215,6 +234,8 @@ class ScorePlot(pg.PlotWidget):
 
     def _remove(self, run: Run) -> None:
         self._fresh.discard(run)
+        for band in self.bands.pop(run, []):
+            self.removeItem(band)
         for curve in self.curves.pop(run, []):
             self._styles.pop(curve, None)
             self.legend.removeItem(curve)
@@ -269,7 +290,27 @@ class ScorePlot(pg.PlotWidget):
             label, text = self.legend.getLabel(curves[k]), self._label(run, k)
             if label is not None and label.text != text:
                 label.setText(text)
+        self._draw_bands(run, xs)
         self._restyle()
+
+    def _draw_bands(self, run: Run, xs: np.ndarray) -> None:
+        """The run's mean ± sd bands (none while it streams, or without a spread)."""
+        bands = self.bands.setdefault(run, [])
+        count = 0 if run.spread is None or run.scores is None or run.spread.shape != run.scores.shape else run.spread.shape[1]
+        while len(bands) > count:
+            self.removeItem(bands.pop())
+        if not count:
+            return
+        for k in range(count):
+            if k == len(bands):
+                band = QGraphicsPathItem()
+                band.setPen(QPen(Qt.PenStyle.NoPen))
+                band.setCacheMode(CACHED)
+                band.setZValue(0)  # under every curve
+                self.addItem(band, ignoreBounds=True)
+                bands.append(band)
+            bands[k].setPath(band_path(xs, run.scores[:, k], run.spread[:, k]))
+            bands[k].setVisible(run.visible)
 
     def _restyle(self) -> None:
         """The newest run bold and on top, older runs thinner and dimmed; only changed curves are touched.
@@ -286,6 +327,10 @@ class ScorePlot(pg.PlotWidget):
             if not latest:
                 color = QColor.fromRgbF(color.redF() * DIM, color.greenF() * DIM, color.blueF() * DIM)
             symbol = "o" if latest and run.scores is not None and self.depth <= 64 else None
+            band = QColor(self.colors[run])
+            band.setAlpha(BAND_ALPHA[0] if latest else BAND_ALPHA[1])
+            for item in self.bands.get(run, []):
+                item.setBrush(QBrush(band))  # Qt ignores an unchanged brush: the cached pixmap stays
             for k, curve in enumerate(self.curves[run]):
                 style = (color.name(), latest, k, symbol)
                 if self._styles.get(curve) == style:
@@ -327,7 +372,8 @@ class ScorePlot(pg.PlotWidget):
         ymin, ymax = -0.06, 1.06
         for run in self.curves:
             if run.scores is not None and np.isfinite(run.scores).any():
-                ymin = min(ymin, float(np.nanmin(run.scores)))
-                ymax = max(ymax, float(np.nanmax(run.scores)))
+                spread = run.spread if run.spread is not None and run.spread.shape == run.scores.shape else 0
+                ymin = min(ymin, float(np.nanmin(run.scores - spread)))
+                ymax = max(ymax, float(np.nanmax(run.scores + spread)))
         self.vb.setYRange(ymin, ymax, padding=0.04)
         self.hint.setPos(float(xs.mean()) if len(xs) else 0.5, (ymin + ymax) / 2)

@@ -250,7 +250,7 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.toolbar.run.setEnabled(has_volume)
         self.toolbar.cancel.setEnabled(running)
         for name, on in (("run", has_volume), ("cancel", running), ("export_predictions", bool(self.session.finished_runs())),
-                         ("export_plot", has_volume), ("import_labels", has_volume)):
+                         ("export_plot", has_volume), ("import_labels", has_volume), ("export_seg", self.seg_run() is not None)):
             self.actions_by_name[name].setEnabled(on)
 
     def _error(self, title: str, message: str) -> None:

@@ -1,0 +1,152 @@
+"""`Passes`: the model calls of one batch under an uncertainty method, and their mean and spread.
+
+The engine hands each batch's fitted input to `call` (one list of outputs, a pass each) and the
+outputs to `read`, which reads every pass through the plan (``Plan.read``: scores, or a dense
+plan's maps) and returns their mean; the standard deviation is kept per slice (`spread`) and for
+the last block (`last_sd`).  A dense plan's maps also fill `pixel_spread` (the sd per pixel) and,
+given its per-slice reduction (`reduce`: areas…), the spread of each pass's reduction.  Passes of a batch run as one call where
+memory allows: MC dropout tiles the batch N times (``(N·B, …)``, one traced call), TTA stacks
+the augmented copies; an ensemble calls each member.  "Where memory allows" is a budget of input
+values per call: large on a GPU, about one batch on the CPU (see `CPU_CALL_VALUES`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.errors import ModelError
+from app.strategies.base import shape_text
+from app.uncertainty.augment import is_dense, parse_augmentations
+from app.uncertainty.combine import SpreadMap, mean_sd, reduce_passes
+from app.uncertainty.dropout import mc_dropout_model
+from app.uncertainty.method import Uncertainty
+
+# Input values per tiled call (at least one pass per call).  On a GPU, the more the better (128 MB
+# of float32).  On the CPU a larger batch is *slower* per slice once its activations leave the
+# caches: 20 passes of 32 64×64 slices took 130 ms tiled into one call against 85 ms as 20 calls
+# (the slice CNN of `mc_dropout_vs_bare`), so there a call holds about one batch (1 MB of input).
+GPU_CALL_VALUES = 1 << 25
+CPU_CALL_VALUES = int(os.environ.get("SLICEWISE_MC_CALL_VALUES", 1 << 18))
+
+Traced = Callable[[Any], Callable]  # a Keras model → its traced call on the plan's signature
+
+
+class Passes:
+    """The passes of one run (see the module's docstring)."""
+
+    def __init__(self, uncertainty: Uncertainty, model: Any, plan: Any, depth: int, traced: Traced, to_tf: Callable[[torch.Tensor], Any]):
+        if hasattr(plan, "parts"):
+            raise ModelError(f"{uncertainty.title()}: the embedding strategy's two-stage plan is not supported; use the slice or temporal strategy")
+        self.uncertainty, self.depth, self.to_tf = uncertainty, depth, to_tf
+        self.spread: np.ndarray | None = None
+        self.volume_sd: np.ndarray | None = None
+        self.last_sd: np.ndarray | None = None
+        self.pixel_spread: SpreadMap | None = None  # a dense plan's per-pixel sd, (D, H, W, K)
+        self.reduce: Callable[[np.ndarray], np.ndarray] | None = None  # a dense plan's per-slice reduction (area…) of a map block
+        method = uncertainty.method
+        if method == "mc-dropout":
+            self.calls = [traced(mc_dropout_model(model.keras_model, model.name, uncertainty.seed).keras_model)]
+        elif method == "tta":
+            if len(plan.signature) < 4:
+                raise ModelError(f"--tta needs a model that takes images (…, H, W, C); {model.name} takes {shape_text(plan.signature[1:])}")
+            self.augmentations = parse_augmentations(uncertainty.augmentations)
+            self.calls = [traced(model.keras_model)]
+        else:
+            members = uncertainty.members or (model,)
+            for member in members[1:]:
+                _check_alike(model, member)
+            self.calls = [traced(member.keras_model) for member in members]
+
+    def call(self, x: torch.Tensor) -> list[np.ndarray]:
+        """The outputs of every pass on the batch ``x``, dense ones mapped back to ``x``'s pixels."""
+        method = self.uncertainty.method
+        if method == "ensemble":
+            tensor = self.to_tf(x)
+            return [call(tensor).numpy() for call in self.calls]
+        if method == "mc-dropout":
+            return self._stacked([x] * self.uncertainty.passes)
+        outputs = self._stacked([x, *(aug.apply(x) for aug in self.augmentations)])
+        if not is_dense(outputs[0], x):
+            return outputs
+        return [outputs[0], *(aug.invert(y) for aug, y in zip(self.augmentations, outputs[1:]))]
+
+    def _stacked(self, inputs: list[torch.Tensor]) -> list[np.ndarray]:
+        """One traced call per group of inputs stacked along the batch axis; an output per input.
+        The same input repeated (MC dropout) goes to TensorFlow once and is tiled there."""
+        rows = len(inputs[0])
+        repeated = all(x is inputs[0] for x in inputs)
+        tensor = self.to_tf(inputs[0])
+        budget = GPU_CALL_VALUES if "GPU" in str(getattr(tensor, "device", "")) else CPU_CALL_VALUES
+        per_call = max(1, min(len(inputs), budget // max(1, inputs[0].numel())))
+        outputs: list[np.ndarray] = []
+        for start in range(0, len(inputs), per_call):
+            group = inputs[start : start + per_call]
+            if start == 0 and len(group) == 1:
+                x = tensor
+            elif repeated:
+                x = tensor if len(group) == 1 else _tile(tensor, len(group))
+            else:
+                x = self.to_tf(torch.cat(group) if len(group) > 1 else group[0])
+            y = self.calls[0](x).numpy()
+            outputs += list(y.reshape(len(group), rows, *y.shape[1:]))
+        return outputs
+
+    def read(self, outputs: list[np.ndarray], step: Any, read: Callable[[np.ndarray, Any], np.ndarray | None]) -> np.ndarray | None:
+        """The mean over passes of what ``read`` makes of each output; keeps the sd per slice."""
+        blocks = [read(y, step) for y in outputs]
+        if blocks[0] is None:
+            return None
+        mean, sd = mean_sd(blocks)
+        self.last_sd = sd
+        if step.indices is None:
+            self.volume_sd = sd.reshape(-1)
+            return mean
+        if mean.ndim >= 4:  # a dense plan's maps (n, H, W, K): the sd per pixel, and per slice of each pass's reduction
+            if self.pixel_spread is None:
+                self.pixel_spread = SpreadMap(self.depth, *mean.shape[1:4])
+            self.pixel_spread.put(step.indices, sd)
+            if self.reduce is None:
+                return mean
+            sd = reduce_passes(blocks, self.reduce)[1]
+        rows = sd.reshape(len(step.indices), -1)
+        if self.spread is None or self.spread.shape[1] != rows.shape[1]:
+            self.spread = np.full((self.depth, rows.shape[1]), np.nan, dtype=np.float32)
+        self.spread[step.indices] = rows
+        return mean
+
+    def finish(self, prediction: Any) -> Any:
+        """``prediction`` with the spread (NaN where scores are) and the method's record."""
+        spread = self.spread
+        if spread is not None:
+            spread[prediction.nonfinite_slices] = np.nan  # as their scores
+        record = self.uncertainty.record()
+        if self.volume_sd is not None:
+            record["volume_score_sd"] = [float(v) for v in self.volume_sd]
+        note = f"{self.uncertainty.title()}: scores are the mean of {self.uncertainty.count} passes; score_sd their standard deviation"
+        return dataclasses.replace(prediction, spread=spread, uncertainty=record, notes=[*prediction.notes, note])
+
+
+def _tile(tensor: Any, times: int) -> Any:
+    """``tensor`` repeated ``times`` along the batch axis, in TensorFlow (no copy through the host)."""
+    import tensorflow as tf
+
+    return tf.tile(tensor, [times] + [1] * (len(tensor.shape) - 1))
+
+
+def _check_alike(first: Any, member: Any) -> None:
+    """Ensemble members must be fitted the same way: one input, output, channel recipe, normalisation and classes."""
+    for what, a, b in (
+        ("input", shape_text(first.spec.input_shape), shape_text(member.spec.input_shape)),
+        ("output", shape_text(first.spec.output_shape), shape_text(member.spec.output_shape)),
+        ("channels", first.channels, member.channels),
+        ("normalisation", first.normalize, member.normalize),
+        ("classes", first.classes, member.classes),
+    ):
+        if a != b:
+            raise ModelError(f"--ensemble: {member.name} is not fitted like {first.name}: {what} {b} against {a}; members must take the same input the same way")
