@@ -258,3 +258,13 @@ def test_the_image_half_of_an_analyze_pair_is_an_input_too(tmp_path):
     (tmp_path / "scan.img").write_bytes(b"i")
     with pytest.raises(SlicewiseError, match="scan.img: it is an input of this command, .*scan.hdr"):
         OutputSet([tmp_path / "scan.hdr"]).claim(tmp_path / "scan.img")
+
+
+@pytest.mark.parametrize("option", ["--sr-out", "--seg-out"])
+def test_a_dicom_result_over_a_file_of_its_series_is_refused(inputs, capsys, option):
+    from app.cli import main
+
+    target, command = inputs["series file"]
+    before = target.read_bytes()
+    assert main([*command, option, str(target)]) == 2
+    assert "refusing to write" in capsys.readouterr().err and target.read_bytes() == before
