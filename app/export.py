@@ -22,6 +22,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +30,9 @@ import numpy as np
 
 from app import __version__
 from app.atomic import check_writable, write_atomic
+from app.csv_cells import text_cell, text_row
 from app.errors import SlicewiseError
+from app.outputs import OutputSet
 from app.prediction import Prediction
 from app.volume import Volume
 
@@ -37,7 +40,7 @@ Scored = tuple[Volume, Prediction]  # one run of one volume
 Runs = tuple[Volume, Sequence[Prediction]]  # several runs of one volume, in column order
 RUN_KEYS = ("strategy", "model", "normalize", "batch_size", "device")  # also at the sidecar's top level, from the first run
 
-__all__ = ["check_writable", "csv_text", "run_names", "score_columns", "sidecar", "sidecar_document", "write_atomic", "write_predictions"]
+__all__ = ["check_writable", "csv_text", "run_names", "score_columns", "sidecar", "sidecar_document", "sidecar_path", "write_atomic", "write_predictions"]
 
 
 def run_names(predictions: Sequence[Prediction]) -> list[str]:
@@ -120,9 +123,9 @@ def csv_text(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     spreads = spread_columns(groups[0][1]) if groups else []
-    writer.writerow(["volume", "slice_index", "position_mm", *_flat(columns), *_flat(spreads), *(["label"] if labels is not None else [])])
+    writer.writerow(text_row(["volume", "slice_index", "position_mm", *_flat(columns), *_flat(spreads), *(["label"] if labels is not None else [])]))
     for volume, runs in groups:
-        name = str(volume.source)
+        name = text_cell(volume.source)  # a leading ' where the name would be a formula; the sidecar keeps it as it is
         for run in runs:
             if len(run.scores) != volume.depth:
                 raise SlicewiseError(f"{volume.source}: a {run.strategy} run holds {len(run.scores)} slices; the volume has {volume.depth}")
@@ -131,7 +134,7 @@ def csv_text(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None 
             raise SlicewiseError(f"{volume.source}: cannot put runs with and without an uncertainty method in one table")
         scores = np.concatenate([np.asarray(block, dtype=np.float32).reshape(volume.depth, -1) for block in blocks], axis=1)
         for index, (position, row) in enumerate(zip(volume.positions_mm, scores)):
-            label = [labels.get(index, "")] if labels is not None else []
+            label = [text_cell(labels.get(index, ""))] if labels is not None else []
             writer.writerow([name, index, f"{position:.3f}", *(f"{s:.8g}" for s in row), *label])
     return out.getvalue()
 
@@ -220,17 +223,28 @@ def _floats(score) -> list[float] | None:
     return None if score is None else [float(s) for s in np.asarray(score).ravel()]
 
 
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The sidecar of a table: ``FILE.csv`` → ``FILE.csv.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
 def write_predictions(
-    path: str | os.PathLike, results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None, review: Mapping | None = None
+    path: str | os.PathLike,
+    results: Sequence[Scored | Runs],
+    labels: Mapping[int, str] | None = None,
+    review: Mapping | None = None,
+    outs: OutputSet | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``path`` (CSV) and ``path.json`` (sidecar) atomically; return both paths.
+    """Write ``path`` (CSV) and ``path.json`` (sidecar), both or neither; return both paths.
 
     ``results`` holds ``(volume, prediction)`` pairs, or ``(volume, [prediction, …])`` for several
-    runs of a volume (a column per run); ``labels`` adds a ``label`` column (one volume only)."""
+    runs of a volume (a column per run); ``labels`` adds a ``label`` column (one volume only).
+    With ``outs`` (the command's `OutputSet`), both are staged there and written at its commit."""
     path = Path(path)
     table = csv_text(results, labels)
     meta = json.dumps(sidecar(results, labels, review), indent=2) + "\n"
-    sidecar_path = path.with_name(path.name + ".json")
-    write_atomic(path, table)
-    write_atomic(sidecar_path, meta)
-    return path, sidecar_path
+    with OutputSet() if outs is None else nullcontext(outs) as staged:
+        staged.add(path, table)
+        staged.add(sidecar_path(path), meta)
+    return path, sidecar_path(path)

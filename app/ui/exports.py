@@ -38,7 +38,11 @@ def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, 
             for k, column in enumerate(columns)
         }
         review = labels_section(labels.entries, labels.path, session.threshold, agreements)
-    return write_predictions(path, [(session.volume, predictions)], labels=session.labels or None, review=review)
+    from app.outputs import OutputSet, command_inputs
+
+    sources = command_inputs([session.volume.source], getattr(labels, "path", None), [p.model_source for p in predictions])
+    with OutputSet(sources) as outs:  # both files or neither, never over the volume, its labels or a model
+        return write_predictions(path, [(session.volume, predictions)], labels=session.labels or None, review=review, outs=outs)
 
 
 def export_plot(session: Session, plot: ScorePlot, path: str | Path, title_height: int = 28) -> Path:
@@ -54,8 +58,17 @@ def export_plot(session: Session, plot: ScorePlot, path: str | Path, title_heigh
     runs = ", ".join(run.title for run in session.finished_runs()) or "no runs"
     painter.drawText(QRectF(8, 0, image.width() - 16, title_height), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, f"{name}  —  {runs}")
     painter.end()
-    if not image.save(str(path)):
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from app.outputs import OutputSet, command_inputs
+
+    png = QByteArray()
+    buffer = QBuffer(png)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, path.suffix.lstrip(".").upper() or None):
         raise SlicewiseError(f"cannot write {path}: not a writable image path (use .png)")
+    with OutputSet(command_inputs([session.volume.source] if session.volume is not None else [])) as outs:  # all of the PNG or nothing
+        outs.add(path, bytes(png.data()))
     return path
 
 
