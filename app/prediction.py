@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from app.segmentation.dense_map import DenseMap
 
 
 @dataclass
@@ -27,6 +31,13 @@ class Prediction:
     classes: tuple[str, ...] | None = None  # a name per score column
     activation: str | None = None  # the model's last activation on that output ("softmax", "linear"…; None: unknown)
     notes: list[str] = field(default_factory=list)  # what a reader of these scores should know
+    # a segmentation model's run (app.segmentation): the whole map, how it became per-slice scores
+    # ("area", "max", "mean"; None for classifiers), their unit ("mm²" for areas), and what the
+    # sidecar records (kind, threshold, tiling, per-class volumes, Dice against a reference)
+    dense: DenseMap | None = field(default=None, repr=False)
+    reduce: str | None = None
+    unit: str = ""
+    segmentation: dict | None = None
 
     @property
     def outputs(self) -> int:
