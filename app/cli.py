@@ -64,6 +64,21 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="slices (or windows) per model call (default: 32)")
 
 
+def _segmentation_options(parser: argparse.ArgumentParser) -> None:
+    seg = parser.add_argument_group("segmentation models (a map per slice; --model builtin:lesion is the demo's)")
+    seg.add_argument(
+        "--reduce", choices=("area", "max", "mean"), default="area", help="a slice's scores from its map: area in mm² (default), max or mean probability"
+    )
+    seg.add_argument("--mask-threshold", type=float, default=0.5, metavar="P", help="a sigmoid map's pixels at or above it are in the mask (default: 0.5)")
+    seg.add_argument("--overlap", type=float, default=0.25, metavar="F", help="overlap of the tiles of a model smaller than the slice (default: 0.25)")
+    seg.add_argument(
+        "--fit", choices=("tile", "resize"), default="tile", help="a model smaller than the slice: tiles at native resolution (default), or the slice resized"
+    )
+    seg.add_argument("--mask-out", metavar="FILE.nii.gz", help="write the mask in the source file's voxel order and affine (uint8 labels)")
+    seg.add_argument("--mask-probabilities", action="store_true", help="--mask-out writes float32 probabilities instead of labels")
+    seg.add_argument("--reference-mask", metavar="FILE", help="a label map on the same grid: Dice per class and per slice, printed and in the sidecar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slicewise", description="A volume viewer with per-slice Keras predictions.")
     parser.add_argument("--version", action="version", version=f"slicewise {__version__}")
@@ -87,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
     review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
     review.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
+    _segmentation_options(predict)
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
     cohort.add_argument("--workers", type=int, metavar="N", help="score on a local Dask cluster of N worker processes")
     cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -168,6 +184,13 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"warning: {volume.source}: {text}", file=sys.stderr)
     if args.out:
         check_writable(args.out)
+    if (args.mask_out or args.reference_mask) and len(volumes) > 1:
+        raise SlicewiseError(f"--mask-out and --reference-mask belong to one volume; {len(volumes)} volumes were given")
+    if args.mask_out:
+        from app.segmentation.mask_export import check_mask_path
+
+        check_mask_path(args.mask_out)
+    reference = load_volume(args.reference_mask, axis=volumes[0].axis) if args.reference_mask else None
     entries = None
     if args.labels:
         if len(volumes) > 1:
@@ -180,6 +203,11 @@ def _predict(args: argparse.Namespace) -> int:
     engine = Engine()
     user_model = engine.load(args.model, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) if args.model else None
     models = [user_model or _builtin(engine, strategy, args) for strategy in strategies]
+    if args.mask_out or args.reference_mask:
+        from app.segmentation.detect import dense_spec
+
+        if not any(dense_spec(model) for model in models):
+            raise SlicewiseError("--mask-out and --reference-mask need a segmentation model (an output map per slice), e.g. --model builtin:lesion")
     results = []
     for volume in volumes:
         runs = []
@@ -193,6 +221,10 @@ def _predict(args: argparse.Namespace) -> int:
                 channels=args.channels,
                 batch_size=args.batch_size,
                 on_batch=lambda done, total, *_, bar=bar: bar.update(done, total),
+                reduce=args.reduce,
+                mask_threshold=args.mask_threshold,
+                overlap=args.overlap,
+                fit=args.fit,
             )
             runs.append(prediction)
             for note in prediction.notes:
@@ -200,6 +232,8 @@ def _predict(args: argparse.Namespace) -> int:
         results.append((volume, runs))
         if runs[0].nonfinite_slices:
             print(nonfinite_warning(volume.source, len(runs[0].nonfinite_slices)), file=sys.stderr)
+    if args.mask_out or reference is not None:
+        _masks(results[0], reference, args)
     if args.saliency_dir:
         _write_saliency(Path(args.saliency_dir), engine, results, strategies, models, selection, args)
     labels = section = None
@@ -213,6 +247,27 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(export.csv_text(results, labels))
     return 0
+
+
+def _masks(result, reference, args: argparse.Namespace) -> None:
+    """Dice against ``--reference-mask`` (printed, and in the run's sidecar entry); ``--mask-out``."""
+    from app.segmentation import dice, mask_export
+
+    volume, runs = result
+    prediction = next(p for p in runs if p.dense is not None)
+    if reference is not None:
+        scores = dice.dice_scores(prediction.dense, dice.check_grid(reference, volume))
+        prediction.segmentation["dice"] = {"reference": str(args.reference_mask), "classes": scores}
+        for name, entry in scores.items():
+            scored = [v for v in entry["per_slice"] if v is not None]
+            worst = f", worst slice {min(scored):.3f}" if scored else ""
+            overall = "n/a (both empty)" if entry["dice"] is None else f"{entry['dice']:.3f}"
+            print(f"dice of {name} against {args.reference_mask}: {overall} ({len(scored)} slices with either mask{worst})", file=sys.stderr)
+    if args.mask_out:
+        written = mask_export.write_mask(args.mask_out, volume, prediction.dense, args.mask_probabilities)
+        print(
+            f"wrote {written} ({'float32 probabilities' if args.mask_probabilities else 'uint8 labels'}, the source's voxel order and affine)", file=sys.stderr
+        )
 
 
 def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ Columns: ``volume, slice_index, position_mm``, then the scores, then ``label`` w
 given.  One run keeps the plain names: ``score`` (one score), ``score_<class>`` or ``score_<k>``.
 Several runs: ``score_<run>`` and ``score_<run>_<class>``, where ``<run>`` is the strategy, with the
 model (and then output, channel recipe, normalisation) added only where needed to tell runs apart.
+A segmentation run's areas (``--reduce area``) are ``area_mm2[_<class>]`` instead of ``score…``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from app.volume import Volume
 
 Scored = tuple[Volume, Prediction]  # one run of one volume
 Runs = tuple[Volume, Sequence[Prediction]]  # several runs of one volume, in column order
+PER_VOLUME = ("class_volumes", "dice")  # a segmentation run's figures of one volume (the rest: its settings)
 RUN_KEYS = ("strategy", "model", "normalize", "batch_size", "device")  # also at the sidecar's top level, from the first run
 
 __all__ = ["check_writable", "csv_text", "run_names", "score_columns", "sidecar", "sidecar_document", "write_atomic", "write_predictions"]
@@ -72,11 +74,17 @@ def _word(text: str) -> str:
 def score_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
     """The score column names of each run of one volume (see the module's docstring)."""
     if len(predictions) == 1:
-        return [["score" if not name else f"score_{_word(name) or name}" for name in predictions[0].score_names]]
+        kind = _column_kind(predictions[0])
+        return [[kind if not name else f"{kind}_{_word(name) or name}" for name in predictions[0].score_names]]
     return [
-        [f"score_{run}" if not name else f"score_{run}_{_word(name) or name}" for name in prediction.score_names]
+        [f"{_column_kind(prediction)}_{run}" if not name else f"{_column_kind(prediction)}_{run}_{_word(name) or name}" for name in prediction.score_names]
         for run, prediction in zip(run_names(predictions), predictions)
     ]
+
+
+def _column_kind(prediction: Prediction) -> str:
+    """``area_mm2`` for a segmentation run's areas, else ``score``."""
+    return "area_mm2" if prediction.reduce == "area" else "score"
 
 
 def _flat(columns: list[list[str]]) -> list[str]:
@@ -139,6 +147,7 @@ def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> d
         "normalize": prediction.normalize,
         "batch_size": prediction.batch_size,
         "device": prediction.device,
+        **({"segmentation": {k: v for k, v in prediction.segmentation.items() if k not in PER_VOLUME}} if prediction.segmentation else {}),
     }
 
 
@@ -182,6 +191,7 @@ def _volume_entry(volume: Volume, predictions: Sequence[Prediction]) -> dict:
             "volume_score": _floats(p.volume_score),
             "timings_s": {k: round(v, 6) for k, v in p.timings.items()},
             "notes": list(p.notes),
+            **({"segmentation": {k: p.segmentation[k] for k in PER_VOLUME if k in p.segmentation}} if p.segmentation else {}),
         }
         for name, p in zip(_names(predictions), predictions)
     ]

@@ -22,8 +22,10 @@ from app import preprocessing
 from app.display import looks_like_ct
 from app.errors import Cancelled, ModelError, SlicewiseError
 from app.inference.models import (
+    BUILTIN_PREFIX,
     LoadedModel,
     builtin_model,
+    builtin_named,
     load_model_file,
     misfit,
     model_failed,
@@ -73,6 +75,10 @@ class Engine:
         """A user's model file (or SavedModel folder), loaded with Keras safe mode on unless
         ``unsafe``; ``output`` picks one of several outputs, ``classes`` names its scores."""
         self.start()
+        if str(path).startswith(BUILTIN_PREFIX):  # a shipped model, e.g. builtin:lesion (segmentation)
+            model = builtin_named(str(path))
+            model = model.with_output(output) if output else model
+            return model.with_classes(classes) if classes is not None else model
         return load_model_file(path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes)
 
     def warm_up(self, strategy: Strategy, model: LoadedModel) -> None:
