@@ -211,3 +211,22 @@ def test_neighbor_channels_give_a_25d_model_its_slices(engine, noise):
 def test_dense_model_refused_by_other_strategies(engine, noise):
     with pytest.raises(ModelError, match="segmentation model"):
         engine.run(volume_of(noise), get_strategy("temporal"), loaded(threshold_model(0.5)))
+
+
+def test_builtin_lesion_model_finds_the_phantoms_lesions(engine, tmp_path):
+    import nibabel as nib
+
+    from app.io import load_volume
+    from app.phantom import lesion_mask, write_demo
+    from app.segmentation.dice import dice
+
+    image, _ = write_demo(tmp_path, seed=30_001, depth=24)
+    nib.save(lesion_mask(seed=30_001, depth=24), tmp_path / "mask.nii.gz")
+    volume, truth = load_volume(image), load_volume(tmp_path / "mask.nii.gz").data.numpy()[..., 0] > 0.5
+    model = engine.load("builtin:lesion")
+    assert model.source == "built-in:lesion" and model.normalize == "window:60,200"
+    prediction = engine.run(volume, SLICE, model)
+    assert prediction.classes is None and prediction.dense.classes == ("lesion",)
+    assert truth.any() and float(dice(prediction.dense.label_map() > 0, truth)) > 0.7
+    with pytest.raises(ModelError, match="builtin:lesion"):
+        engine.load("builtin:nothing")

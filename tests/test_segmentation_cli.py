@@ -4,6 +4,9 @@ in the SOURCE voxel order and affine, read back with nibabel; a legacy ``.h5`` U
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -15,6 +18,8 @@ from keras import layers
 from tests.dicom_writer import IOPS, write_series
 from tests.test_cli import read_csv, slicewise
 
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
 T = 500.0  # the threshold model's cut, in the stored values
 
 
@@ -130,3 +135,29 @@ def test_legacy_h5_unet_smaller_than_the_slices_end_to_end(tmp_path):
     meta = json.loads(out.with_name(out.name + ".json").read_text())
     assert meta["runs"][0]["segmentation"]["tiling"] == {"window": [1, 32, 32], "overlap": 0.25, "fit": "tile", "stride": 1}
     assert nib.load(tmp_path / "m.nii.gz").shape == data.shape
+
+
+def test_user_seg_script_does_the_same_job_as_slicewise_predict(tmp_path):
+    """``seg_whole_job_vs_script`` compares like with like: the script's areas and mask (a per-pixel
+    model, so that blending cannot differ) are slicewise's, slice for slice and voxel for voxel."""
+    from app.tools.bench import brain_phantom
+
+    head = brain_phantom((48, 56, 24))
+    nib.save(head, tmp_path / "brain.nii.gz")
+    x = keras.Input((32, 32, 1))
+    y = layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(60.0), bias_initializer=keras.initializers.Constant(-30.0))(x)
+    keras.Model(x, y).save(tmp_path / "unet.keras")
+    ours, theirs = tmp_path / "ours.csv", tmp_path / "theirs.csv"
+    runs = (
+        ["-m", "app", "predict", "brain.nii.gz", "--model", "unet.keras", "--normalize", "minmax", "--out", ours, "--mask-out", "ours.nii.gz"],
+        ["-m", "app.tools.user_seg_script", "brain.nii.gz", "unet.keras", theirs, "theirs.nii.gz"],
+    )
+    for args in runs:
+        done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
+        assert done.returncode == 0, done.stderr[-2000:]
+    a = np.loadtxt(ours, delimiter=",", skiprows=1, usecols=3)
+    b = np.loadtxt(theirs, delimiter=",", skiprows=1, usecols=1)
+    assert a.shape == b.shape == (24,) and np.ptp(a) > 100
+    np.testing.assert_allclose(a, b, atol=3.0)  # a few pixels within 1/255 of the threshold may differ
+    mask_a, mask_b = (np.asarray(nib.load(tmp_path / name).dataobj) for name in ("ours.nii.gz", "theirs.nii.gz"))
+    assert mask_a.shape == mask_b.shape == (48, 56, 24) and (mask_a != mask_b).mean() < 1e-3

@@ -26,7 +26,7 @@ from app.segmentation.detect import DenseSpec
 from app.strategies.base import Normalize, Plan, Step, shape_text
 
 FITS = ("tile", "resize")
-MAX_BATCH_VOXELS = 1 << 21  # input voxels per model call (8 slices of 512 × 512): a U-Net's activations are many times that
+MAX_BATCH_VOXELS = 1 << 19  # input voxels per model call (2 slices of 512 × 512, 32 tiles of 128 × 128): a U-Net's activations are tens of times that
 
 _STRIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # keras model → the stride found by trying
 
