@@ -162,11 +162,7 @@ def test_channels_first_model_runs_transposed(engine, noise):
     last = keras.Model(x2, layers.Conv2D(2, 1, activation="sigmoid")(x2))
     last.set_weights(first.get_weights())
     assert dense_layout((1, None, None), (2, None, None), True) == (True, 2)
-    try:
-        a = engine.run(volume_of(noise), SLICE, loaded(first))
-    except ModelError as exc:  # TensorFlow without a CPU kernel for channels-first convolutions: a clear refusal
-        assert "first" in str(exc)
-        return
+    a = engine.run(volume_of(noise), SLICE, loaded(first))  # Keras transposes around TensorFlow's channels-last CPU kernels
     b = engine.run(volume_of(noise), SLICE, loaded(last))
     assert a.segmentation["channels_first"]
     assert np.abs(a.dense.probabilities.astype(int) - b.dense.probabilities.astype(int)).max() <= 1
@@ -230,3 +226,25 @@ def test_builtin_lesion_model_finds_the_phantoms_lesions(engine, tmp_path):
     assert truth.any() and float(dice(prediction.dense.label_map() > 0, truth)) > 0.7
     with pytest.raises(ModelError, match="builtin:lesion"):
         engine.load("builtin:nothing")
+
+
+def test_cancelled_between_batches(engine, noise):
+    from app.errors import Cancelled
+
+    seen = []
+    with pytest.raises(Cancelled):
+        engine.run(volume_of(noise), SLICE, loaded(threshold_model(0.5)), batch_size=2, on_map=lambda i, p: seen.append(i), cancelled=lambda: len(seen) > 0)
+    assert len(seen) == 1
+
+
+def test_mask_image_several_sigmoid_maps_and_probabilities(engine, noise):
+    from app.segmentation.mask_export import mask_image
+
+    volume = volume_of(noise)
+    prediction = engine.run(volume, SLICE, loaded(per_pixel((None, None, 1), classes=2)))
+    labels = mask_image(volume, prediction.dense)
+    assert labels.shape == (6, 50, 70, 2) and labels.get_data_dtype() == np.uint8  # a from_tensor volume: its own source order
+    assert np.array_equal(np.asarray(labels.dataobj), prediction.dense.masks(slice(None)).astype(np.uint8))
+    probabilities = mask_image(volume, prediction.dense, probabilities=True)
+    assert probabilities.get_data_dtype() == np.float32
+    np.testing.assert_allclose(np.asarray(probabilities.dataobj), prediction.dense.probabilities / LEVELS, atol=1e-6)
