@@ -177,6 +177,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     selection = review.parse_slice_selection(args.saliency_slices)  # a bad selection fails before anything loads
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
+        if args.mask_out or args.reference_mask:
+            raise SlicewiseError("--mask-out and --reference-mask belong to one volume; cohorts are scored without them")
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     for volume in volumes:

@@ -13,7 +13,7 @@ from app.inference import Engine
 from app.inference.models import LoadedModel, spec_of
 from app.segmentation import tiling
 from app.segmentation.dense_map import LEVELS
-from app.segmentation.detect import dense_layout
+from app.segmentation.detect import dense_layout, empty_map
 from app.strategies import get_strategy
 from app.volume import Volume
 
@@ -142,6 +142,8 @@ def test_softmax_three_classes_background_from_json(engine, noise):
     clear = top[..., -1] - top[..., -2] > 2 / LEVELS  # the uint8 levels may tie classes closer than that
     assert clear.mean() > 0.5 and np.array_equal(labels[clear], p.argmax(-1)[clear])
     assert set(prediction.segmentation["class_volumes"]) == {"bone", "fat"} and prediction.segmentation["background"] == "air"
+    empty = empty_map(model, (6, 50, 70))  # what a viewer fills while the run streams
+    assert empty.probabilities.shape == (6, 50, 70, 3) and empty.background == 1 and empty.classes == dense.classes and not empty.filled.any()
 
 
 def test_linear_output_is_read_as_logits(engine, noise):
@@ -205,6 +207,7 @@ def test_neighbor_channels_give_a_25d_model_its_slices(engine, noise):
 
 
 def test_dense_model_refused_by_other_strategies(engine, noise):
+    assert empty_map(engine.builtin(SLICE), (6, 50, 70)) is None  # a classifier
     with pytest.raises(ModelError, match="segmentation model"):
         engine.run(volume_of(noise), get_strategy("temporal"), loaded(threshold_model(0.5)))
 
