@@ -265,6 +265,8 @@ def _masks(result, reference, args: argparse.Namespace) -> None:
             worst = f", worst slice {min(scored):.3f}" if scored else ""
             overall = "n/a (both empty)" if entry["dice"] is None else f"{entry['dice']:.3f}"
             print(f"dice of {name} against {args.reference_mask}: {overall} ({len(scored)} slices with either mask{worst})", file=sys.stderr)
+            per_slice = " ".join(f"{d}:{v:.3f}" for d, v in enumerate(entry["per_slice"]) if v is not None)
+            print(f"  per slice (slice:dice, where either mask has voxels): {per_slice or 'none'}", file=sys.stderr)
     if args.mask_out:
         written = mask_export.write_mask(args.mask_out, volume, prediction.dense, args.mask_probabilities)
         print(

@@ -102,6 +102,8 @@ def test_mask_out_dicom_series_patient_space_affine(tmp_path, threshold_file):
     np.testing.assert_allclose(back.affine, affine, atol=1e-4)
     assert np.array_equal(np.asarray(back.dataobj), (volume >= T).astype(np.uint8))
     assert "dice of bright" in done.stderr and ": 1.000" in done.stderr
+    per_slice = done.stderr.split("per slice (slice:dice, where either mask has voxels): ")[1].splitlines()[0].split()
+    assert len(per_slice) == sum((volume[d] >= T).any() for d in range(len(volume))) and all(v.endswith(":1.000") for v in per_slice)
     meta = json.loads((tmp_path / "o.csv.json").read_text())
     assert meta["volumes"][0]["runs"][0]["segmentation"]["dice"]["classes"]["bright"]["dice"] == 1.0
 
