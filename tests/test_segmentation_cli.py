@@ -125,7 +125,13 @@ def test_legacy_h5_unet_smaller_than_the_slices_end_to_end(tmp_path):
     x = layers.Concatenate()([layers.UpSampling2D(2)(x), skip])
     outputs = layers.Conv2D(1, 1, activation="sigmoid")(layers.Conv2D(4, 3, padding="same", activation="relu")(x))
     model_path = tmp_path / "unet.hdf5"
-    keras.Model(inputs, outputs).save(tmp_path / "unet.h5")  # Keras writes the legacy HDF5 format for .h5
+    model = keras.Model(inputs, outputs)
+
+    def dice_loss(y_true, y_pred):  # a custom loss named in the compile config, as legacy U-Nets have
+        return 1 - 2 * keras.ops.sum(y_true * y_pred) / (keras.ops.sum(y_true) + keras.ops.sum(y_pred) + 1)
+
+    model.compile(optimizer="adam", loss=dice_loss)
+    model.save(tmp_path / "unet.h5")  # Keras writes the legacy HDF5 format for .h5
     (tmp_path / "unet.h5").rename(model_path)
     data = blobs((45, 40, 6))
     nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 3.0, 1.0])), tmp_path / "v.nii.gz")
