@@ -169,3 +169,11 @@ def test_user_seg_script_does_the_same_job_as_slicewise_predict(tmp_path):
     np.testing.assert_allclose(a, b, atol=3.0)  # a few pixels within 1/255 of the threshold may differ
     mask_a, mask_b = (np.asarray(nib.load(tmp_path / name).dataobj) for name in ("ours.nii.gz", "theirs.nii.gz"))
     assert mask_a.shape == mask_b.shape == (48, 56, 24) and (mask_a != mask_b).mean() < 1e-3
+
+
+def test_mask_out_needs_a_segmentation_model(tmp_path):
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(blobs((16, 16, 4)), np.eye(4)), path)
+    done = slicewise("predict", path, "--mask-out", tmp_path / "m.nii.gz", "--out", tmp_path / "o.csv")  # the built-in slice classifier
+    assert done.returncode == 2 and "need a segmentation model" in done.stderr
+    assert not (tmp_path / "m.nii.gz").exists() and not (tmp_path / "o.csv").exists()
