@@ -18,9 +18,10 @@ Which way dependencies point (checked by import-linter, ``lint-imports``; see py
                              viewer state | CSV + JSON sidecar, atomic writes | DICOM SEG and SR
               app.inference   TensorFlow runtime (lazy, threads, GPU), safe model loading, batch
                               engine, saliency
-                app.strategies | app.io   slice, temporal, embedding | loaders → Volume
-                  app.volume     ``Volume``: a (depth, height, width, channels) float32 torch
-                                 tensor in a known orientation, with affine, spacing, positions
+                app.segmentation  dense models: tiles, maps on the volume's grid, areas, mask export
+                  app.strategies | app.io   slice, temporal, embedding | loaders → Volume
+                    app.volume     ``Volume``: a (depth, height, width, channels) float32 torch
+                                   tensor in a known orientation, with affine, spacing, positions
 
 Beside them, small modules with one job each: `app.display` (initial levels, CT presets),
 `app.planes` (the three planes through a voxel, oriented for reading), `app.runs` (a run's

@@ -107,6 +107,21 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
     parser.add_argument("--batch-size", type=whole(1, 1 << 16), default=32, metavar="N", help="slices (or windows) per model call (default: 32)")
 
 
+def _segmentation_options(parser: argparse.ArgumentParser) -> None:
+    seg = parser.add_argument_group("segmentation models (a map per slice; --model builtin:lesion is the demo's)")
+    seg.add_argument(
+        "--reduce", choices=("area", "max", "mean"), default="area", help="a slice's scores from its map: area in mm² (default), max or mean probability"
+    )
+    seg.add_argument("--mask-threshold", type=finite, default=0.5, metavar="P", help="a sigmoid map's pixels at or above it are in the mask (default: 0.5)")
+    seg.add_argument("--overlap", type=finite, default=0.25, metavar="F", help="overlap of the tiles of a model smaller than the slice (default: 0.25)")
+    seg.add_argument(
+        "--fit", choices=("tile", "resize"), default="tile", help="a model smaller than the slice: tiles at native resolution (default), or the slice resized"
+    )
+    seg.add_argument("--mask-out", metavar="FILE.nii.gz", help="write the mask in the source file's voxel order and affine (uint8 labels)")
+    seg.add_argument("--mask-probabilities", action="store_true", help="--mask-out writes float32 probabilities instead of labels")
+    seg.add_argument("--reference-mask", metavar="FILE", help="a label map on the same grid: Dice per class and per slice, printed and in the sidecar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slicewise", description="A volume viewer with per-slice Keras predictions.")
     parser.add_argument("--version", action="version", version=f"slicewise {__version__}")
@@ -136,10 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--saliency-slices", default="all", metavar="all|top:N|i,j,k", help="the slices that get a map (default: all; top:N: the N highest-scoring)")
     review.add_argument("--labels", metavar="FILE", help="slice labels, a slice_index,label CSV (1, 0, ?): a label column, the agreement printed and put in the sidecar")
     review.add_argument("--threshold", type=finite, default=0.5, help="a slice scoring above it counts as positive, for sensitivity and specificity (default: 0.5)")
+    _segmentation_options(predict)
     dicom = predict.add_argument_group("DICOM results for PACS (one volume read from DICOM, one run)")
-    dicom.add_argument("--seg-out", metavar="FILE.dcm", help="write the segmentation run's map as a DICOM SEG referencing the source images")
+    dicom.add_argument("--seg-out", metavar="FILE.dcm", help="write the segmentation run's map as a DICOM SEG referencing the source images (--mask-probabilities: FRACTIONAL)")
     dicom.add_argument("--sr-out", metavar="FILE.dcm", help="write the per-slice scores (or areas), the volume's value and --labels as a TID 1500 DICOM SR")
-    dicom.add_argument("--mask-probabilities", action="store_true", help="the SEG holds probabilities (FRACTIONAL) instead of the mask at the threshold (BINARY)")
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
     cohort.add_argument("--workers", type=whole(1, 1 << 12), metavar="N", help="score on a local Dask cluster of N worker processes")
     cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -166,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     worklist.add_argument("results", metavar="RESULTS", help="a cohort's results: FILE.csv (with FILE.csv.json) or its FILE.csv.parts folder")
     worklist.add_argument("--reader", metavar="NAME", help="who is reading (default: the OS user)")
     worklist.add_argument("--blinded", action="store_true", help="hide the other readers' labels and decisions of a case until you have decided it")
-    worklist.add_argument("--threshold", type=float, default=0.5, help="a slice scoring above it counts as positive (default: 0.5)")
+    worklist.add_argument("--threshold", type=finite, default=0.5, help="a slice scoring above it counts as positive (default: 0.5)")
 
     demo = sub.add_parser("demo", help="write a synthetic phantom with lesion labels")
     demo.add_argument("--out", required=True, metavar="DIR")
@@ -232,7 +247,11 @@ def _predict(args: argparse.Namespace) -> int:
         raise SlicewiseError(f"{' and '.join(dicom_out)} write the results of one volume and one run: give one volume and one --strategy")
     uncertainty = _uncertainty(args)
     outs = OutputSet(inputs_of(args))  # every output staged, written together at the end, never over an input
-    for path in (args.out, args.out and export.sidecar_path(args.out), args.seg_out, args.sr_out):
+    if args.mask_out:
+        from app.segmentation.mask_export import check_mask_path
+
+        check_mask_path(args.mask_out)
+    for path in (args.out, args.out and export.sidecar_path(args.out), args.seg_out, args.sr_out, args.mask_out):
         if path:
             outs.claim(path)
     if args.saliency_dir:
@@ -240,12 +259,17 @@ def _predict(args: argparse.Namespace) -> int:
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
         if uncertainty is not None:
             raise SlicewiseError("--mc-dropout, --tta and --ensemble score one volume at a time; not a cohort (folders, patterns, --workers) yet")
+        if args.mask_out or args.reference_mask:
+            raise SlicewiseError("--mask-out and --reference-mask belong to one volume; cohorts are scored without them")
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
     for volume in volumes:
         for text in volume.warnings:
             print(f"warning: {volume.source}: {text}", file=sys.stderr)
     sources = _dicom_sources(volumes[0], args) if dicom_out else None  # a source that is not DICOM fails here, before scoring
+    if (args.mask_out or args.reference_mask) and len(volumes) > 1:
+        raise SlicewiseError(f"--mask-out and --reference-mask belong to one volume; {len(volumes)} volumes were given")
+    reference = load_volume(args.reference_mask, axis=volumes[0].axis) if args.reference_mask else None
     entries = None
     if args.labels:
         if len(volumes) > 1:
@@ -261,6 +285,11 @@ def _predict(args: argparse.Namespace) -> int:
         members = [engine.load(path, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) for path in uncertainty.paths]
         uncertainty, user_model = uncertainty.with_members(members), members[0]
     models = [user_model or _builtin(engine, strategy, args) for strategy in strategies]
+    if args.mask_out or args.reference_mask:
+        from app.segmentation.detect import dense_spec
+
+        if not any(dense_spec(model) for model in models):
+            raise SlicewiseError("--mask-out and --reference-mask need a segmentation model (an output map per slice), e.g. --model builtin:lesion")
     results = []
     for volume in volumes:
         runs = []
@@ -275,6 +304,10 @@ def _predict(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 on_batch=lambda done, total, *_, bar=bar: bar.update(done, total),
                 uncertainty=uncertainty,
+                reduce=args.reduce,
+                mask_threshold=args.mask_threshold,
+                overlap=args.overlap,
+                fit=args.fit,
             )
             runs.append(prediction)
             for note in prediction.notes:
@@ -288,6 +321,8 @@ def _predict(args: argparse.Namespace) -> int:
         )
     done = []  # what was written, said once all of it is
     with outs:
+        if args.mask_out or reference is not None:
+            done += _masks(results[0], reference, args, outs)
         if args.saliency_dir:
             done += _write_saliency(Path(args.saliency_dir), engine, results, strategies, models, selection, args, outs)
         labels = section = None
@@ -342,6 +377,31 @@ def _write_dicom(volume, prediction, sources, entries, args: argparse.Namespace,
             path = staged.write_with(args.sr_out, lambda tmp: write_sr(tmp, volume, prediction, entries, sources=sources))
             said.append(f"wrote {path} (DICOM SR, TID 1500, {volume.depth} slices)")
     return said
+
+
+def _masks(result, reference, args: argparse.Namespace, outs) -> list[str]:
+    """Dice against ``--reference-mask`` (printed, and in the run's sidecar entry); ``--mask-out``
+    staged in ``outs``; what to say once it is written."""
+    from app.segmentation import dice, mask_export
+
+    volume, runs = result
+    prediction = next((p for p in runs if p.dense is not None), None)
+    if prediction is None:
+        raise SlicewiseError(f"--mask-out and --reference-mask need a segmentation run (a model that gives a map per pixel); {runs[0].model_name} gives per-slice scores")
+    if reference is not None:
+        scores = dice.dice_scores(prediction.dense, dice.check_grid(reference, volume))
+        prediction.segmentation["dice"] = {"reference": str(args.reference_mask), "classes": scores}
+        for name, entry in scores.items():
+            scored = [v for v in entry["per_slice"] if v is not None]
+            worst = f", worst slice {min(scored):.3f}" if scored else ""
+            overall = "n/a (both empty)" if entry["dice"] is None else f"{entry['dice']:.3f}"
+            print(f"dice of {name} against {args.reference_mask}: {overall} ({len(scored)} slices with either mask{worst})", file=sys.stderr)
+            per_slice = " ".join(f"{d}:{v:.3f}" for d, v in enumerate(entry["per_slice"]) if v is not None)
+            print(f"  per slice (slice:dice, where either mask has voxels): {per_slice or 'none'}", file=sys.stderr)
+    if not args.mask_out:
+        return []
+    written = outs.write_with(args.mask_out, lambda tmp: mask_export.write_mask(tmp, volume, prediction.dense, args.mask_probabilities))
+    return [f"wrote {written} ({'float32 probabilities' if args.mask_probabilities else 'uint8 labels'}, the source's voxel order and affine)"]
 
 
 def _uncertainty(args: argparse.Namespace):

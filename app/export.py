@@ -9,6 +9,7 @@ Columns: ``volume, slice_index, position_mm``, then the scores, then ``label`` w
 given.  One run keeps the plain names: ``score`` (one score), ``score_<class>`` or ``score_<k>``.
 Several runs: ``score_<run>`` and ``score_<run>_<class>``, where ``<run>`` is the strategy, with the
 model (and then output, channel recipe, normalisation) added only where needed to tell runs apart.
+A segmentation run's areas (``--reduce area``) are ``area_mm2[_<class>]`` instead of ``score…``.
 A run with an uncertainty method (`app.uncertainty`) holds the mean of its passes in those
 columns and their standard deviation in ``score_sd…`` columns (``score`` → ``score_sd``), after
 all the score columns.
@@ -38,6 +39,7 @@ from app.volume import Volume
 
 Scored = tuple[Volume, Prediction]  # one run of one volume
 Runs = tuple[Volume, Sequence[Prediction]]  # several runs of one volume, in column order
+PER_VOLUME = ("class_volumes", "dice")  # a segmentation run's figures of one volume (the rest: its settings)
 RUN_KEYS = ("strategy", "model", "normalize", "batch_size", "device")  # also at the sidecar's top level, from the first run
 
 __all__ = ["check_writable", "csv_text", "run_names", "score_columns", "sidecar", "sidecar_document", "sidecar_path", "write_atomic", "write_predictions"]
@@ -78,16 +80,23 @@ def _word(text: str) -> str:
 def score_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
     """The score column names of each run of one volume (see the module's docstring)."""
     if len(predictions) == 1:
-        return [["score" if not name else f"score_{_word(name) or name}" for name in predictions[0].score_names]]
+        kind = _column_kind(predictions[0])
+        return [[kind if not name else f"{kind}_{_word(name) or name}" for name in predictions[0].score_names]]
     return [
-        [f"score_{run}" if not name else f"score_{run}_{_word(name) or name}" for name in prediction.score_names]
+        [f"{_column_kind(prediction)}_{run}" if not name else f"{_column_kind(prediction)}_{run}_{_word(name) or name}" for name in prediction.score_names]
         for run, prediction in zip(run_names(predictions), predictions)
     ]
 
 
 def spread_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
     """The sd column names of each run (none for a run without an uncertainty method)."""
-    return [["score_sd" + name[len("score") :] for name in names] if p.spread is not None else [] for p, names in zip(predictions, score_columns(predictions))]
+    kinds = [_column_kind(p) for p in predictions]
+    return [[kind + "_sd" + name[len(kind) :] for name in names] if p.spread is not None else [] for p, kind, names in zip(predictions, kinds, score_columns(predictions))]
+
+
+def _column_kind(prediction: Prediction) -> str:
+    """``area_mm2`` for a segmentation run's areas, else ``score``."""
+    return "area_mm2" if prediction.reduce == "area" else "score"
 
 
 def _flat(columns: list[list[str]]) -> list[str]:
@@ -155,6 +164,7 @@ def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> d
         "batch_size": prediction.batch_size,
         "device": prediction.device,
         **({"uncertainty": {**prediction.uncertainty, "sd_columns": ["score_sd" + c[len("score") :] for c in columns]}} if prediction.uncertainty else {}),
+        **({"segmentation": {k: v for k, v in prediction.segmentation.items() if k not in PER_VOLUME}} if prediction.segmentation else {}),
     }
 
 
@@ -198,6 +208,7 @@ def _volume_entry(volume: Volume, predictions: Sequence[Prediction]) -> dict:
             "volume_score": _floats(p.volume_score),
             "timings_s": {k: round(v, 6) for k, v in p.timings.items()},
             "notes": list(p.notes),
+            **({"segmentation": {k: p.segmentation[k] for k in PER_VOLUME if k in p.segmentation}} if p.segmentation else {}),
         }
         for name, p in zip(_names(predictions), predictions)
     ]

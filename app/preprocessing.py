@@ -135,6 +135,14 @@ def _statistics(volume: torch.Tensor, chunk: int = 16) -> tuple[float, float, fl
     lo, hi, total, total_sq, count = float("inf"), float("-inf"), 0.0, 0.0, 0
     for start in range(0, volume.shape[0], chunk):
         part = volume[start : start + chunk]
+        if part.device.type == "cpu" and part.dtype == torch.float32 and part.is_contiguous():  # NumPy, no masked copy unless needed
+            flat = part.numpy().reshape(-1)
+            wide = flat.astype(np.float64)
+            part_sum = float(wide.sum())
+            if np.isfinite(part_sum) and flat.size:  # every voxel finite (a NaN or Inf would make the sum so)
+                lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
+                total, total_sq, count = total + part_sum, total_sq + float(np.dot(wide, wide)), count + flat.size
+                continue
         part = part[torch.isfinite(part)].double()
         if part.numel():
             lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))

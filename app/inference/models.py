@@ -494,6 +494,25 @@ def builtin_metadata(strategy: Strategy) -> dict:
     return {**defaults, **{k: v for k, v in meta.items() if v is not None or k not in defaults}}
 
 
+BUILTIN_PREFIX = "builtin:"  # `--model builtin:lesion`: a model shipped in resources/models, not a strategy's
+
+
+def builtin_named(name: str) -> LoadedModel:
+    """A shipped model by name (``builtin:lesion``: the demo's segmentation model), with the
+    preprocessing its JSON records."""
+    name = name.removeprefix(BUILTIN_PREFIX)
+    path = RESOURCES / f"{name}.keras"
+    if not name.isidentifier() or not path.is_file():
+        shipped = ", ".join(f"{BUILTIN_PREFIX}{p.stem}" for p in sorted(RESOURCES.glob("*.keras")))
+        raise ModelError(f"no built-in model {name!r}; shipped: {shipped}")
+    loaded = load_model_file(path, preprocessing_of(read_metadata(path)))
+    return replace(loaded, source=f"built-in:{name}")
+
+
+def preprocessing_of(meta: dict) -> str:
+    return str(meta.get("normalize") or "none")
+
+
 def builtin_model(strategy: Strategy) -> LoadedModel:
     """The strategy's default model: trained weights from ``resources/models`` if shipped, else
     its architecture with weights from a fixed seed."""

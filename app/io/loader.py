@@ -126,6 +126,8 @@ def _assemble(source: Path, stored: StoredImage, requested: str, volume_index: i
         volume_index=volume_index,
         n_volumes=stored.n_volumes,
         notes=tuple(notes),
+        layout=layout,
+        stored_affine=np.asarray(affine, dtype=np.float64),
     )
 
 

@@ -51,6 +51,13 @@ peak_mem_ratio         peak extra resident memory while that volume is opened an
 worklist_open_ms       ``slicewise review``: a 10 000-case results CSV (32 slices    <= 1000 ms
                        each) + sidecar parsed -> the worklist painted; with the p95
                        of a random scroll step's repaint (<= 16 ms)
+seg_peak_mem_ratio     the same with the built-in lesion U-Net (a one-class map,    <= 2.5 x
+                       uint8) on 512x512x300, its label map made; a fresh process
+                       (``app/tools/seg_memory.py``)
+seg_whole_job_vs_script ``slicewise predict BRAIN --model UNET --normalize minmax    <= 0.9 x
+                       --out a.csv --mask-out m.nii.gz`` with a 4-level U-Net of
+                       128x128 input (tiles, 25 % overlap) / the script a user would
+                       write (``app/tools/user_seg_script.py``), fresh processes
 =====================  ==========================================================  ==========
 
 The GUI figures run in fresh processes (``python -m app.ui.bench_ui``); this module itself
@@ -556,11 +563,51 @@ def worklist_open_ms(ctx: Context) -> Figure:
     return Figure("worklist_open_ms", r["open_ms"], "ms", "<= 1000", raw, notes=f"scroll step repaint p95 {r['scroll_p95_ms']:.1f} ms (target <= 16)")
 
 
+def seg_peak_mem_ratio(ctx: Context) -> Figure:
+    cmd = [sys.executable, "-m", "app.tools.seg_memory", str(ctx.big_volume(BIG_DEPTH))]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900, cwd=ctx.workdir)
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not results:
+        raise RuntimeError(f"app.tools.seg_memory failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    r = json.loads(results[-1][len("RESULT ") :])
+    raw = {k: r[k] for k in ("peak_extra_mib", "float32_mib", "map_mib", "baseline_mib")}
+    return Figure("seg_peak_mem_ratio", r["peak_extra_mib"] / r["float32_mib"], "x", "<= 2.5", raw)
+
+
+def seg_whole_job_vs_script(ctx: Context) -> Figure:
+    """``slicewise predict`` with a 4-level U-Net (`app.tools.seed_models.user_unet`, 128 x 128
+    input: tiles) on the brain-sized volume, areas and mask written, against the script a user
+    would write (`app.tools.user_seg_script`), fresh processes in turns; both tables checked."""
+    from app.tools.seed_models import user_unet
+
+    brain, unet = ctx.brain_volume(), ctx.workdir / "unet.keras"
+    user_unet().save(unet)
+    outs = {"slicewise_s": ctx.workdir / "seg.csv", "script_s": ctx.workdir / "seg_script.csv"}
+    cmds = {
+        "slicewise_s": [sys.executable, "-m", "app", "predict", str(brain), "--model", str(unet), "--normalize", "minmax", "--out", str(outs["slicewise_s"]),
+                        "--mask-out", str(ctx.workdir / "seg.nii.gz")],
+        "script_s": [sys.executable, "-m", "app.tools.user_seg_script", str(brain), str(unet), str(outs["script_s"]), str(ctx.workdir / "seg_script.nii.gz")],
+    }
+
+    def run(name: str) -> None:
+        done = subprocess.run(cmds[name], capture_output=True, text=True, env=_env(), cwd=ctx.workdir, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmds[name][1:4])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+    t = interleaved({name: (lambda name=name: run(name)) for name in cmds}, 2 if ctx.quick else 3)
+    ours, theirs = (np.loadtxt(outs[name], delimiter=",", skiprows=1, usecols=col, ndmin=1) for name, col in (("slicewise_s", 3), ("script_s", 1)))
+    if ours.shape != theirs.shape:
+        raise RuntimeError(f"slicewise measured {ours.size} slices, the script {theirs.size}")
+    raw = {**t, "slices": float(ours.size), "area_mean_abs_diff_mm2": float(np.mean(np.abs(ours - theirs)))}  # Gaussian vs plain blending
+    return Figure("seg_whole_job_vs_script", t["slicewise_s"] / t["script_s"], "x", "<= 0.9", raw)
+
+
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
         seed_loop_speedup, vs_bare_call, mc_dropout_vs_bare, onnx_vs_bare_run, load_vs_nibabel, scrub_p95_ms, mask_scrub_p95_ms, crosshair_p95_ms, saliency_ms,
-        startup_vs_import, whole_job_vs_script, ui_stall_ms, gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio, worklist_open_ms,
+        startup_vs_import, whole_job_vs_script, ui_stall_ms, gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio, seg_peak_mem_ratio,
+        seg_whole_job_vs_script, worklist_open_ms,
     )
 }
 

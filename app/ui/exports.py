@@ -10,6 +10,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.errors import SlicewiseError
+from app.outputs import OutputSet, command_inputs
 
 if TYPE_CHECKING:
     from app.runs import Run
@@ -60,8 +61,6 @@ def export_plot(session: Session, plot: ScorePlot, path: str | Path, title_heigh
     painter.end()
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 
-    from app.outputs import OutputSet, command_inputs
-
     png = QByteArray()
     buffer = QBuffer(png)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -77,9 +76,8 @@ def export_mask(session: Session, run: Run, path: str | Path, probabilities: boo
     probabilities, in the source file's voxel order with its affine), through the core's writer."""
     if session.volume is None or run.dense is None or not run.finished:
         raise SlicewiseError("nothing to export yet: run a segmentation model first")
-    try:
-        from app.segmentation.mask_export import write_mask
-    except ImportError:
-        raise SlicewiseError("mask export is not available in this build") from None
-    write_mask(path, session.volume, run.dense, probabilities=probabilities)
+    from app.segmentation.mask_export import write_mask
+
+    with OutputSet(command_inputs([session.volume.source])) as outs:  # never over the open volume
+        outs.write_with(path, lambda tmp: write_mask(tmp, session.volume, run.dense, probabilities=probabilities))
     return Path(path)
