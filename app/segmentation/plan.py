@@ -53,21 +53,23 @@ class Tiling:
         return {"window": list(self.window), "overlap": self.overlap, "fit": self.fit, "stride": self.stride}
 
 
-def find_stride(keras_model, spec: DenseSpec) -> int:
+def find_stride(model, spec: DenseSpec, backend: str = "keras") -> int:
     """The smallest power of 2 that a fully convolutional model's free sizes must be a multiple
     of: tried on blank inputs of 3 × m voxels (a multiple of m, not of 2m) until one gives a map
-    of the same size (a U-Net with k poolings: 2^k)."""
-    if keras_model in _STRIDES:
-        return _STRIDES[keras_model]
+    of the same size (a U-Net with k poolings: 2^k).  ``model``: a Keras model, or an ONNX
+    runner (``backend="onnx"``: NumPy in, NumPy out)."""
+    if model in _STRIDES:
+        return _STRIDES[model]
     m = 1
     while m <= tiling.MAX_STRIDE:
         size = tuple(s or 3 * m for s in spec.spatial)
         shape = (1, spec.channels or 1, *size) if spec.channels_first else (1, *size, spec.channels or 1)
         try:
-            y = np.asarray(keras_model(np.zeros(shape, np.float32), training=False))
+            x = np.zeros(shape, np.float32)
+            y = np.asarray(model(x) if backend == "onnx" else model(x, training=False))
             got = y.shape[2:] if spec.channels_first else y.shape[1:-1]
             if tuple(got) == size:
-                _STRIDES[keras_model] = m
+                _STRIDES[model] = m
                 return m
         except Exception:  # noqa: BLE001,S110 - a size the model cannot take: try the next multiple
             pass

@@ -61,7 +61,7 @@ class DenseRun:
 
     def make_plan(self, volume_shape: tuple[int, int, int, int], batch_size: int) -> DensePlan:
         spec = self.spec
-        stride = spec.stride or (find_stride(self.model.keras_model, spec) if None in spec.spatial else 1)
+        stride = spec.stride or (find_stride(self.model.keras_model, spec, self.model.backend) if None in spec.spatial else 1)
         self.plan = DensePlan(volume_shape, spec, batch_size, stride, self.overlap, self.fit)
         return self.plan
 
