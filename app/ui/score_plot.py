@@ -242,6 +242,8 @@ class ScorePlot(pg.PlotWidget):
         self.hint.setVisible(False)
         self._draw(run)
         self._restyle()
+        if run.finished:  # a run restored (review) or scored before the window (render): its scores set the range
+            self._update_ranges()
 
     def _remove(self, run: Run) -> None:
         self._fresh.discard(run)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QMainWindow, QMessageBox, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from app import __version__
 from app.errors import SlicewiseError
@@ -64,7 +64,13 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         column.addWidget(self.scrubber)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.score_plot)
-        bottom.addWidget(self.review)
+        panel = QScrollArea()  # the review figures scroll rather than squeeze when the plot is short
+        panel.setWidget(self.review)
+        panel.setWidgetResizable(True)
+        panel.setFrameShape(QFrame.Shape.NoFrame)
+        panel.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        panel.setMinimumWidth(self.review.minimumSizeHint().width() + panel.verticalScrollBar().sizeHint().width())
+        bottom.addWidget(panel)
         bottom.setStretchFactor(0, 4)
         bottom.setStretchFactor(1, 1)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
