@@ -11,6 +11,7 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
+from app.io.decode_pool import codec_of, decode_files
 from app.io.memory import check_memory
 from app.io.messages import fail, one_line
 
@@ -85,36 +86,52 @@ def _bits_allocated(ds: Dataset) -> int:
 
 
 def frames(ds: Dataset, path: Path) -> np.ndarray:
-    """All frames as ``(F, rows, cols[, samples])`` in stored values (colour converted to RGB)."""
-    try:
-        array = ds.pixel_array  # compressed data: decoded by the first of pydicom's plugins that can
-    except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        if syntax is not None and syntax.is_compressed:
-            fail(path, compressed_failure(syntax, exc))
-        short = re.search(r"less than expected \((\d+) vs (\d+) bytes\)", str(exc))
-        if short:
-            fail(path, f"truncated pixel data ({short[1]} of {short[2]} bytes)")
-        fail(path, f"cannot decode pixel data ({type(exc).__name__}: {one_line(str(exc), 120)})")
+    """All frames as ``(F, rows, cols[, samples])`` in stored values (colour converted to RGB).
+
+    Compressed data that a native decoder reads is decoded in a child process (`decode_pool`):
+    a damaged file can crash or hang the decoder, never this process.
+    """
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if codec_of(syntax) is not None:
+        decoded = decode_files([(path, ds)])[0]
+        if isinstance(decoded, BaseException):
+            raise decoded
+        array = decoded
+    else:
+        try:
+            array = ds.pixel_array  # uncompressed, or a syntax no plugin reads (pydicom says so at once)
+        except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything
+            if syntax is not None and syntax.is_compressed:
+                fail(path, compressed_failure(syntax, exc))
+            short = re.search(r"less than expected \((\d+) vs (\d+) bytes\)", str(exc))
+            if short:
+                fail(path, f"truncated pixel data ({short[1]} of {short[2]} bytes)")
+            fail(path, f"cannot decode pixel data ({type(exc).__name__}: {one_line(str(exc), 120)})")
+        if n_frames(ds) == 1:
+            array = array[None]
     if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
         array = apply_color_lut(array, ds)
-    if n_frames(ds) == 1:
-        array = array[None]
     return array
 
 
-def compressed_failure(syntax: uid.UID, exc: BaseException) -> str:
+def compressed_failure(syntax: uid.UID, exc: BaseException | str, frame: int | None = None) -> str:
     """Why compressed pixel data of ``syntax`` could not be decoded, in one line.
 
     pydicom lists each installed plugin's reason ("gdcm: ..."), or says that it has no decoder
-    for the syntax at all (MPEG, HEVC, JPEG 2000 Part 2, ...).
+    for the syntax at all (MPEG, HEVC, JPEG 2000 Part 2, ...).  The optional GPL decoder is
+    suggested only when the installed decoders say they do not support the data (12-bit JPEG
+    Extended); any other failure is damaged data, and is called that.
     """
-    if isinstance(exc, NotImplementedError):
+    text = str(exc)
+    if isinstance(exc, NotImplementedError) or text.startswith("NotImplementedError"):
         return f"pixel data is compressed as {syntax.name}, which no installed DICOM decoder reads"
-    lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-    reasons = "; ".join(lines) or str(exc)
-    hint = f"; {GPL_JPEG_HINT}" if syntax in GPL_JPEG_SYNTAXES and importlib.util.find_spec("libjpeg") is None else ""
-    return f"cannot decode {syntax.name} pixel data{hint} ({reasons})"  # the reasons are cut first
+    lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+    reasons = "; ".join(lines) or text
+    where = f" (frame {frame + 1})" if frame is not None else ""
+    if "does not support" in text:
+        hint = f"; {GPL_JPEG_HINT}" if syntax in GPL_JPEG_SYNTAXES and importlib.util.find_spec("libjpeg") is None else ""
+        return f"cannot decode {syntax.name} pixel data{where}: no installed decoder supports it{hint} ({reasons})"
+    return f"cannot decode {syntax.name} pixel data{where}: the data is damaged ({reasons})"  # the reasons are cut first
 
 
 def rescale_of(ds: Dataset, frame_group: Dataset | None = None) -> tuple[float, float] | None:
