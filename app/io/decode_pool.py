@@ -36,7 +36,7 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 
 from app.errors import LoadError
-from app.io.messages import display_name, one_line
+from app.io.messages import compressed_failure, display_name, one_line
 
 TIME_LIMIT_S = 30.0  # per frame: a 4k x 4k JPEG 2000 frame takes well under a second
 GIB = 1024**3
@@ -273,8 +273,6 @@ class DecodePool:
             return True
 
     def _reason(self, f: _File, k: int, what: str, text: str) -> str:
-        from app.io.dicom_pixels import compressed_failure
-
         if what == "refused" and "but the header says" in text:
             return f"frame {k + 1}: {text}"
         if what == "refused":

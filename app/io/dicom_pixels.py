@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import numpy as np
-from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from app.io.decode_pool import codec_of, decode_files
 from app.io.memory import check_memory
-from app.io.messages import fail, one_line
-
-#: Transfer syntaxes that the optional GPL decoder (pylibjpeg-libjpeg, the ``gpl-jpeg`` extra) reads;
-#: the default decoders read them too, except 12-bit JPEG Extended.
-GPL_JPEG_SYNTAXES = frozenset(
-    {uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1, uid.JPEGLSLossless, uid.JPEGLSNearLossless}
-)
-GPL_JPEG_HINT = "the optional GPL decoder may read it: pip install 'slicewise[gpl-jpeg]'"
+from app.io.messages import compressed_failure, fail, one_line
 
 
 def n_frames(ds: Dataset) -> int:
@@ -109,29 +100,14 @@ def frames(ds: Dataset, path: Path) -> np.ndarray:
             fail(path, f"cannot decode pixel data ({type(exc).__name__}: {one_line(str(exc), 120)})")
         if n_frames(ds) == 1:
             array = array[None]
+    return frames_with_lut(ds, array)
+
+
+def frames_with_lut(ds: Dataset, array: np.ndarray) -> np.ndarray:
+    """Decoded ``array`` with a palette colour image's lookup table applied (RGB)."""
     if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
-        array = apply_color_lut(array, ds)
+        return apply_color_lut(array, ds)
     return array
-
-
-def compressed_failure(syntax: uid.UID, exc: BaseException | str, frame: int | None = None) -> str:
-    """Why compressed pixel data of ``syntax`` could not be decoded, in one line.
-
-    pydicom lists each installed plugin's reason ("gdcm: ..."), or says that it has no decoder
-    for the syntax at all (MPEG, HEVC, JPEG 2000 Part 2, ...).  The optional GPL decoder is
-    suggested only when the installed decoders say they do not support the data (12-bit JPEG
-    Extended); any other failure is damaged data, and is called that.
-    """
-    text = str(exc)
-    if isinstance(exc, NotImplementedError) or text.startswith("NotImplementedError"):
-        return f"pixel data is compressed as {syntax.name}, which no installed DICOM decoder reads"
-    lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
-    reasons = "; ".join(lines) or text
-    where = f" (frame {frame + 1})" if frame is not None else ""
-    if "does not support" in text:
-        hint = f"; {GPL_JPEG_HINT}" if syntax in GPL_JPEG_SYNTAXES and importlib.util.find_spec("libjpeg") is None else ""
-        return f"cannot decode {syntax.name} pixel data{where}: no installed decoder supports it{hint} ({reasons})"
-    return f"cannot decode {syntax.name} pixel data{where}: the data is damaged ({reasons})"  # the reasons are cut first
 
 
 def rescale_of(ds: Dataset, frame_group: Dataset | None = None) -> tuple[float, float] | None:
