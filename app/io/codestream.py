@@ -22,6 +22,7 @@ _SOF55, _LSE, _SOS, _EOI = 0xF7, 0xF8, 0xDA, 0xD9
 _J2K_SOC, _J2K_SIZ, _J2K_COD, _J2K_SOT = 0xFF4F, 0xFF51, 0xFF52, 0xFF90
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 MAX_J2K_LEVELS = 32
+EOI_SLACK = 16  # bytes of padding an encoder may leave after the end marker
 
 
 class CodestreamError(ValueError):
@@ -202,19 +203,21 @@ def declared(codec: str, data: bytes, expected: Expected) -> Declared:
 
 
 def check_frame(codec: str, data: bytes, expected: Expected) -> Declared:
-    """Refuse a frame whose codestream disagrees with the DICOM header; the message names both."""
-    found = declared(codec, bytes(data), expected)
+    """Refuse a frame whose codestream disagrees with the DICOM header, or is cut short (a JPEG,
+    JPEG-LS or JPEG 2000 codestream ends with its end marker, FFD9); the message names both values."""
+    data = bytes(data)
+    found = declared(codec, data, expected)
     if (found.rows, found.columns) != (expected.rows, expected.columns):
         raise CodestreamError(
             f"the {codec} codestream holds {found.rows} x {found.columns} pixels, but the header says {expected.rows} x {expected.columns} (Rows, Columns)"
         )
     if found.samples != expected.samples:
         raise CodestreamError(f"the {codec} codestream holds {found.samples} samples per pixel, but the header says {expected.samples} (SamplesPerPixel)")
-    if codec == "RLE":
-        if found.samples * found.precision // 8 != found.samples * -(-expected.bits_allocated // 8):
-            raise CodestreamError(f"the RLE frame holds {found.precision}-bit samples, but the header says {expected.bits_allocated} (BitsAllocated)")
-    elif found.precision > expected.bits_allocated:
-        raise CodestreamError(
-            f"the {codec} codestream holds {found.precision}-bit samples, but the header says {expected.bits_allocated} (BitsAllocated)"
-        )
+    if codec != "RLE" and (found.precision > expected.bits_allocated or (codec != "JPEG 2000" and found.precision > expected.bits_stored)):
+        header = "BitsStored" if found.precision <= expected.bits_allocated else "BitsAllocated"
+        value = expected.bits_stored if header == "BitsStored" else expected.bits_allocated
+        raise CodestreamError(f"the {codec} codestream holds {found.precision}-bit samples, but the header says {value} ({header})")
+    if codec != "RLE" and data.rfind(b"\xff\xd9", max(len(data) - EOI_SLACK, 0)) < 0:
+        raise CodestreamError(f"the {codec} codestream is cut short (no end marker in its last {EOI_SLACK} bytes; {len(data)} bytes)")
     return found
+

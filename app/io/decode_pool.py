@@ -276,11 +276,11 @@ class DecodePool:
         if what == "refused" and "but the header says" in text:
             return f"frame {k + 1}: {text}"
         if what == "refused":
-            return f"cannot decode {f.syntax.name} pixel data (frame {k + 1}): {text}"
+            return f"cannot decode {f.codec} pixel data (frame {k + 1}): {text}"
         if what == "memory":
             budget = self.memory_budget or GIB + 4 * f.size + 8 * f.slot_bytes
             return f"the {f.codec} decoder went past its memory limit ({budget / GIB:.1f} GiB) on frame {k + 1}: the file is damaged"
-        return compressed_failure(f.syntax, text, frame=k)
+        return compressed_failure(f.syntax, text, frame=k, name=f.codec)
 
     def _replace(self, i: int) -> int | None:
         worker, self._workers[i] = self._workers[i], None

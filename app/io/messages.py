@@ -87,7 +87,7 @@ def check_volume_index(path: Path, index: int, n_volumes: int) -> None:
         fail(path, f"volume index {index} is out of range: the file holds {held}")
 
 
-def compressed_failure(syntax: uid.UID, exc: BaseException | str, frame: int | None = None) -> str:
+def compressed_failure(syntax: uid.UID, exc: BaseException | str, frame: int | None = None, name: str = "") -> str:
     """Why compressed pixel data of ``syntax`` could not be decoded, in one line.
 
     pydicom lists each installed plugin's reason ("gdcm: ..."), or says that it has no decoder
@@ -101,7 +101,8 @@ def compressed_failure(syntax: uid.UID, exc: BaseException | str, frame: int | N
     lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
     reasons = "; ".join(lines) or text
     where = f" (frame {frame + 1})" if frame is not None else ""
+    name = name or syntax.name
     if "does not support" in text:
         hint = f"; {GPL_JPEG_HINT}" if syntax in GPL_JPEG_SYNTAXES and importlib.util.find_spec("libjpeg") is None else ""
-        return f"cannot decode {syntax.name} pixel data{where}: no installed decoder supports it{hint} ({reasons})"
-    return f"cannot decode {syntax.name} pixel data{where}: the data is damaged ({reasons})"  # the reasons are cut first
+        return f"cannot decode {name} pixel data{where}: no installed decoder supports it{hint} ({reasons})"
+    return f"cannot decode {name} pixel data{where}: the data is damaged ({reasons})"  # the reasons are cut first
