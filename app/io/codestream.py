@@ -94,7 +94,7 @@ def jpeg_declared(data: bytes) -> Declared:
             break
         at += length
     if found is None:
-        raise CodestreamError("no JPEG frame header (SOF) before the image data")
+        raise CodestreamError("the data is damaged (no JPEG frame header, SOF, before the image data)")
     rows, cols, samples, precision = found
     if oversize is not None and (rows == 0 or cols == 0):
         rows, cols = oversize
@@ -218,6 +218,6 @@ def check_frame(codec: str, data: bytes, expected: Expected) -> Declared:
         value = expected.bits_stored if header == "BitsStored" else expected.bits_allocated
         raise CodestreamError(f"the {codec} codestream holds {found.precision}-bit samples, but the header says {value} ({header})")
     if codec != "RLE" and data.rfind(b"\xff\xd9", max(len(data) - EOI_SLACK, 0)) < 0:
-        raise CodestreamError(f"the {codec} codestream is cut short (no end marker in its last {EOI_SLACK} bytes; {len(data)} bytes)")
+        raise CodestreamError(f"the {codec} codestream is cut short: no end marker in its last {EOI_SLACK} of {len(data)} bytes (the file is truncated or damaged)")
     return found
 

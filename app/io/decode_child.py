@@ -107,8 +107,9 @@ def run_job(job: dict, send) -> None:
                     send(("error", k, "damaged", f"{type(exc).__name__}: {exc}"))
                     return
                 try:
-                    if job.get("hook"):
-                        _test_hook(job["hook"])
+                    hook, _, at = (job.get("hook") or "").partition("@")  # "segv" or "segv@2": on frame index 2 only
+                    if hook and (not at or int(at) == k):
+                        _test_hook(hook)
                     array = pixel_array(ds, index=k)
                 except MemoryError:
                     send(("error", k, "memory", ""))

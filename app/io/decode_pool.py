@@ -38,7 +38,9 @@ from pydicom.dataset import Dataset
 from app.errors import LoadError
 from app.io.messages import compressed_failure, display_name, one_line
 
-TIME_LIMIT_S = 30.0  # per frame: a 4k x 4k JPEG 2000 frame takes well under a second
+TIME_LIMIT_S = float(os.environ.get("SLICEWISE_DECODE_TIMEOUT_S", 0) or 30.0)  # per frame: a 4k² JPEG 2000 frame takes under a second
+#: tests only: make every child misbehave ("segv", "abort", "sleep", "alloc", "panic"; "segv@2": on frame index 2)
+TEST_HOOK = os.environ.get("SLICEWISE_DECODE_TEST_HOOK") or None
 GIB = 1024**3
 
 
@@ -163,7 +165,7 @@ class DecodePool:
     def __init__(self, size: int | None = None, time_limit: float = TIME_LIMIT_S):
         self.size = size or int(os.environ.get("SLICEWISE_DECODERS", 0) or 0) or max(1, min(4, os.cpu_count() or 1))
         self.time_limit = time_limit
-        self.hook: str | None = None  # tests only: make the child misbehave (decode_child._test_hook)
+        self.hook: str | None = TEST_HOOK  # tests only: make the child misbehave (decode_child._test_hook)
         self.memory_budget: int | None = None  # bytes per child job; None: sized from the file
         self._workers: list[_Worker | None] = [None] * self.size
         self._lock = threading.Lock()
@@ -276,6 +278,8 @@ class DecodePool:
         if what == "refused" and "but the header says" in text:
             return f"frame {k + 1}: {text}"
         if what == "refused":
+            if "damaged" not in text:
+                text = f"the data is damaged ({text})"
             return f"cannot decode {f.codec} pixel data (frame {k + 1}): {text}"
         if what == "memory":
             budget = self.memory_budget or GIB + 4 * f.size + 8 * f.slot_bytes
