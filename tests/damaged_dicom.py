@@ -15,6 +15,8 @@ from pydicom import uid
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
 
+from tests.dicom_writer import IOPS, write_series
+
 #: one small file per codec (all decoded by the default decoders)
 BASES = {
     "jpeg_baseline": "SC_rgb_jpeg_dcmtk.dcm",
@@ -115,4 +117,16 @@ def write_damaged(folder: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
-__all__ = ["BASES", "uid", "write_damaged"]
+def write_damaged_series(folder: Path) -> tuple[Path, list[Path]]:
+    """Six axial JPEG 2000 slices of 40 x 36 pixels, 2.5 mm apart, in ``folder``; slice 3's frame
+    is cut in half.  Returns the folder and the paths in slice order."""
+    volume = np.random.default_rng(0).integers(-1000, 1000, (6, 40, 36)).astype(np.int16)
+    paths, _ = write_series(folder, volume, IOPS["axial"], [0.0, 0.0, 0.0], prefix="slice")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.compress(uid.JPEG2000Lossless)
+        ds.save_as(path)
+    ds = pydicom.dcmread(paths[3])
+    frame = _frames(ds)[0]
+    _save(ds, [frame[: len(frame) // 2]], paths[3])
+    return folder, paths

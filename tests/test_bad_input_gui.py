@@ -11,7 +11,7 @@ from keras import layers
 from PySide6.QtWidgets import QFileDialog
 
 from tests.bad_inputs import EXPECTED, MARKER, lambda_model, write_corpus
-from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, write_nifti
+from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, wait_for, write_nifti
 
 pytestmark = pytest.mark.gui
 
@@ -115,3 +115,41 @@ def test_failed_export_keeps_the_earlier_file(qtbot, scored, tmp_path, monkeypat
     assert earlier.read_text() == "earlier results\n"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert_kept(window, volume, prediction)
+
+
+def test_a_decoder_crash_gives_a_dialog_and_keeps_what_was_open(qtbot, scored, monkeypatch):
+    """The JPEG 2000 decoder dies by a signal (on purpose, through the pool's test hook): the
+    window names the file and the crash, and the open volume, its scores and labels stay."""
+    from app.io import decode_pool
+    from tests.damaged_dicom import BASES, base_path
+
+    window, volume, prediction = scored
+    window.session.set_labels({2: "1", 5: "0"})
+    pool = decode_pool.get_pool()
+    monkeypatch.setattr(pool, "hook", "segv")
+    count = len(window.errors)
+    window.open_path(base_path(BASES["j2k"]))
+    title, text = wait_for_dialog(qtbot, window, count)
+    assert title == "Cannot open volume"
+    assert "MR_small_jp2klossless.dcm: the JPEG 2000 decoder crashed on frame 1 (signal 11): the file is damaged" in text
+    assert window.skippable is None  # one file: nothing to skip
+    assert_kept(window, volume, prediction)
+    assert window.session.labels == {2: "1", 5: "0"}
+    window.grab().save("/tmp/decoder_crash.png")
+
+
+def test_a_damaged_series_offers_to_load_without_its_damaged_files(qtbot, scored, tmp_path):
+    from tests.damaged_dicom import write_damaged_series
+
+    window, volume, prediction = scored
+    folder, paths = write_damaged_series(tmp_path / "series")
+    count = len(window.errors)
+    window.open_path(folder)
+    title, text = wait_for_dialog(qtbot, window, count)
+    assert f"series/{paths[3].name}: cannot decode JPEG 2000 pixel data (frame 1)" in text and "--skip-damaged" in text
+    assert_kept(window, volume, prediction)
+    assert window.skippable is not None and window.skippable.path == folder
+    _, (shown,) = wait_for(qtbot, window, window.sigVolumeShown, window.open_without_damaged)
+    assert shown.depth == 5 and shown.source == folder
+    assert any(f"skipped 1 damaged files ({paths[3].name})" in w for w in shown.warnings)
+    window.grab().save("/tmp/skipped_damaged.png")

@@ -22,15 +22,13 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom import uid
 from pydicom.encaps import encapsulate, generate_frames
 
 from app.errors import LoadError
 from app.io import decode_pool, load_volume
 from app.io.codestream import CodestreamError, Expected, check_frame
 from app.io.messages import DamagedSeriesError
-from tests.damaged_dicom import BASES, base_path, write_damaged
-from tests.dicom_writer import IOPS, write_series
+from tests.damaged_dicom import BASES, base_path, write_damaged, write_damaged_series
 
 GIB = 1024**3
 
@@ -172,18 +170,7 @@ def test_a_crash_in_a_real_process_is_exit_2_without_traceback(tmp_path, corpus)
 
 @pytest.fixture
 def compressed_series(tmp_path) -> tuple[Path, list[Path]]:
-    """Six axial JPEG 2000 slices, 2.5 mm apart; slice 3's frame is cut short."""
-    volume = np.random.default_rng(0).integers(-1000, 1000, (6, 40, 36)).astype(np.int16)
-    paths, _ = write_series(tmp_path / "series", volume, IOPS["axial"], [0.0, 0.0, 0.0], prefix="slice")
-    for path in paths:
-        ds = pydicom.dcmread(path)
-        ds.compress(uid.JPEG2000Lossless)
-        ds.save_as(path)
-    ds = pydicom.dcmread(paths[3])
-    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
-    ds.PixelData = encapsulate([frame[: len(frame) // 4 * 2]])
-    ds.save_as(paths[3])
-    return tmp_path / "series", paths
+    return write_damaged_series(tmp_path / "series")
 
 
 def test_a_damaged_file_refuses_its_series_by_name(compressed_series):
