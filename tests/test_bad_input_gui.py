@@ -11,7 +11,7 @@ from keras import layers
 from PySide6.QtWidgets import QFileDialog
 
 from tests.bad_inputs import EXPECTED, MARKER, lambda_model, write_corpus
-from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, wait_for, write_nifti
+from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, write_nifti
 
 pytestmark = pytest.mark.gui
 
@@ -138,18 +138,27 @@ def test_a_decoder_crash_gives_a_dialog_and_keeps_what_was_open(qtbot, scored, m
     window.grab().save("/tmp/decoder_crash.png")
 
 
-def test_a_damaged_series_offers_to_load_without_its_damaged_files(qtbot, scored, tmp_path):
+def test_a_damaged_series_offers_to_load_without_its_damaged_files(qtbot, scored, tmp_path, monkeypatch):
+    """The dialog names the damaged file; its Retry button opens the other slices."""
+    from PySide6.QtWidgets import QMessageBox
+
     from tests.damaged_dicom import write_damaged_series
 
     window, volume, prediction = scored
     folder, paths = write_damaged_series(tmp_path / "series")
+
+    def critical(parent, title, text, buttons=None, default=None):
+        window.errors.append((title, text))
+        return QMessageBox.StandardButton.Close if buttons is None else QMessageBox.StandardButton.Retry  # the user picks Retry
+
+    monkeypatch.setattr(QMessageBox, "critical", staticmethod(critical))
     count = len(window.errors)
-    window.open_path(folder)
-    title, text = wait_for_dialog(qtbot, window, count)
-    assert f"series/{paths[3].name}: cannot decode JPEG 2000 pixel data (frame 1)" in text and "--skip-damaged" in text
-    assert_kept(window, volume, prediction)
-    assert window.skippable is not None and window.skippable.path == folder
-    _, (shown,) = wait_for(qtbot, window, window.sigVolumeShown, window.open_without_damaged)
-    assert shown.depth == 5 and shown.source == folder
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=SIGNAL_TIMEOUT_MS) as shown_signal:  # after the error and the retry
+        window.open_path(folder)
+    (shown,) = shown_signal.args
+    title, text = window.errors[count]
+    assert title == "Cannot open volume"
+    assert f"series/{paths[3].name}: cannot decode JPEG 2000 pixel data (frame 1)" in text and "Retry: load the series without its damaged files" in text
+    assert shown.depth == 5 and shown.source == folder and window.volume is shown
     assert any(f"skipped 1 damaged files ({paths[3].name})" in w for w in shown.warnings)
     window.grab().save("/tmp/skipped_damaged.png")

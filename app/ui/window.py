@@ -209,7 +209,7 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.scrubber._on_volume(self.session.volume)  # put the axis and 4D pickers back to what is open
         self.statusBar().showMessage(f"Could not open {request.path.name}")
         self.skippable = request if SKIP_DAMAGED_HINT in message and not request.skip_damaged else None
-        self._error("Cannot open volume", f"Could not open {request.path}.\n\n{message}", "Load without damaged files" if self.skippable else None)
+        self._error("Cannot open volume", f"Could not open {request.path}.\n\n{message}", retry=self.skippable is not None)
 
     def reset_zoom(self) -> None:
         self.views.reset_zoom()
@@ -262,17 +262,18 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
                          ("export_plot", has_volume), ("import_labels", has_volume)):
             self.actions_by_name[name].setEnabled(on)
 
-    def _error(self, title: str, message: str, retry: str | None = None) -> None:
-        """Say what failed; ``retry`` names a button that opens the failed series without its damaged files."""
+    def _error(self, title: str, message: str, retry: bool = False) -> None:
+        """Say what failed; with ``retry``, a Retry button opens the failed series without its damaged files."""
         self.sigError.emit(title, message)
-        if self.interactive and retry is None:
+        if not self.interactive:
+            return
+        if not retry:
             QMessageBox.critical(self, title, message)
-        elif self.interactive:
-            box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Close, self)
-            again = box.addButton(retry, QMessageBox.ButtonRole.AcceptRole)
-            box.exec()
-            if box.clickedButton() is again:
-                self.open_without_damaged()
+            return
+        buttons = QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Close
+        text = f"{message}\n\nRetry: load the series without its damaged files."
+        if QMessageBox.critical(self, title, text, buttons, QMessageBox.StandardButton.Close) == QMessageBox.StandardButton.Retry:
+            self.open_without_damaged()
 
     def closeEvent(self, event) -> None:
         self.predictions.shutdown()
