@@ -324,12 +324,16 @@ def in_process() -> Iterator[None]:
 
 def decode_files(items: Sequence[tuple[Path, Dataset]]) -> list[np.ndarray | LoadError]:
     """Decode compressed files ``(path, header)`` in the pool; see `DecodePool.decode`."""
-    if _in_process:
+    if _in_process or os.name != "posix":  # the children need POSIX shared memory and fd passing
         import pydicom
 
         out: list[np.ndarray | LoadError] = []
         for path, ds in items:
-            array = pydicom.dcmread(path).pixel_array
+            try:
+                array = pydicom.dcmread(path).pixel_array
+            except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything
+                out.append(LoadError(f"{display_name(path)}: {one_line(compressed_failure(syntax_of(ds), exc))}"))  # type: ignore[arg-type]
+                continue
             out.append(array if max(_int(ds, "NumberOfFrames", 1), 1) > 1 else array[None])
         return out
     return get_pool().decode(items)
