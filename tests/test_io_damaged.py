@@ -103,6 +103,19 @@ def test_damaged_jpeg_ls_is_called_damaged_not_a_missing_decoder(corpus):
         assert "gpl-jpeg" not in str(info.value) and "damaged" in str(info.value), str(info.value)
 
 
+def test_a_jp2_box_of_length_zero_is_refused_by_the_bounded_parser(tmp_path):
+    """A JP2 box length of 0 before the codestream box makes pydicom's ``get_j2k_parameters`` loop
+    forever; the header check refuses it first, at once."""
+    ds = pydicom.dcmread(base_path(BASES["j2k_rgb"]))
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    assert frame[16:20] == b"ftyp"
+    frame[12:16] = b"\0\0\0\0"  # the file-type box: "to the end of the file"
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.save_as(tmp_path / "box0.dcm")
+    with pytest.raises(LoadError, match=r"^box0\.dcm: cannot decode JPEG 2000 pixel data \(frame 1\): the data is damaged \(no codestream box \(jp2c\) in the JP2 file\)$"):
+        load_volume(tmp_path / "box0.dcm")
+
+
 def test_rust_panic_is_caught_in_the_child(corpus):
     """pylibjpeg-rle panics (a BaseException) on a frame narrower than its header says."""
     with pytest.raises(LoadError, match=r"^rle_Columns\.dcm: cannot decode RLE pixel data \(frame 1\): the data is damaged"):

@@ -270,8 +270,10 @@ class DecodePool:
                     return False
         except (EOFError, OSError):
             code = self._replace(i)
-            how = f"crashed on frame {worker.current + 1} (signal {-code})" if code and code < 0 else f"stopped on frame {worker.current + 1} (exit code {code})"
-            f.fail(f"the {f.codec} decoder {how}: the file is damaged")
+            if code is not None and code < 0:
+                f.fail(f"the {f.codec} decoder crashed on frame {worker.current + 1} (signal {-code}): the file is damaged")
+            else:  # it exited by itself: it could not start (a broken installation), not the file's fault
+                f.fail(f"the {f.codec} decoder process ended (exit code {code}) before frame {worker.current + 1} was decoded")
             return True
 
     def _reason(self, f: _File, k: int, what: str, text: str) -> str:
