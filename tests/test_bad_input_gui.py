@@ -162,3 +162,6 @@ def test_a_damaged_series_offers_to_load_without_its_damaged_files(qtbot, scored
     assert shown.depth == 5 and shown.source == folder and window.volume is shown
     assert any(f"skipped 1 damaged files ({paths[3].name})" in w for w in shown.warnings)
     window.grab().save("/tmp/skipped_damaged.png")
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=SIGNAL_TIMEOUT_MS) as resliced:  # another axis: loaded the same way
+        window.scrubber.sigAxisRequested.emit("coronal")
+    assert resliced.args[0].axis == "coronal" and sorted(resliced.args[0].shape[:3]) == [5, 36, 40]

@@ -43,6 +43,7 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.session = session or Session()
         self.interactive = interactive  # False for `slicewise render`: errors are signalled, not shown
         self.skippable: LoadRequest | None = None  # a series refused for a damaged file (the dialog's retry)
+        self.shown_skip_damaged = False  # the volume shown was loaded without its damaged files
         self.remember_recent = remember_recent
         self.qsettings = settings if settings is not None else QSettings("Slicewise", "Slicewise")
         self.recent = RecentFiles(self.qsettings)
@@ -181,13 +182,14 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         if volume is not None:
             axis = axis or self.scrubber.axis.currentText()
             index = volume.volume_index if volume_index is None else volume_index
-            self.loader.request(volume.source, axis, index, self.session.focus_mm(), remember=False)
+            self.loader.request(volume.source, axis, index, self.session.focus_mm(), remember=False, skip_damaged=self.shown_skip_damaged)
 
     def show_loaded(self, loaded: Loaded) -> None:
         """Install a newly loaded volume (from the loader thread, or loaded in place by a benchmark):
         cancels scoring of the old one; its runs stay with it."""
         self.predictions.cancel(announce=False)
         self.session.show_volume(loaded.volume, loaded.display, loaded.request.focus_mm)
+        self.shown_skip_damaged = loaded.request.skip_damaged  # a re-slice loads it the same way
         volume = loaded.volume
         self.setWindowTitle(f"Slicewise — {volume.source.name}")
         if loaded.request.remember and self.remember_recent:
