@@ -81,9 +81,11 @@ class _File:
     n_frames: int
     slot_bytes: int
     size: int
-    shm: shared_memory.SharedMemory | None = None
+    shm: shared_memory.SharedMemory | None = None  # while its jobs run: at most one block per child
     decoded: dict[int, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     error: LoadError | None = None
+    pending: int = 0  # jobs not finished yet
+    frames: np.ndarray | None = None
 
     @classmethod
     def of(cls, path: Path, ds: Dataset) -> _File:
@@ -101,19 +103,44 @@ class _File:
         if self.error is None:
             self.error = LoadError(f"{display_name(self.path)}: {one_line(why)}")
 
-    def result(self) -> np.ndarray | LoadError:
-        """The frames ``(F, rows, cols[, samples])`` as decoded, copied out of shared memory."""
-        if self.error is not None:
-            return self.error
+    def block(self) -> shared_memory.SharedMemory:
+        """The shared memory its children write to (created with its first job)."""
+        if self.shm is None:
+            self.shm = shared_memory.SharedMemory(create=True, size=max(self.slot_bytes * self.n_frames, 1))
+        return self.shm
+
+    def job_done(self) -> None:
+        """One job over; after the last, the frames are copied out and the shared memory freed."""
+        self.pending -= 1
+        if self.pending == 0:
+            try:
+                if self.error is None:
+                    self.frames = self._copy()
+            finally:
+                self.release()
+
+    def _copy(self) -> np.ndarray | None:
         kinds = set(self.decoded.values())
-        if len(self.decoded) != self.n_frames or len(kinds) != 1:
+        if len(self.decoded) != self.n_frames or len(kinds) != 1 or self.shm is None:
             self.fail("the decoder gave frames of different types or sizes: the file is damaged")
-            return self.error  # type: ignore[return-value]
+            return None
         dtype, shape = kinds.pop()
         out = np.empty((self.n_frames, *shape), np.dtype(dtype))
         for k in range(self.n_frames):
-            out[k] = np.ndarray(shape, np.dtype(dtype), buffer=self.shm.buf, offset=k * self.slot_bytes)  # type: ignore[union-attr]
+            out[k] = np.ndarray(shape, np.dtype(dtype), buffer=self.shm.buf, offset=k * self.slot_bytes)
         return out
+
+    def release(self) -> None:
+        if self.shm is not None:
+            self.shm.close()
+            self.shm.unlink()
+            self.shm = None
+
+    def result(self) -> np.ndarray | LoadError:
+        """The frames ``(F, rows, cols[, samples])`` as decoded, or why not."""
+        if self.error is None and self.frames is None:
+            self.fail("was not decoded")
+        return self.error if self.error is not None else self.frames  # type: ignore[return-value]
 
 
 @dataclass
@@ -176,15 +203,11 @@ class DecodePool:
         files = [_File.of(Path(p), ds) for p, ds in items]
         with self._lock:
             try:
-                for f in files:
-                    f.shm = shared_memory.SharedMemory(create=True, size=max(f.slot_bytes * f.n_frames, 1))
                 self._run(deque(self._jobs(files)))
                 return [f.result() for f in files]
             finally:
                 for f in files:
-                    if f.shm is not None:
-                        f.shm.close()
-                        f.shm.unlink()
+                    f.release()
 
     def _jobs(self, files: list[_File]) -> Iterator[_Job]:
         """One job per file; a multi-frame file is split among the children when there are fewer files."""
@@ -193,6 +216,7 @@ class DecodePool:
             bounds = np.linspace(0, f.n_frames, parts + 1).round().astype(int)
             for a, b in zip(bounds[:-1], bounds[1:]):
                 if b > a:
+                    f.pending += 1
                     yield _Job(f, list(range(a, b)))
 
     def _message(self, job: _Job) -> dict:
@@ -200,7 +224,7 @@ class DecodePool:
         budget = self.memory_budget or GIB + 4 * f.size + 8 * f.slot_bytes
         return {
             "path": str(f.path), "frames": job.frames, "n_frames": f.n_frames, "codec": f.codec, "expected": f.expected,
-            "shm": f.shm.name if f.shm else "", "slot_bytes": f.slot_bytes, "memory_budget": budget, "hook": self.hook,
+            "shm": f.block().name, "slot_bytes": f.slot_bytes, "memory_budget": budget, "hook": self.hook,
         }
 
     def _worker(self, i: int) -> _Worker:
@@ -215,7 +239,7 @@ class DecodePool:
             while queue or busy:
                 for i in range(self.size):
                     while queue and queue[0].file.error is not None:
-                        queue.popleft()  # the file failed already
+                        queue.popleft().file.job_done()  # the file failed already
                     if i not in busy and queue:
                         job = queue.popleft()
                         worker = self._worker(i)
@@ -231,14 +255,18 @@ class DecodePool:
                 timeout = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
                 ready = set(wait([w.conn for w in busy.values()], timeout))
                 for i, worker in list(busy.items()):
-                    if worker.conn in ready and self._receive(i, worker):
-                        del busy[i]
+                    if worker.conn in ready:
+                        job = worker.job
+                        if self._receive(i, worker):
+                            job.file.job_done()  # type: ignore[union-attr]
+                            del busy[i]
                 now = time.monotonic()
                 for i, worker in list(busy.items()):
                     if now > worker.deadline:
                         job = worker.job
                         self._replace(i)
                         job.file.fail(f"the {job.file.codec} decoder hung on frame {worker.current + 1} (no result after {self.time_limit:g} s): the file is damaged")  # type: ignore[union-attr]
+                        job.file.job_done()  # type: ignore[union-attr]
                         del busy[i]
         except BaseException:
             for i in busy:  # interrupted (Ctrl-C): children in the middle of a job are not reused
