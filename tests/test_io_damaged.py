@@ -87,6 +87,7 @@ def test_every_damaged_file_is_one_line_or_a_volume(corpus):
         ("j2k_rgb_cut9970", "cannot decode JPEG 2000 pixel data (frame 1): damaged JP2 box b'jp2c' (28261 bytes at byte 1650, 8320 left)"),
         ("rle_cut16", "cannot decode RLE pixel data (frame 1): the data is damaged (RLE frame of 16 bytes is shorter than its 64-byte header)"),
         ("jpeg_ls_bomb65535x65535_header_too", "too large to open: 1×65535×65535×1 voxels need"),
+        ("rle_2frame_NumberOfFrames", "frame 3: the pixel data ends before this frame, but the header says 5 frames (NumberOfFrames)"),
     ],
 )
 def test_messages_name_the_frame_and_both_values(corpus, case, expected):

@@ -104,7 +104,10 @@ def run_job(job: dict, send) -> None:
                     send(("error", k, "refused", str(exc)))
                     return
                 except BaseException as exc:  # noqa: BLE001 - pydicom's fragment parser on damaged data
-                    send(("error", k, "damaged", f"{type(exc).__name__}: {exc}"))
+                    if k > 0 and "frames" in str(exc):
+                        send(("error", k, "refused", f"the pixel data ends before this frame, but the header says {job['n_frames']} frames (NumberOfFrames)"))
+                    else:
+                        send(("error", k, "damaged", f"{type(exc).__name__}: {exc}"))
                     return
                 try:
                     hook, _, at = (job.get("hook") or "").partition("@")  # "segv" or "segv@2": on frame index 2 only
