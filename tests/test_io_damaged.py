@@ -262,3 +262,10 @@ def test_mutated_files_load_or_fail_in_one_line(tmp_path_factory, base, edits):
     ds.save_as(path)
     outcome(path)
     shutil.rmtree(path.parent)
+
+
+def test_the_decoder_child_stays_light():
+    """A child imports pydicom, numpy and the decoders: no torch, TensorFlow or Qt to start."""
+    code = "import sys, app.io.decode_child as c; c._preload(); print(sorted({'torch', 'tensorflow', 'keras', 'PySide6'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
