@@ -67,6 +67,9 @@ def _volume_options(parser: argparse.ArgumentParser) -> None:
         "--axis", choices=AXIS_CHOICES, default=ACQUIRED, help="depth axis of the slices (default: acquired, the scan's own slices shown as the closest anatomical axis)"
     )
     parser.add_argument("--volume-index", type=whole(0, 1 << 20), default=0, metavar="N", help="which 3D volume of a 4D file (default: 0)")
+    parser.add_argument(
+        "--skip-damaged", action="store_true", help="load a DICOM series without its damaged files (the others at their true positions, with a warning); default: refuse it"
+    )
 
 
 class _Strategies(argparse.Action):
@@ -262,7 +265,7 @@ def _predict(args: argparse.Namespace) -> int:
         if args.mask_out or args.reference_mask:
             raise SlicewiseError("--mask-out and --reference-mask belong to one volume; cohorts are scored without them")
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
-    volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index) for path in args.volumes]
+    volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index, skip_damaged=args.skip_damaged) for path in args.volumes]
     for volume in volumes:
         for text in volume.warnings:
             print(f"warning: {volume.source}: {text}", file=sys.stderr)

@@ -87,6 +87,7 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
         "normalize": request.normalize,
         "axis": request.axis,
         "volume_index": request.volume_index,
+        "skip_damaged": request.skip_damaged,
         "batch_size": request.batch_size,
     }
     stamps = [stamp(item.path) for item in items]

@@ -58,6 +58,9 @@ seg_whole_job_vs_script ``slicewise predict BRAIN --model UNET --normalize minma
                        --out a.csv --mask-out m.nii.gz`` with a 4-level U-Net of
                        128x128 input (tiles, 25 % overlap) / the script a user would
                        write (``app/tools/user_seg_script.py``), fresh processes
+compressed_load_vs_    ``load_volume`` of a 300-slice JPEG 2000 series (256x256       <= 1.0 x
+inprocess              int16 slices), frames decoded in the isolated decoder pool
+                       (warm) / the same decoded in this process, serially
 =====================  ==========================================================  ==========
 
 The GUI figures run in fresh processes (``python -m app.ui.bench_ui``); this module itself
@@ -602,12 +605,66 @@ def seg_whole_job_vs_script(ctx: Context) -> Figure:
     return Figure("seg_whole_job_vs_script", t["slicewise_s"] / t["script_s"], "x", "<= 0.9", raw)
 
 
+def write_j2k_series(folder: Path, volume: np.ndarray) -> None:
+    """Slice k of ``volume`` (int16 ``(K, rows, cols)``) as a lossless JPEG 2000 CT file, 2.5 mm apart."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+    folder.mkdir(parents=True)
+    series = generate_uid()
+    for k, image in enumerate(volume.astype(np.int16)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"slice{k:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID, series, "1.2.3"
+        ds.Modality, ds.InstanceNumber = "CT", k + 1
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [0, 0, 2.5 * k]
+        ds.PixelSpacing, ds.SliceThickness = [0.9, 0.9], 2.5
+        ds.set_pixel_data(np.ascontiguousarray(image), "MONOCHROME2", 16)
+        ds.compress(JPEG2000Lossless)
+        ds.save_as(folder / f"slice{k:03d}.dcm", enforce_file_format=True)
+
+
+def compressed_load_vs_inprocess(ctx: Context, depth: int = 300, side: int = 256) -> Figure:
+    """``load_volume`` of a JPEG 2000 series through the decoder pool (child processes, frames
+    back through shared memory, files decoded in parallel) against the same load with every
+    frame decoded in this process, one after the other (no isolation).  The pool is warm (it
+    starts once per process, at the first compressed file); its start is reported apart."""
+    from app.io import decode_pool, load_volume
+    from app.phantom import make_phantom
+
+    folder = ctx.workdir / f"j2k_series_{depth}x{side}"
+    if not folder.exists():
+        write_j2k_series(folder, np.asarray(make_phantom(seed=0, depth=depth, size=side).image.dataobj).transpose(2, 1, 0))
+    started = time.perf_counter()
+    pool = decode_pool.get_pool()
+    cold = pool.started == 0
+    load_volume(folder)  # page cache warm; the pool's children started (if not already)
+    first_s = time.perf_counter() - started
+
+    def isolated():
+        return load_volume(folder)
+
+    def in_process():
+        with decode_pool.in_process():
+            return load_volume(folder)
+
+    a, b = isolated(), in_process()
+    assert np.array_equal(a.data.numpy(), b.data.numpy()), "the pool and pydicom in-process decode differently"
+    del a, b
+    t = interleaved({"pool_s": isolated, "in_process_s": in_process}, max(3, ctx.repeats - 2))
+    raw = {**t, "first_load_s": first_s, "children": pool.size, "depth": depth, "side": side}
+    notes = "first load includes starting the children" if cold else ""
+    return Figure("compressed_load_vs_inprocess", t["pool_s"] / t["in_process_s"], "x", "<= 1.0", raw, notes)
+
+
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
-        seed_loop_speedup, vs_bare_call, mc_dropout_vs_bare, onnx_vs_bare_run, load_vs_nibabel, scrub_p95_ms, mask_scrub_p95_ms, crosshair_p95_ms, saliency_ms,
-        startup_vs_import, whole_job_vs_script, ui_stall_ms, gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio, seg_peak_mem_ratio,
-        seg_whole_job_vs_script, worklist_open_ms,
+        seed_loop_speedup, vs_bare_call, mc_dropout_vs_bare, onnx_vs_bare_run, load_vs_nibabel, compressed_load_vs_inprocess, scrub_p95_ms, mask_scrub_p95_ms,
+        crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms, gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio,
+        seg_peak_mem_ratio, seg_whole_job_vs_script, worklist_open_ms,
     )
 }
 

@@ -33,7 +33,7 @@ def run_viewer_command(args: argparse.Namespace) -> int:
         return run_review(args.results, args.reader, args.blinded, args.threshold)
     from app.ui.main import run_gui
 
-    return run_gui(args.volume, axis=args.axis, volume_index=args.volume_index)
+    return run_gui(args.volume, axis=args.axis, volume_index=args.volume_index, skip_damaged=args.skip_damaged)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,7 @@ def fill_session(args):
     from app.session import Session
 
     session = Session()
-    volume = load_volume(args.volume, axis=getattr(args, "axis", None) or "acquired", volume_index=getattr(args, "volume_index", 0) or 0)
+    volume = load_volume(args.volume, axis=getattr(args, "axis", None) or "acquired", volume_index=getattr(args, "volume_index", 0) or 0, skip_damaged=bool(getattr(args, "skip_damaged", False)))
     session.show_volume(volume, display_range(volume))
     index = volume.depth // 2 if args.slice is None else args.slice
     if not 0 <= index < volume.depth:
