@@ -32,7 +32,8 @@ class ReferenceCommands:
             self._reference_loader.sigLoaded.connect(self._on_reference_loaded)
             self._reference_loader.sigFailed.connect(self._on_reference_failed)
         self.statusBar().showMessage(f"Loading reference mask {Path(path).name}…")
-        return self._reference_loader.request(path, self.session.volume.axis, remember=False)
+        volume = self.session.volume  # none open: `set_reference` says so once it is loaded
+        return self._reference_loader.request(path, volume.axis if volume is not None else "acquired", remember=False)
 
     @property
     def reference_loader(self) -> VolumeLoader | None:
