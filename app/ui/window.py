@@ -20,6 +20,7 @@ from app.ui.export_commands import ExportCommands
 from app.ui.label_keeper import LabelKeeper
 from app.ui.model_commands import ModelCommands
 from app.ui.prediction import PredictionController
+from app.ui.reference_commands import ReferenceCommands
 from app.ui.review_panel import ReviewPanel
 from app.ui.saliency_requests import SaliencyRequests
 from app.ui.score_plot import ScorePlot
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # torch (under app.volume) is imported only once a volume is 
     from app.volume import Volume
 
 
-class MainWindow(ModelCommands, ExportCommands, QMainWindow):
+class MainWindow(ModelCommands, ExportCommands, ReferenceCommands, QMainWindow):
     sigVolumeShown = Signal(object)  # Volume
     sigError = Signal(str, str)  # title, message (also shown in a dialog when interactive)
 
@@ -104,7 +105,7 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.scrubber.sigVolumeIndexRequested.connect(lambda index: self._reslice(volume_index=index))
         events = session_.events
         events.message.connect(lambda text: status.showMessage(text))
-        for event in (events.activity, events.runs, events.volume):
+        for event in (events.activity, events.runs, events.volume, events.reference):
             event.connect(self._update_enabled)
         events.mask.connect(self._on_mask)
         for event in (events.layout, events.radiological):
@@ -278,7 +279,8 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.toolbar.cancel.setEnabled(running)
         for name, on in (("run", has_volume), ("cancel", running), ("export_predictions", bool(self.session.finished_runs())),
                          ("export_plot", has_volume), ("import_labels", has_volume), ("export_seg", self.seg_run() is not None),
-                         ("export_mask", self.dense_run() is not None)):
+                         ("export_mask", self.dense_run() is not None), ("load_reference", has_volume),
+                         ("clear_reference", self.session.reference is not None)):
             self.actions_by_name[name].setEnabled(on)
 
     def _error(self, title: str, message: str, retry: bool = False) -> None:
@@ -297,4 +299,5 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
     def closeEvent(self, event) -> None:
         self.predictions.shutdown()
         self.loader.shutdown()
+        self.shutdown_reference_loader()
         super().closeEvent(event)
