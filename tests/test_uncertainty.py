@@ -98,7 +98,8 @@ def test_tta_of_a_lateral_model_spreads(engine, tmp_path):
 
 def test_tta_maps_dense_outputs_back_before_averaging():
     """Passes on a per-pixel model: the flipped and shifted maps come back onto the original
-    pixels, so a pixelwise model spreads by 0; without the inverse they would disagree."""
+    pixels, so a pixelwise model spreads by 0; without the inverse they would disagree.  (A dense
+    plan's per-pixel sd map and area spread: tests/test_uncertainty_dense.py, through the engine.)"""
     import keras
     import tensorflow as tf
 
@@ -120,10 +121,6 @@ def test_tta_maps_dense_outputs_back_before_averaging():
     mean = passes.read(outputs, Step(x, np.arange(4)), lambda y, step: y)
     np.testing.assert_allclose(mean, dense(x.numpy()).numpy(), atol=1e-6)
     assert float(np.max(passes.last_sd)) < 1e-6
-    assert passes.pixel_spread is not None and float(np.max(passes.pixel_spread.slice_sd(2))) < 1e-6  # the per-pixel sd map
-    passes.reduce = lambda maps: (maps > 0.5).sum(axis=(1, 2)).astype(np.float32)  # an area per slice and class
-    passes.read(outputs, Step(x, np.arange(4)), lambda y, step: y)
-    assert passes.spread.shape == (4, 2) and np.all(passes.spread == 0)
     assert float(np.max(np.std([outputs[0], np.flip(outputs[0], 2)], axis=0))) > 1e-3  # a flip not undone would show
 
 
