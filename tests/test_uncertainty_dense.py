@@ -108,3 +108,33 @@ def test_tta_refuses_a_channels_first_dense_model(engine, noise):  # noqa: F811
     model = loaded(keras.Model(x, layers.Conv2D(1, 1, activation="sigmoid", data_format="channels_first")(x), name="first"))
     with pytest.raises(ModelError, match="channels first"):
         _run(engine, volume_of(noise), model, Uncertainty("tta", augmentations=("flip-lr",)))
+
+
+def test_tta_of_a_3d_dense_model_blends_each_pass_over_its_band_of_slices(engine):  # noqa: F811
+    data = np.random.default_rng(2).random((9, 20, 24)).astype(np.float32)
+    model = loaded(per_pixel((4, 16, 16, 1), classes=1, seed=6, conv=layers.Conv3D))  # windows overlap in depth too
+    volume = volume_of(data)
+    bare = _run(engine, volume, model)
+    run = _run(engine, volume, model, Uncertainty("tta", augmentations=("flip-lr", "shift:3")))
+    np.testing.assert_array_equal(run.dense.probabilities, bare.dense.probabilities)
+    assert run.dense_sd.filled.all() and not run.dense_sd.values.any()
+
+
+def logit_model(gain: float):
+    """A 1×1 convolution giving logits (a linear last activation): the run turns them into sigmoid probabilities."""
+    x = keras.Input((16, 16, 1))
+    y = layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(gain), bias_initializer=keras.initializers.Constant(-gain / 2))(x)
+    return keras.Model(x, y, name=f"logits{gain:g}")
+
+
+def test_an_ensemble_of_logit_models_averages_probabilities_not_logits(engine, noise):  # noqa: F811
+    a, b = loaded(logit_model(2.0)), loaded(logit_model(40.0))
+    volume = volume_of(noise)
+    run = _run(engine, volume, a, _ensemble(a, b))
+    assert run.dense.from_logits
+    x = noise[..., None].astype(np.float64)
+    p = [1 / (1 + np.exp(-(g * x - g / 2))) for g in (2.0, 40.0)]
+    mean = run.dense.probabilities.astype(np.float64) / LEVELS
+    assert np.abs(mean - (p[0] + p[1]) / 2).max() <= 0.5 / LEVELS + 1e-4
+    logit_mean = 1 / (1 + np.exp(-(21.0 * x - 10.5)))  # what averaging the logits would give
+    assert np.abs(mean - logit_mean).max() > 0.05
