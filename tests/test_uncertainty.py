@@ -280,6 +280,22 @@ def test_mean_sd_of_identical_passes_is_exact():
     assert mean.dtype == np.float32 and np.all(mean == value) and np.all(sd == 0)
 
 
+def test_running_mean_sd_matches_mean_sd_and_is_exact_on_identical_passes():
+    from app.uncertainty.combine import RunningMeanSd
+
+    blocks = np.random.default_rng(4).random((7, 3, 5), dtype=np.float32)
+    running = RunningMeanSd()
+    for block in blocks:
+        running.add(block)
+    for got, want in zip(running.result(), mean_sd(blocks)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    same = RunningMeanSd()
+    for _ in range(9):
+        same.add(np.full(4, np.float32(0.1)))
+    mean, sd = same.result()
+    assert np.all(mean == np.float32(0.1)) and np.all(sd == 0)
+
+
 def test_spread_of_areas_is_taken_per_pass_and_the_pixel_sd_map_is_kept():
     passes = [np.zeros((2, 4, 4, 1), np.float32), np.ones((2, 4, 4, 1), np.float32)]
     passes[1][1] = 0  # slice 1: both passes agree

@@ -27,7 +27,7 @@ import torch
 from app.errors import ModelError
 from app.strategies.base import shape_text
 from app.uncertainty.augment import is_dense, parse_augmentations
-from app.uncertainty.combine import SpreadMap, mean_sd, reduce_passes
+from app.uncertainty.combine import RunningMeanSd, SpreadMap, mean_sd
 from app.uncertainty.dropout import mc_dropout_model
 from app.uncertainty.method import Uncertainty
 
@@ -133,17 +133,24 @@ class Passes:
         """``(indices, mean probabilities (n, H, W, K))`` of the slices this batch finished in every pass."""
         if self.blends is None:
             self.blends = [self.plan.blender() for _ in outputs]
-        finished = [blend.read(y, step) for blend, y in zip(self.blends, outputs)]
-        if finished[0] is None:  # every pass's blender has read the same windows: none finished a slice
+        maps, reductions = RunningMeanSd(), RunningMeanSd()  # pass by pass: one pass's maps held at a time
+        indices = None
+        for blend, y in zip(self.blends, outputs):
+            finished = blend.read(y, step)  # every pass's blender reads the same windows: all finish the same slices
+            if finished is not None:
+                indices, block = finished
+                maps.add(block)
+                if self.reduce is not None:  # the spread of areas is that of each pass's own areas
+                    reductions.add(self.reduce(block))
+        if indices is None:
             return None
-        indices, maps = finished[0][0], [block for _, block in finished]
-        mean, sd = mean_sd(maps)
+        mean, sd = maps.result()
         self.last_sd = sd
         if self.pixel_spread is None:
             self.pixel_spread = SpreadMap(self.depth, *mean.shape[1:4])
         self.pixel_spread.put(indices, sd)
         if self.reduce is not None:
-            self._keep_spread(indices, reduce_passes(maps, self.reduce)[1])
+            self._keep_spread(indices, reductions.result()[1])
         return indices, mean
 
     def _keep_spread(self, indices: np.ndarray, sd: np.ndarray) -> None:
