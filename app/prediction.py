@@ -9,6 +9,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from app.segmentation.dense_map import DenseMap
+    from app.uncertainty.combine import SpreadMap
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Prediction:
     reduce: str | None = None
     unit: str = ""
     segmentation: dict | None = None
+    # a segmentation run under an uncertainty method: the per-pixel sd of the passes' probabilities,
+    # (D, H, W, K) uint8 like `dense` (``values``, sd × 510: an sd of probabilities is at most 0.5)
+    dense_sd: SpreadMap | None = field(default=None, repr=False)
 
     @property
     def outputs(self) -> int:

@@ -149,9 +149,7 @@ class Engine:
         nonfinite = preprocessing.nonfinite_slices(volume.data)
         norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
-        if uncertainty and dense:
-            raise ModelError(f"{uncertainty.title()}: not yet for segmentation models (their maps are blended from tiles): run without it")
-        passes = _passes(uncertainty, model, plan, volume.depth, lambda m: self._traced_keras(m, plan.signature).on_tensorflow, self.runtime) if uncertainty else None
+        passes = _passes(uncertainty, model, plan, volume.depth, lambda m: self._traced_keras(m, plan.signature).on_tensorflow, self.runtime, dense.reduce_block if dense else None) if uncertainty else None
         scores: np.ndarray | None = None
         volume_score = None
         prepare = model_time = 0.0
@@ -251,11 +249,12 @@ class Engine:
         return self._traced[key]
 
 
-def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime):
-    """The passes of an uncertainty method (imported only when one is asked for)."""
+def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime, reduce: Callable | None):
+    """The passes of an uncertainty method (imported only when one is asked for); ``reduce``: a
+    dense run's per-slice reduction of each pass's maps."""
     from app.uncertainty.passes import Passes
 
-    return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x))
+    return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x), reduce)
 
 
 def input_settings(model: LoadedModel, normalize: str | None = None, channels: str | ChannelRecipe | None = None) -> tuple[ChannelRecipe, str]:

@@ -7,7 +7,9 @@ axis padded to the model's stride (by repeating the edge) and cropped back.  ``f
 resamples each slice to a fixed 2D input instead, and the map back.
 
 Windows go to the model in batches in depth order; `read` hands back the maps of the slices
-that no window still to come touches, so the map streams slice by slice.
+that no window still to come touches, so the map streams slice by slice.  The sums of the slices
+in flight live in a `Blend`: the plan has one, and `blender` makes more (an uncertainty method
+blends each pass's windows apart, `app.uncertainty.passes`).
 """
 
 from __future__ import annotations
@@ -113,10 +115,7 @@ class DensePlan(Plan):
         c = spec.channels or channels
         inner = (*window[1:],) if spec.dims == 2 else window
         self.signature = (None, c, *inner) if spec.channels_first else (None, *inner, c)
-        self._sums: dict[int, np.ndarray] = {}
-        self._weight_sums: dict[int, np.ndarray] = {}
-        self._read = 0  # windows read so far
-        self._emitted = 0  # slices handed back so far
+        self._blend = Blend(self)
 
     # -- the model's inputs --------------------------------------------------------------------
 
@@ -155,20 +154,40 @@ class DensePlan(Plan):
     def read(self, y: np.ndarray, step: Step) -> tuple[np.ndarray, np.ndarray] | None:
         """``(slice indices, probabilities (n, H, W, K) float32)`` of the slices finished by this
         batch, or None when it finished none."""
-        origins = step.origins  # type: ignore[attr-defined]
+        return self._blend.read(y, step)
+
+    def blender(self) -> Blend:
+        """A fresh accumulator on this plan's windows: `Blend.read` as `read`, with sums of its own."""
+        return Blend(self)
+
+
+class Blend:
+    """The weighted sums of the slices in flight of one stream of window outputs over a `DensePlan`
+    (only the band of slices that windows still to come touch)."""
+
+    def __init__(self, plan: DensePlan):
+        self.plan = plan
+        self._sums: dict[int, np.ndarray] = {}
+        self._weight_sums: dict[int, np.ndarray] = {}
+        self._read = 0  # windows read so far
+        self._emitted = 0  # slices handed back so far
+
+    def read(self, y: np.ndarray, step: Step) -> tuple[np.ndarray, np.ndarray] | None:
+        """See `DensePlan.read`."""
+        plan, origins = self.plan, step.origins  # type: ignore[attr-defined]
         y = np.asarray(y, dtype=np.float32)
-        if self.spec.channels_first:
+        if plan.spec.channels_first:
             y = np.moveaxis(y, 1, -1)
-        expected = (len(origins), *(self.tiling.window[1:] if self.spec.dims == 2 else self.tiling.window), self.spec.count)
+        expected = (len(origins), *(plan.tiling.window[1:] if plan.spec.dims == 2 else plan.tiling.window), plan.spec.count)
         if y.shape != expected:
             raise ModelError(
                 f"model gave a map of shape {shape_text(y.shape)} for a batch of windows {shape_text(tuple(step.x.shape))}; expected {shape_text(expected)}"
             )
         y = self._probabilities(y)
         for origin, out in zip(origins, y):
-            self._add(origin, out if self.spec.dims == 3 else out[None])
+            self._add(origin, out if plan.spec.dims == 3 else out[None])
         self._read += len(origins)
-        upto = self.origins[self._read][0] if self._read < len(self.origins) else self.depth
+        upto = plan.origins[self._read][0] if self._read < len(plan.origins) else plan.depth
         if upto <= self._emitted:
             return None
         indices = np.arange(self._emitted, upto)
@@ -176,25 +195,27 @@ class DensePlan(Plan):
         return indices, np.stack([self._finish(d) for d in indices])
 
     def _probabilities(self, y: np.ndarray) -> np.ndarray:
-        if not self.spec.from_logits:
+        spec = self.plan.spec
+        if not spec.from_logits:
             return y
-        if self.spec.kind == "sigmoid":
+        if spec.kind == "sigmoid":
             return 1.0 / (1.0 + np.exp(-y))
         e = np.exp(y - y.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
     def _add(self, origin: tuple[int, int, int], out: np.ndarray) -> None:
         """Add a window's output ``(d, h, w, K)`` (weighted) into the sums of its slices."""
+        plan = self.plan
         d0, h, w = origin
-        _, gh, gw = self.tiling.grid
+        _, gh, gw = plan.tiling.grid
         for j, plane in enumerate(out):
             d = d0 + j
-            if d >= self.depth:
+            if d >= plan.depth:
                 break
             if d not in self._sums:
-                self._sums[d] = np.zeros((gh, gw, self.spec.count), np.float32)
+                self._sums[d] = np.zeros((gh, gw, plan.spec.count), np.float32)
                 self._weight_sums[d] = np.zeros((gh, gw), np.float32)
-            weight = None if self.weights is None else (self.weights[j] if self.spec.dims == 3 else self.weights)
+            weight = None if plan.weights is None else (plan.weights[j] if plan.spec.dims == 3 else plan.weights)
             rows, cols = slice(h, h + plane.shape[0]), slice(w, w + plane.shape[1])
             if weight is None:
                 self._sums[d][rows, cols] += plane
@@ -206,8 +227,8 @@ class DensePlan(Plan):
     def _finish(self, d: int) -> np.ndarray:
         """Slice ``d``'s blended map, cropped (or resized) back to the volume's ``(H, W, K)``."""
         total, weight = self._sums.pop(d), self._weight_sums.pop(d)
-        height, width = self.size
-        if self.resize:
+        height, width = self.plan.size
+        if self.plan.resize:
             return _resize((total / weight[..., None])[None], (height, width))[0]
         return total[:height, :width] / weight[:height, :width, None]
 

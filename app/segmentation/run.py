@@ -72,6 +72,14 @@ class DenseRun:
             self.on_map(indices, probabilities)
         return indices, reduce_slices(self.map, indices, self.reduce, self._pixel_mm2)
 
+    def reduce_block(self, probabilities: np.ndarray) -> np.ndarray:
+        """The scores of a block of maps ``(n, H, W, K)`` not stored in the run's map (one pass of an
+        uncertainty method): reduced exactly as `take` reduces, through the same uint8 levels."""
+        block = DenseMap.empty(probabilities.shape, self.map.kind, self.map.classes, threshold=self.threshold, background=self.map.background)
+        indices = np.arange(len(probabilities))
+        block.put(indices, probabilities)
+        return reduce_slices(block, indices, self.reduce, self._pixel_mm2)
+
     @property
     def unit(self) -> str:
         return UNITS[self.reduce]
