@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 LAYOUTS = ("single", "ortho")
 DEFAULT_STRATEGY = "slice"
-MASK_MODES = ("filled", "outline", "heat")  # how a segmentation map is overlaid (other modes may join)
+MASK_MODES = ("filled", "outline", "heat", "uncertainty")  # how a segmentation map is overlaid; uncertainty: the passes' sd
 
 
 @dataclass(frozen=True)

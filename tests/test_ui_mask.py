@@ -125,6 +125,36 @@ def test_filled_outline_and_heat_pixels_match_the_map(shown):
     session.set_mask(mode="filled", opacity=0.45)
 
 
+def test_uncertainty_mode_draws_the_passes_sd(shown):
+    """The uncertainty mode draws a finished run's per-pixel sd over its passes (`dense_sd`)
+    through the heat colours, transparent where the passes agree; a run of one pass shows
+    nothing and its legend says how to get a spread."""
+    from app.uncertainty.combine import SpreadMap
+
+    window, volume, data = shown["window"], shown["volume"], shown["data"]
+    session = window.session
+    dense = ball_map(data)
+    run = finish_dense_run(session, dense, job=107)
+    sd = np.where(shown["ball"], 0.25, 0.0)[..., None]  # the passes disagree inside the ball
+    spread = SpreadMap(*data.shape, 1)
+    spread.put(np.arange(data.shape[0]), sd)
+    run.prediction.dense_sd = spread
+    session.set_mask(on=True, mode="uncertainty", opacity=1.0)
+    assert window.views.mask_legend.lines()[0] == "sd of the passes" and window.views.mask_legend.heat
+    for overlay in views_under_test(window):
+        levels = on_screen(overlay.view, volume, spread.values[..., 0]).astype(int)
+        assert (levels > 0).sum() > 5, overlay.view.plane.name
+        alpha = painted(overlay)[..., 3]
+        np.testing.assert_array_equal(alpha > 0, levels > 0, err_msg=overlay.view.plane.name)
+
+    run.prediction.dense_sd = None
+    session.set_mask(mode="heat")
+    session.set_mask(mode="uncertainty")
+    assert window.views.mask_legend.lines()[0].startswith("no spread")
+    assert not any(overlay.image.isVisible() for overlay in views_under_test(window))
+    session.set_mask(mode="filled", opacity=0.45)
+
+
 def test_softmax_classes_get_their_own_colours():
     """A 3-class softmax with the background at 0: each pixel coloured by its argmax class, the
     background transparent (MaskPixels alone, no window)."""

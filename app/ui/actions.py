@@ -54,7 +54,8 @@ MODEL_DEFAULT = "model default"
 PROGRESS_MS = 100  # batches: the progress bar updated at most this often
 NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
 POOL_CHOICES = ("mean (default)", "max", "attention")
-MASK_MODE_TITLES = {"filled": "&Filled at the threshold", "outline": "&Outline", "heat": "&Heat map (probability)"}
+MASK_MODE_TITLES = {"filled": "&Filled at the threshold", "outline": "&Outline", "heat": "&Heat map (probability)",
+                    "uncertainty": "&Uncertainty (sd of the passes; Model › Uncertainty)"}
 CHANNEL_CHOICES = (MODEL_DEFAULT, "replicate", "neighbors", "windows:40,80;80,200;600,2800")
 
 
