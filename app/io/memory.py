@@ -14,6 +14,8 @@ import psutil
 
 from app.io.messages import fail
 
+GIB = 1024**3
+
 
 def available_memory() -> int:
     """Bytes of memory the system can still give without swapping (Linux: MemAvailable)."""
@@ -24,12 +26,16 @@ def check_memory(source: Path, shape: tuple[int, ...], extra_bytes: int = 0, hea
     """Refuse up front a volume whose float32 copy (plus ``extra_bytes``, e.g. its stored data
     held while decoding) would not fit in memory, with the numbers."""
     needed = int(np.prod(shape, dtype=np.int64)) * 4 + extra_bytes
-    available = available_memory()
+    dims = "×".join(map(str, shape))
+    also = " and as stored" if extra_bytes else ""
+    refuse_beyond(source, needed, f"{dims} voxels need {needed / GIB:.1f} GiB as float32{also}", available_memory(), headroom)
+
+
+def refuse_beyond(source: Path, needed: int, needs: str, available: int, headroom: float = 0.8) -> None:
+    """The guard's rule and message: refuse ``source`` when ``needed`` bytes exceed ``headroom``
+    of the ``available`` memory, saying what ``needs`` them (e.g. "… declares 9.5 GiB")."""
     if needed > headroom * available:
-        gib = 1024**3
-        dims = "×".join(map(str, shape))
-        also = " and as stored" if extra_bytes else ""
-        fail(source, f"too large to open: {dims} voxels need {needed / gib:.1f} GiB as float32{also}, but only {available / gib:.1f} GiB of memory is available")
+        fail(source, f"too large to open: {needs}, but only {available / GIB:.1f} GiB of memory is available")
 
 
 def process_memory(field: str = "VmRSS") -> int:
