@@ -362,12 +362,10 @@ def _dicom_sources(volume, args: argparse.Namespace):
 def _write_dicom(volume, prediction, sources, entries, args: argparse.Namespace, outs=None) -> list[str]:
     """--seg-out from the run's dense map (`Prediction.dense`), --sr-out from its scores, staged
     in ``outs`` (None: written here, both or neither); what to say once they are written."""
-    from contextlib import nullcontext
-
-    from app.outputs import OutputSet
+    from app.outputs import staged_in
 
     said = []
-    with OutputSet() if outs is None else nullcontext(outs) as staged:
+    with staged_in(outs) as staged:
         if args.seg_out:
             from app.dicom_export.seg import write_seg
 

@@ -23,7 +23,6 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from app import __version__
 from app.atomic import check_writable, write_atomic
 from app.csv_cells import text_cell, text_row
 from app.errors import SlicewiseError
-from app.outputs import OutputSet
+from app.outputs import OutputSet, staged_in
 from app.prediction import Prediction
 from app.volume import Volume
 
@@ -255,7 +254,7 @@ def write_predictions(
     path = Path(path)
     table = csv_text(results, labels)
     meta = json.dumps(sidecar(results, labels, review), indent=2) + "\n"
-    with OutputSet() if outs is None else nullcontext(outs) as staged:
+    with staged_in(outs) as staged:
         staged.add(path, table)
         staged.add(sidecar_path(path), meta)
     return path, sidecar_path(path)

@@ -32,6 +32,7 @@ import itertools
 import os
 import secrets
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from app.errors import SlicewiseError
@@ -252,6 +253,12 @@ class OutputSet:
             self.commit()
         else:
             self.discard()
+
+
+def staged_in(outs: OutputSet | None) -> AbstractContextManager[OutputSet]:
+    """For a writer that stages in its caller's set or stands alone: ``outs`` as it is (its
+    command commits it), or, when None, a new set committed at the end of the ``with`` block."""
+    return OutputSet() if outs is None else nullcontext(outs)
 
 
 def _name_max(folder: Path) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -18,6 +19,9 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
+from app.errors import LoadError
+from app.io import load_volume
+from app.volume import Volume
 from tests.dicom_writer import IOPS, write_series
 
 MARKER = "payload_ran"
@@ -97,6 +101,20 @@ class Payload:
 
     def __reduce__(self):
         return (Path.write_text, (self.marker, "ran"))
+
+
+def load_or_refusal(path: Path, named: tuple[str, ...]) -> Volume | None:
+    """Load ``path`` (warnings silenced): its `Volume`, or None for a `LoadError` whose message is
+    one short line (no traceback) starting with one of ``named``; any other exception propagates."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_volume(path)
+    except LoadError as exc:
+        message = str(exc)
+        assert message.startswith(named), message
+        assert "\n" not in message and len(message) < 400 and "Traceback" not in message, message
+        return None
 
 
 def lambda_model(marker: Path, input_shape: tuple = (4,)):

@@ -11,7 +11,7 @@ from pathlib import Path
 from app.cohort.outcome import CohortRun, Outcome
 from app.cohort.request import CohortRequest
 from app.cohort.store import Parts, Settings, assemble
-from app.export import RUN_KEYS, sidecar_document
+from app.export import RUN_KEYS, sidecar_document, sidecar_path
 from app.outputs import OutputSet
 from app.prediction import nonfinite_warning
 
@@ -55,17 +55,17 @@ def finish(request: CohortRequest, out: Path, parts: Parts, run: CohortRun, sett
         "parts": str(parts.folder),
     }
     sidecar = sidecar_document(runs, entries, cohort=cohort)
-    sidecar_path = out.with_name(out.name + ".json")
+    sidecar_file = sidecar_path(out)
     with OutputSet() as outs:  # both or neither
         outs.add(out, table)
-        outs.add(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
+        outs.add(sidecar_file, json.dumps(sidecar, indent=2) + "\n")
     for path, reason in failed:
         name = os.path.basename(path.rstrip("/")) + ": "
         print(f"error: {path}: {reason[len(name):] if reason.startswith(name) else reason}", file=sys.stderr)
     slices = sum(metas[o.key].get("slices", 0) for _, o in ok)
     rate = f", {run.rate:.2f} volumes/s" if run.scored else ""
     print(
-        f"wrote {out} and {sidecar_path.name}: {len(ok)} of {len(run.items)} volumes ({slices} slices; {run.scored} scored now, "
+        f"wrote {out} and {sidecar_file.name}: {len(ok)} of {len(run.items)} volumes ({slices} slices; {run.scored} scored now, "
         f"{len(ok) - run.scored} reused{rate}), {len(failed)} failed",
         file=sys.stderr,
     )

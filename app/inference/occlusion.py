@@ -61,18 +61,10 @@ class OcclusionComputer(SaliencyComputer):
         for name, value in (("patch", patch), ("stride", stride)):
             if value is not None and value < 1:
                 raise ModelError(f"occlusion {name} must be at least 1 pixel, not {value}")
-        model = model or engine.builtin(strategy)
-        if output is not None and output != model.output:
-            model = model.with_output(output)
-        self.engine, self.strategy, self.model = engine, strategy, model
-        self.score_index, self.batch_size = score_index, batch_size
-        count = model.spec.output_shape[-1] if model.spec.output_shape else None
-        if count is not None and not 0 <= score_index < count:
-            raise ModelError(f"score {score_index} does not exist: the model gives {count} score(s) per slice")
-        self.sequence = len(model.spec.input_shape) in (2, 4)
-        self._parts = self._split_parts()
+        self.engine = engine
+        self._use_model(engine, strategy, model, output, score_index, batch_size)
         if self._parts is not None:
-            raise ModelError(f"{model.name}: occlusion does not follow the {strategy.name} strategy's slab pooling; use Grad-CAM (--saliency-method gradcam)")
+            raise ModelError(f"{self.model.name}: occlusion does not follow the {strategy.name} strategy's slab pooling; use Grad-CAM (--saliency-method gradcam)")
         self.patch, self.stride = patch, stride
         self._used: tuple[int, int] | None = None
         self._traced: dict = {}

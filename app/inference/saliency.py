@@ -82,16 +82,7 @@ class SaliencyComputer:
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, not {batch_size}")
         self.runtime = engine.runtime
-        model = model or engine.builtin(strategy)
-        if output is not None and output != model.output:
-            model = model.with_output(output)
-        self.strategy, self.model = strategy, model
-        self.score_index, self.batch_size = score_index, batch_size
-        count = self.model.spec.output_shape[-1] if self.model.spec.output_shape else None
-        if count is not None and not 0 <= score_index < count:
-            raise ModelError(f"score {score_index} does not exist: the model gives {count} score(s) per slice")
-        self.sequence = len(self.model.spec.input_shape) in (2, 4)  # (n, F) or (n, H, W, C) per sample
-        self._parts = self._split_parts()
+        self._use_model(engine, strategy, model, output, score_index, batch_size)
         if self._parts is None:
             self._graph = _Graph(self.model.keras_model, expected_rank=5 if self.sequence else 4)
             self._head = None
@@ -102,6 +93,20 @@ class SaliencyComputer:
         self._traced: dict[tuple, Any] = {}
         self._norm: tuple[Volume, str, Any] | None = None
         self._whole: tuple[Volume, tuple, list] | None = None
+
+    def _use_model(self, engine: Engine, strategy: Strategy, model: LoadedModel | None, output: str | None, score_index: int, batch_size: int) -> None:
+        """The model explained (``model``, or the strategy's built-in, at ``output``) and its
+        score ``score_index`` (checked); whether it takes sequences; its encoder/head split."""
+        model = model or engine.builtin(strategy)
+        if output is not None and output != model.output:
+            model = model.with_output(output)
+        self.strategy, self.model = strategy, model
+        self.score_index, self.batch_size = score_index, batch_size
+        count = self.model.spec.output_shape[-1] if self.model.spec.output_shape else None
+        if count is not None and not 0 <= score_index < count:
+            raise ModelError(f"score {score_index} does not exist: the model gives {count} score(s) per slice")
+        self.sequence = len(self.model.spec.input_shape) in (2, 4)  # (n, F) or (n, H, W, C) per sample
+        self._parts = self._split_parts()
 
     @property
     def method(self) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.io.memory import available_memory
+from app.io.memory import GIB, available_memory, refuse_beyond
 from app.io.messages import check_volume_index, fail, one_line, refuse
 from app.io.orientation import raw_affine
 from app.io.stored import StoredImage, array_filler, dtype_name
@@ -154,10 +154,7 @@ def from_array(
 
 def _check_declared(path: Path, what: str, nbytes: int) -> None:
     """Refuse ``what`` of ``nbytes`` declared bytes that would not fit the memory guard."""
-    available = available_memory()
-    if nbytes > 0.8 * available:
-        gib = 1024**3
-        fail(path, f"too large to open: {what} declares {nbytes / gib:.1f} GiB, but only {available / gib:.1f} GiB of memory is available")
+    refuse_beyond(path, nbytes, f"{what} declares {nbytes / GIB:.1f} GiB", available_memory())
 
 
 def _check_member(path: Path, archive: zipfile.ZipFile, name: str) -> None:

@@ -10,14 +10,13 @@ import io
 import json
 import os
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from app.errors import SlicewiseError
-from app.outputs import OutputSet
+from app.outputs import OutputSet, staged_in
 from app.review.agreement import Agreement
 from app.review.labels import (
     MAGIC,
@@ -82,7 +81,7 @@ def write_maps(folder: Path, maps: Mapping[int, np.ndarray], about: Mapping, out
     how they were made (``about``) and which slices they are: all or none (staged in ``outs``,
     the command's `OutputSet`, when given, and written at its commit)."""
     written = []
-    with OutputSet() if outs is None else nullcontext(outs) as staged:
+    with staged_in(outs) as staged:
         staged.folder(folder)
         for index in sorted(maps):
             buffer = io.BytesIO()

@@ -388,11 +388,18 @@ def _env() -> dict[str, str]:
 def _ui_child(ctx: Context, what: str, *args: str, timeout: float = 600) -> dict:
     """Run ``python -m app.ui.bench_ui WHAT ...`` and return the JSON it ends with."""
     cmd = [sys.executable, "-m", "app.ui.bench_ui", what, *args, *(["--quick"] if ctx.quick else [])]
+    return _run_child(ctx, cmd, " ".join(cmd[2:]), timeout, result=True)
+
+
+def _run_child(ctx: Context, cmd: list[str], name: str, timeout: float, result: bool = False) -> dict:
+    """Run ``cmd`` in a fresh process (the bench's folder and environment); with ``result``, the
+    JSON of the ``RESULT {json}`` line it prints last (else {}).  A failure, or no such line,
+    raises RuntimeError naming ``name``, with the tail of the child's stderr."""
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ctx.workdir)
     results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not results:
-        raise RuntimeError(f"{' '.join(cmd[2:])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(results[-1][len("RESULT ") :])
+    if done.returncode != 0 or (result and not results):
+        raise RuntimeError(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(results[-1][len("RESULT ") :]) if result else {}
 
 
 def _step_raw(r: dict, *parts: str) -> dict[str, float]:
@@ -468,9 +475,7 @@ def whole_job_vs_script(ctx: Context) -> Figure:
     }
 
     def run(name: str) -> None:
-        done = subprocess.run(cmds[name], capture_output=True, text=True, env=_env(), cwd=ctx.workdir, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmds[name][1:4])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        _run_child(ctx, cmds[name], " ".join(cmds[name][1:4]), 600)
 
     t = interleaved({name: (lambda name=name: run(name)) for name in cmds}, 3 if ctx.quick else 5)
     ours, theirs = (np.loadtxt(outs[name], delimiter=",", skiprows=1, usecols=col, ndmin=1) for name, col in (("slicewise_s", 3), ("script_s", 1)))
@@ -568,11 +573,7 @@ def worklist_open_ms(ctx: Context) -> Figure:
 
 def seg_peak_mem_ratio(ctx: Context) -> Figure:
     cmd = [sys.executable, "-m", "app.tools.seg_memory", str(ctx.big_volume(BIG_DEPTH))]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900, cwd=ctx.workdir)
-    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not results:
-        raise RuntimeError(f"app.tools.seg_memory failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    r = json.loads(results[-1][len("RESULT ") :])
+    r = _run_child(ctx, cmd, "app.tools.seg_memory", 900, result=True)
     raw = {k: r[k] for k in ("peak_extra_mib", "float32_mib", "map_mib", "baseline_mib")}
     return Figure("seg_peak_mem_ratio", r["peak_extra_mib"] / r["float32_mib"], "x", "<= 2.5", raw)
 
@@ -593,9 +594,7 @@ def seg_whole_job_vs_script(ctx: Context) -> Figure:
     }
 
     def run(name: str) -> None:
-        done = subprocess.run(cmds[name], capture_output=True, text=True, env=_env(), cwd=ctx.workdir, timeout=900)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmds[name][1:4])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        _run_child(ctx, cmds[name], " ".join(cmds[name][1:4]), 900)
 
     t = interleaved({name: (lambda name=name: run(name)) for name in cmds}, 2 if ctx.quick else 3)
     ours, theirs = (np.loadtxt(outs[name], delimiter=",", skiprows=1, usecols=col, ndmin=1) for name, col in (("slicewise_s", 3), ("script_s", 1)))

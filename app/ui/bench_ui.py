@@ -32,20 +32,10 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 MIB = 2**20
-
-
-def _rss(field: str = "VmRSS") -> int:
-    """Bytes of ``field`` (VmRSS, VmHWM) in /proc/self/status."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"no {field} in /proc/self/status")
 
 
 def _window(settings_dir: str, threads: int | None = None):
@@ -435,6 +425,8 @@ def memory(volume: str) -> None:
     import nibabel as nib
     import numpy as np
 
+    from app.io.memory import PeakMemory, process_memory
+
     with tempfile.TemporaryDirectory() as tmp:
         qapp, window = _window(tmp)
         small = Path(tmp) / "small.nii.gz"
@@ -443,37 +435,18 @@ def memory(volume: str) -> None:
         _score_and_wait(qapp, window)  # TensorFlow started and the model traced: not the volume's cost
         _wait(qapp, 200)
         gc.collect()
-        baseline = _rss()
-        peak = [baseline]
-        stop = threading.Event()
-
-        def sample() -> None:  # a second measure, in case the kernel's peak cannot be reset
-            while not stop.is_set():
-                peak[0] = max(peak[0], _rss())
-                time.sleep(0.002)
-
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM to the current RSS
-            hwm_reset = True
-        except OSError:
-            hwm_reset = False
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        shown: list = []
-        window.sigVolumeShown.connect(lambda v: shown.append(v))
-        window.open_path(volume)  # on the loader thread, as File > Open does
-        _until(qapp, lambda: shown)
-        _score_and_wait(qapp, window)
-        _wait(qapp, 100)
-        stop.set()
-        sampler.join()
-        top = max(peak[0], _rss("VmHWM")) if hwm_reset else peak[0]
-        after = _rss()
+        with PeakMemory() as measured:
+            shown: list = []
+            window.sigVolumeShown.connect(lambda v: shown.append(v))
+            window.open_path(volume)  # on the loader thread, as File > Open does
+            _until(qapp, lambda: shown)
+            _score_and_wait(qapp, window)
+            _wait(qapp, 100)
+        after = process_memory()
         depth, height, width, channels = shown[0].shape
         result = {
-            "peak_extra_mib": (top - baseline) / MIB, "float32_mib": depth * height * width * channels * 4 / MIB,
-            "baseline_mib": baseline / MIB, "after_mib": (after - baseline) / MIB, "hwm_reset": hwm_reset,
+            "peak_extra_mib": (measured.peak - measured.baseline) / MIB, "float32_mib": depth * height * width * channels * 4 / MIB,
+            "baseline_mib": measured.baseline / MIB, "after_mib": (after - measured.baseline) / MIB, "hwm_reset": measured.hwm_reset,
         }
         window.close()
     print("RESULT " + json.dumps(result), flush=True)

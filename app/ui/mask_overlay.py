@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QRectF
-from PySide6.QtGui import QImage, QPainter, QTransform
+from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem
 
 from app.ui.mask_pixels import MaskPixels
+from app.ui.slice_image import draw_image
 from app.ui.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -90,14 +91,7 @@ class MaskImage(QGraphicsItem):
             self._image = self.render()
         if self._image.isNull():
             return
-        rect = self.boundingRect()
-        if self._mirrored:
-            painter.save()
-            painter.setTransform(QTransform(-1, 0, 0, 1, rect.width(), 0), combine=True)
-            painter.drawImage(rect, self._image)
-            painter.restore()
-        else:
-            painter.drawImage(rect, self._image)
+        draw_image(painter, self.boundingRect(), self._image, self._mirrored)
 
 
 class MaskOverlay:

@@ -112,14 +112,7 @@ class SliceImage(QGraphicsItem):
             image = self._gathered.result() if self._gathered is not None else self.image
             self._mirrored = image.strides[1] < 0
             self._rgb = self.render(image[:, ::-1] if self._mirrored else image)
-        rect = self.boundingRect()
-        if self._mirrored:
-            painter.save()
-            painter.setTransform(QTransform(-1, 0, 0, 1, rect.width(), 0), combine=True)
-            painter.drawImage(rect, self._rgb)
-            painter.restore()
-        else:
-            painter.drawImage(rect, self._rgb)
+        draw_image(painter, self.boundingRect(), self._rgb, self._mirrored)
 
     def render(self, image: np.ndarray) -> QImage:
         """``image`` windowed and coloured: an RGB32 QImage over this item's pixel buffer (valid
@@ -141,3 +134,15 @@ class SliceImage(QGraphicsItem):
         np.copyto(indices, values, casting="unsafe")  # truncation: the table entry the value falls in
         np.take(self._table, indices, out=pixels, mode="wrap")  # indices < top: "wrap" only skips the bounds check
         return QImage(pixels.data, cols, rows, 4 * cols, QImage.Format.Format_RGB32)
+
+
+def draw_image(painter: QPainter, rect: QRectF, image: QImage, mirrored: bool) -> None:
+    """Paint ``image`` over ``rect``, mirrored left-right when it was rendered from a mirrored
+    view read forwards (the painter's transform mirrors it back at no cost)."""
+    if mirrored:
+        painter.save()
+        painter.setTransform(QTransform(-1, 0, 0, 1, rect.width(), 0), combine=True)
+        painter.drawImage(rect, image)
+        painter.restore()
+    else:
+        painter.drawImage(rect, image)
