@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.errors import SlicewiseError
+from app.outputs import OutputSet, command_inputs
 from app.ui.dialogs import CSV_FILTER, NIFTI_FILTER, PNG_FILTER
 from app.ui.exports import export_mask, export_plot, export_runs
 
@@ -74,8 +75,9 @@ class ExportCommands:
         run = self.seg_run()
         if run is None:
             raise SlicewiseError("a DICOM SEG needs a finished segmentation run on a volume read from DICOM")
-        prediction = run.prediction
-        return write_seg(path, self.session.volume, prediction.dense, prediction.model_name, prediction.model_sha256)
+        prediction, volume = run.prediction, self.session.volume
+        with OutputSet(command_inputs([volume.source])) as outs:  # never over the series it references; all or nothing
+            return outs.write_with(path, lambda tmp: write_seg(tmp, volume, prediction.dense, prediction.model_name, prediction.model_sha256))
 
     def export_seg_dialog(self) -> None:
         stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "volume"
