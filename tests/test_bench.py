@@ -49,7 +49,7 @@ def test_quick_run_prints_one_line_per_figure_and_writes_json(tmp_path):
         assert isinstance(figure["met"], bool) and figure["raw"]
 
 
-def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path):
+def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path, cli):
     """``whole_job_vs_script`` compares like with like: the script scores the same slices, in the
     same order, with the same model (only the resizing differs: slicewise antialiases)."""
     import nibabel as nib
@@ -60,8 +60,7 @@ def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path):
     head = brain_phantom((48, 56, 24))
     nib.save(nib.Nifti1Image(np.asarray(head.dataobj) // 8, head.affine), volume)  # into the model's window (60 ± 100): slices score apart
     ours, theirs = tmp_path / "slicewise.csv", tmp_path / "script.csv"
-    for args in (["-m", "app", "predict", str(volume), "--strategy", "slice", "--out", str(ours)], [str(USER_SCRIPT), str(volume), str(theirs)]):
-        done = python(*args)
+    for done in (cli("predict", volume, "--strategy", "slice", "--out", ours), python(str(USER_SCRIPT), str(volume), str(theirs))):  # the script as a program
         assert done.returncode == 0, done.stderr[-2000:]
     a = np.loadtxt(ours, delimiter=",", skiprows=1, usecols=3)
     b = np.loadtxt(theirs, delimiter=",", skiprows=1, usecols=1)
