@@ -18,16 +18,17 @@ Which way dependencies point (checked by import-linter, ``lint-imports``; see py
                              viewer state | CSV + JSON sidecar, atomic writes | DICOM SEG and SR
               app.inference   TensorFlow runtime (lazy, threads, GPU), safe model loading, batch
                               engine, saliency
-                app.strategies | app.io   slice, temporal, embedding | loaders → Volume
-                  app.volume     ``Volume``: a (depth, height, width, channels) float32 torch
-                                 tensor in a known orientation, with affine, spacing, positions
+                app.segmentation  dense models: tiles, maps on the volume's grid, areas, mask export
+                  app.strategies | app.io   slice, temporal, embedding | loaders → Volume
+                    app.volume     ``Volume``: a (depth, height, width, channels) float32 torch
+                                   tensor in a known orientation, with affine, spacing, positions
 
 Beside them, small modules with one job each: `app.display` (initial levels, CT presets),
 `app.planes` (the three planes through a voxel, oriented for reading), `app.runs` (a run's
 scores and map, regions above a threshold), `app.status` (what the status bar and CLI say),
 `app.channels` (channel recipes), `app.preprocessing` (intensity normalisation),
-`app.labels` and `app.agreement` (a reader's labels and how a run agrees with them),
-`app.review` (the CLI's saliency and label outputs), `app.phantom` (the demo phantom).
+`app.review` (a reader's labels, how runs and readers agree, the CLI's saliency and label
+outputs), `app.phantom` (the demo phantom).
 Nothing outside ``app.ui`` imports Qt.
 """
 

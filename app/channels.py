@@ -23,12 +23,16 @@ import numpy as np
 
 from app.buffers import aligned_empty
 from app.errors import ModelError, SlicewiseError
+from app.preprocessing import window_problem
+from app.text_input import short
 
 if TYPE_CHECKING:
     import torch
 
 RECIPES = ("replicate", "neighbors", "neighbors:K", "windows:C,W;C,W;…")
 DEFAULT = "replicate"
+MAX_WINDOWS = 16  # channels of a multi-window recipe
+MAX_NEIGHBORS = 32  # K of neighbors:K (2K+1 channels)
 
 
 @dataclass(frozen=True)
@@ -111,28 +115,36 @@ def parse_recipe(spec: str | ChannelRecipe | None) -> ChannelRecipe:
     """A recipe from its spec (None: ``replicate``); a clear error if the spec is bad."""
     if isinstance(spec, ChannelRecipe):
         return spec
+    if spec is not None and not isinstance(spec, str):
+        raise SlicewiseError(f"bad channel recipe: expected text such as {', '.join(RECIPES)}, not {type(spec).__name__}")
+    shown = short(spec or "", 40)
     text = (spec or DEFAULT).strip().lower().replace(" ", "")
     if text in ("replicate", "neighbors", "neighbours"):
         return ChannelRecipe(text.replace("neighbours", "neighbors"))
     kind, _, rest = text.partition(":")
     if kind in ("neighbors", "neighbours"):
-        if not rest.isdigit() or int(rest) < 1:
-            raise SlicewiseError(f"bad channel recipe {spec!r}: expected neighbors:K with K ≥ 1 slices on each side, e.g. neighbors:1")
+        if not rest.isdigit() or not 1 <= int(rest) <= MAX_NEIGHBORS:
+            raise SlicewiseError(f"bad channel recipe {shown}: expected neighbors:K with 1 ≤ K ≤ {MAX_NEIGHBORS} slices on each side, e.g. neighbors:1")
         return ChannelRecipe("neighbors", half_width=int(rest))
     if kind == "windows":
+        if rest.count(";") >= MAX_WINDOWS + 1 or len(rest) > 64 * MAX_WINDOWS:
+            raise SlicewiseError(f"bad channel recipe {shown}: at most {MAX_WINDOWS} windows, one per channel (this recipe has more)")
         windows = []
         for part in filter(None, rest.split(";")):
             try:
                 centre, width = (float(v) for v in part.split(","))
             except ValueError:
-                raise SlicewiseError(f"bad channel recipe {spec!r}: expected windows:C,W;C,W;… e.g. windows:40,80;80,200;600,2800") from None
-            if not (np.isfinite(centre) and np.isfinite(width) and width > 0):
-                raise SlicewiseError(f"bad channel recipe {spec!r}: window {part!r} needs a finite centre and a positive width")
+                raise SlicewiseError(f"bad channel recipe {shown}: expected windows:C,W;C,W;… e.g. windows:40,80;80,200;600,2800") from None
+            wrong = window_problem(centre, width)
+            if wrong:
+                raise SlicewiseError(f"bad channel recipe {shown}: window {short(part)} {wrong}")
             windows.append((centre, width))
         if not windows:
-            raise SlicewiseError(f"bad channel recipe {spec!r}: give at least one window, e.g. windows:40,80;80,200;600,2800")
+            raise SlicewiseError(f"bad channel recipe {shown}: give at least one window, e.g. windows:40,80;80,200;600,2800")
+        if len(windows) > MAX_WINDOWS:
+            raise SlicewiseError(f"bad channel recipe {shown}: at most {MAX_WINDOWS} windows, one per channel (this recipe has {len(windows)})")
         return ChannelRecipe("windows", windows=tuple(windows))
-    raise SlicewiseError(f"unknown channel recipe {spec!r}: choose one of {', '.join(RECIPES)}")
+    raise SlicewiseError(f"unknown channel recipe {shown}: choose one of {', '.join(RECIPES)}")
 
 
 def model_channels(input_shape: tuple, slice_hint: tuple | None = None) -> int | None:

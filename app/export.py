@@ -9,6 +9,7 @@ Columns: ``volume, slice_index, position_mm``, then the scores, then ``label`` w
 given.  One run keeps the plain names: ``score`` (one score), ``score_<class>`` or ``score_<k>``.
 Several runs: ``score_<run>`` and ``score_<run>_<class>``, where ``<run>`` is the strategy, with the
 model (and then output, channel recipe, normalisation) added only where needed to tell runs apart.
+A segmentation run's areas (``--reduce area``) are ``area_mm2[_<class>]`` instead of ``score…``.
 A run with an uncertainty method (`app.uncertainty`) holds the mean of its passes in those
 columns and their standard deviation in ``score_sd…`` columns (``score`` → ``score_sd``), after
 all the score columns.
@@ -22,6 +23,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,15 +31,18 @@ import numpy as np
 
 from app import __version__
 from app.atomic import check_writable, write_atomic
+from app.csv_cells import text_cell, text_row
 from app.errors import SlicewiseError
+from app.outputs import OutputSet
 from app.prediction import Prediction
 from app.volume import Volume
 
 Scored = tuple[Volume, Prediction]  # one run of one volume
 Runs = tuple[Volume, Sequence[Prediction]]  # several runs of one volume, in column order
+PER_VOLUME = ("class_volumes", "dice")  # a segmentation run's figures of one volume (the rest: its settings)
 RUN_KEYS = ("strategy", "model", "normalize", "batch_size", "device")  # also at the sidecar's top level, from the first run
 
-__all__ = ["check_writable", "csv_text", "run_names", "score_columns", "sidecar", "sidecar_document", "write_atomic", "write_predictions"]
+__all__ = ["check_writable", "csv_text", "run_names", "score_columns", "sidecar", "sidecar_document", "sidecar_path", "write_atomic", "write_predictions"]
 
 
 def run_names(predictions: Sequence[Prediction]) -> list[str]:
@@ -75,16 +80,23 @@ def _word(text: str) -> str:
 def score_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
     """The score column names of each run of one volume (see the module's docstring)."""
     if len(predictions) == 1:
-        return [["score" if not name else f"score_{_word(name) or name}" for name in predictions[0].score_names]]
+        kind = _column_kind(predictions[0])
+        return [[kind if not name else f"{kind}_{_word(name) or name}" for name in predictions[0].score_names]]
     return [
-        [f"score_{run}" if not name else f"score_{run}_{_word(name) or name}" for name in prediction.score_names]
+        [f"{_column_kind(prediction)}_{run}" if not name else f"{_column_kind(prediction)}_{run}_{_word(name) or name}" for name in prediction.score_names]
         for run, prediction in zip(run_names(predictions), predictions)
     ]
 
 
 def spread_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
     """The sd column names of each run (none for a run without an uncertainty method)."""
-    return [["score_sd" + name[len("score") :] for name in names] if p.spread is not None else [] for p, names in zip(predictions, score_columns(predictions))]
+    kinds = [_column_kind(p) for p in predictions]
+    return [[kind + "_sd" + name[len(kind) :] for name in names] if p.spread is not None else [] for p, kind, names in zip(predictions, kinds, score_columns(predictions))]
+
+
+def _column_kind(prediction: Prediction) -> str:
+    """``area_mm2`` for a segmentation run's areas, else ``score``."""
+    return "area_mm2" if prediction.reduce == "area" else "score"
 
 
 def _flat(columns: list[list[str]]) -> list[str]:
@@ -120,9 +132,9 @@ def csv_text(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     spreads = spread_columns(groups[0][1]) if groups else []
-    writer.writerow(["volume", "slice_index", "position_mm", *_flat(columns), *_flat(spreads), *(["label"] if labels is not None else [])])
+    writer.writerow(text_row(["volume", "slice_index", "position_mm", *_flat(columns), *_flat(spreads), *(["label"] if labels is not None else [])]))
     for volume, runs in groups:
-        name = str(volume.source)
+        name = text_cell(volume.source)  # a leading ' where the name would be a formula; the sidecar keeps it as it is
         for run in runs:
             if len(run.scores) != volume.depth:
                 raise SlicewiseError(f"{volume.source}: a {run.strategy} run holds {len(run.scores)} slices; the volume has {volume.depth}")
@@ -131,7 +143,7 @@ def csv_text(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None 
             raise SlicewiseError(f"{volume.source}: cannot put runs with and without an uncertainty method in one table")
         scores = np.concatenate([np.asarray(block, dtype=np.float32).reshape(volume.depth, -1) for block in blocks], axis=1)
         for index, (position, row) in enumerate(zip(volume.positions_mm, scores)):
-            label = [labels.get(index, "")] if labels is not None else []
+            label = [text_cell(labels.get(index, ""))] if labels is not None else []
             writer.writerow([name, index, f"{position:.3f}", *(f"{s:.8g}" for s in row), *label])
     return out.getvalue()
 
@@ -152,6 +164,7 @@ def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> d
         "batch_size": prediction.batch_size,
         "device": prediction.device,
         **({"uncertainty": {**prediction.uncertainty, "sd_columns": ["score_sd" + c[len("score") :] for c in columns]}} if prediction.uncertainty else {}),
+        **({"segmentation": {k: v for k, v in prediction.segmentation.items() if k not in PER_VOLUME}} if prediction.segmentation else {}),
     }
 
 
@@ -174,7 +187,7 @@ def sidecar_document(runs: Sequence[Mapping], volumes: Sequence[Mapping], **sect
 def sidecar(results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None, review: Mapping | None = None) -> dict:
     """What produced the table: inputs with their hashes, each run's model and settings, device
     and timings; with ``labels``, a ``labels`` section, to which ``review`` adds (who labelled
-    when, agreement of each score column with the labels: `app.review.labels_section`)."""
+    when, agreement of each score column with the labels: `app.review.headless.labels_section`)."""
     groups = _grouped(results)
     columns = _table_columns(groups)
     first_runs = groups[0][1] if groups else []
@@ -195,6 +208,7 @@ def _volume_entry(volume: Volume, predictions: Sequence[Prediction]) -> dict:
             "volume_score": _floats(p.volume_score),
             "timings_s": {k: round(v, 6) for k, v in p.timings.items()},
             "notes": list(p.notes),
+            **({"segmentation": {k: p.segmentation[k] for k in PER_VOLUME if k in p.segmentation}} if p.segmentation else {}),
         }
         for name, p in zip(_names(predictions), predictions)
     ]
@@ -220,17 +234,28 @@ def _floats(score) -> list[float] | None:
     return None if score is None else [float(s) for s in np.asarray(score).ravel()]
 
 
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The sidecar of a table: ``FILE.csv`` → ``FILE.csv.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
 def write_predictions(
-    path: str | os.PathLike, results: Sequence[Scored | Runs], labels: Mapping[int, str] | None = None, review: Mapping | None = None
+    path: str | os.PathLike,
+    results: Sequence[Scored | Runs],
+    labels: Mapping[int, str] | None = None,
+    review: Mapping | None = None,
+    outs: OutputSet | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``path`` (CSV) and ``path.json`` (sidecar) atomically; return both paths.
+    """Write ``path`` (CSV) and ``path.json`` (sidecar), both or neither; return both paths.
 
     ``results`` holds ``(volume, prediction)`` pairs, or ``(volume, [prediction, …])`` for several
-    runs of a volume (a column per run); ``labels`` adds a ``label`` column (one volume only)."""
+    runs of a volume (a column per run); ``labels`` adds a ``label`` column (one volume only).
+    With ``outs`` (the command's `OutputSet`), both are staged there and written at its commit."""
     path = Path(path)
     table = csv_text(results, labels)
     meta = json.dumps(sidecar(results, labels, review), indent=2) + "\n"
-    sidecar_path = path.with_name(path.name + ".json")
-    write_atomic(path, table)
-    write_atomic(sidecar_path, meta)
-    return path, sidecar_path
+    with OutputSet() if outs is None else nullcontext(outs) as staged:
+        staged.add(path, table)
+        staged.add(sidecar_path(path), meta)
+    return path, sidecar_path(path)

@@ -57,8 +57,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from app.atomic import write_atomic
 from app.errors import SlicewiseError
+from app.outputs import OutputSet
 
 __all__ = ["HU", "LABEL_PATCH", "LABEL_THRESHOLD_HU", "Phantom", "lesion_mask", "make_phantom", "write_demo"]
 
@@ -147,7 +147,7 @@ def lesion_mask(
 def write_demo(
     out_dir: str | os.PathLike, seed: int = 0, depth: int = 64, size: int = 128, lesions: int | None = None
 ) -> tuple[Path, Path]:
-    """Write ``out_dir/phantom.nii.gz`` and ``out_dir/labels.csv`` atomically; return both paths."""
+    """Write ``out_dir/phantom.nii.gz`` and ``out_dir/labels.csv``, both or neither; return both paths."""
     out = Path(out_dir)
     phantom = make_phantom(seed=seed, depth=depth, size=size, lesions=lesions)
     try:
@@ -156,8 +156,9 @@ def write_demo(
         raise SlicewiseError(f"cannot create {out}: {exc.strerror or exc}") from None
     image_path, labels_path = out / "phantom.nii.gz", out / "labels.csv"
     rows = "".join(f"{k},{int(v)}\n" for k, v in enumerate(phantom.labels))
-    write_atomic(image_path, gzip.compress(phantom.image.to_bytes(), compresslevel=6, mtime=0))
-    write_atomic(labels_path, "slice_index,label\n" + rows)
+    with OutputSet() as outs:  # both or neither
+        outs.add(image_path, gzip.compress(phantom.image.to_bytes(), compresslevel=6, mtime=0))
+        outs.add(labels_path, "slice_index,label\n" + rows)
     return image_path, labels_path
 
 

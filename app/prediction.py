@@ -9,6 +9,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from app.segmentation.dense_map import DenseMap
+    from app.uncertainty.combine import SpreadMap
 
 
 @dataclass
@@ -34,9 +35,16 @@ class Prediction:
     spread: np.ndarray | None = None  # per-slice sd over an uncertainty method's passes, shaped like scores (app.uncertainty)
     uncertainty: dict | None = None  # the method: {"method", "n", "seed" | "augmentations" | "members", …}
     model_about: dict = field(default_factory=dict)  # more on the model for the sidecar (an ONNX file's format and layout)
-    dense: DenseMap | None = None  # a segmentation model's whole map (None: a classifier)
-    reduce: str | None = None  # how a dense map became the scores: "area", "max", "mean" (None: a classifier)
-    unit: str = ""  # the scores' unit: "mm²" for areas, "" for scores
+    # a segmentation model's run (app.segmentation): the whole map, how it became per-slice scores
+    # ("area", "max", "mean"; None for classifiers), their unit ("mm²" for areas), and what the
+    # sidecar records (kind, threshold, tiling, per-class volumes, Dice against a reference)
+    dense: DenseMap | None = field(default=None, repr=False)
+    reduce: str | None = None
+    unit: str = ""
+    segmentation: dict | None = None
+    # a segmentation run under an uncertainty method: the per-pixel sd of the passes' probabilities,
+    # (D, H, W, K) uint8 like `dense` (``values``, sd × 510: an sd of probabilities is at most 0.5)
+    dense_sd: SpreadMap | None = field(default=None, repr=False)
 
     @property
     def outputs(self) -> int:

@@ -7,6 +7,7 @@ whole volume, so batches normalised one after another match a whole-volume norma
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,8 +15,11 @@ import torch
 
 from app.buffers import aligned_empty
 from app.errors import SlicewiseError
+from app.text_input import short
 
 MODES = ("none", "minmax", "zscore", "window:CENTER,WIDTH")
+MAX_INTENSITY = 1e9  # far beyond any scanner's values, and float32 keeps (x - c) / w finite
+MIN_WIDTH = 1e-6
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,22 @@ def parse_spec(spec: str) -> str:
         try:
             center, width = (float(v) for v in spec[len("window:") :].split(","))
         except ValueError:
-            raise SlicewiseError(f"bad window {spec!r}: expected window:CENTER,WIDTH, e.g. window:40,400") from None
-        if width <= 0:
-            raise SlicewiseError(f"bad window {spec!r}: width must be positive")
+            raise SlicewiseError(f"bad window {short(spec, 40)}: expected window:CENTER,WIDTH, e.g. window:40,400") from None
+        wrong = window_problem(center, width)
+        if wrong:
+            raise SlicewiseError(f"bad window {short(spec, 40)}: {wrong}")
         return f"window:{center:g},{width:g}"
-    raise SlicewiseError(f"unknown normalisation {spec!r}: choose one of {', '.join(MODES)}")
+    raise SlicewiseError(f"unknown normalisation {short(spec, 40)}: choose one of {', '.join(MODES)}")
+
+
+def window_problem(center: float, width: float) -> str | None:
+    """What is wrong with an intensity window, or None: both finite, the centre within
+    ±`MAX_INTENSITY`, the width in [`MIN_WIDTH`, `MAX_INTENSITY`] (so its float32 map is finite)."""
+    if not (math.isfinite(center) and math.isfinite(width)):
+        return "needs a finite centre and width"
+    if abs(center) > MAX_INTENSITY or not MIN_WIDTH <= width <= MAX_INTENSITY:
+        return f"needs a centre within ±{MAX_INTENSITY:g} and a width from {MIN_WIDTH:g} to {MAX_INTENSITY:g}"
+    return None
 
 
 def fit(spec: str, volume: torch.Tensor, zero_nonfinite: bool = False) -> Normalization:
@@ -120,6 +135,14 @@ def _statistics(volume: torch.Tensor, chunk: int = 16) -> tuple[float, float, fl
     lo, hi, total, total_sq, count = float("inf"), float("-inf"), 0.0, 0.0, 0
     for start in range(0, volume.shape[0], chunk):
         part = volume[start : start + chunk]
+        if part.device.type == "cpu" and part.dtype == torch.float32 and part.is_contiguous():  # NumPy, no masked copy unless needed
+            flat = part.numpy().reshape(-1)
+            wide = flat.astype(np.float64)
+            part_sum = float(wide.sum())
+            if np.isfinite(part_sum) and flat.size:  # every voxel finite (a NaN or Inf would make the sum so)
+                lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
+                total, total_sq, count = total + part_sum, total_sq + float(np.dot(wide, wide)), count + flat.size
+                continue
         part = part[torch.isfinite(part)].double()
         if part.numel():
             lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.display import CT_PRESETS, DisplayRange, window_levels
+from app.errors import SlicewiseError
 from app.events import Event
 from app.runs import Run, RunKey, next_region
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 LAYOUTS = ("single", "ortho")
 DEFAULT_STRATEGY = "slice"
-MASK_MODES = ("filled", "outline", "heat")  # how a segmentation map is overlaid (other modes may join)
+MASK_MODES = ("filled", "outline", "heat", "uncertainty")  # how a segmentation map is overlaid; uncertainty: the passes' sd
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class SessionEvents:
         self.saliency = Event("saliency")  # (slice index, SaliencyMap) as it arrives, or None when cleared
         self.mask = Event("mask")  # MaskOverlay: the mask overlay's settings changed
         self.dense = Event("dense")  # (Run, slice indices): a streaming run's map got these slices
+        self.reference = Event("reference")  # Volume | None: the reference mask that Dice is measured against
         self.message = Event("message")  # text for the status bar
 
 
@@ -145,6 +147,9 @@ class Session:
         self.mask = MaskOverlay()
         self._runs_by_view: dict[tuple, list[Run]] = {}
         self._saliency: dict[tuple[RunKey, int], SaliencyMap] = {}
+        self.reference: Volume | None = None  # a label map on the volume's grid (File › Load reference mask)
+        self._reference_labels: np.ndarray | None = None  # its labels (D, H, W), as `check_grid` gives them
+        self._dice: dict[Run, dict[str, dict]] = {}  # per finished dense run: `dice_scores` against the reference
 
     # -- volume ---------------------------------------------------------------------------------
 
@@ -168,6 +173,7 @@ class Session:
         self.follow = None
         if volume is not previous:
             self._saliency.clear()
+        self._keep_reference(volume)
         self.levels = display.levels
         self.events.volume.emit(volume)
         self.events.levels.emit(self.levels)
@@ -340,11 +346,13 @@ class Session:
         for old in [r for r in self.runs if r is not run and r.key == run.key and r.finished]:
             self.remove_run(old)
         run.finish(prediction)
+        self._dice.pop(run, None)  # its final map: Dice recomputed when next asked
         self.events.runs.emit(run, "finished")
 
     def remove_run(self, run: Run) -> None:
         if run in self.runs:
             self.runs.remove(run)
+            self._dice.pop(run, None)
             if self.follow is run:
                 self.set_follow(None)
             self.events.runs.emit(run, "removed")
@@ -435,6 +443,55 @@ class Session:
         if self.follow is not None and self.follow in self.runs and self.follow.dense is not None:
             return self.follow
         return next((run for run in reversed(self.runs) if run.dense is not None and run.visible), None)
+
+    def finished_dense_run(self) -> Run | None:
+        """The finished segmentation run to export or to compare with the reference: the one the
+        overlay shows, else the newest finished run with a map."""
+        shown = self.mask_run()
+        if shown is not None and shown.finished:
+            return shown
+        return next((run for run in reversed(self.finished_runs()) if run.dense is not None), None)
+
+    # -- the reference mask and Dice -------------------------------------------------------------
+
+    def set_reference(self, reference: Volume | None) -> None:
+        """Measure Dice against ``reference`` (None: no reference).  A reference off the open
+        volume's grid raises `SlicewiseError` (`check_grid`'s message) and changes nothing."""
+        from app.segmentation.dice import check_grid
+
+        if reference is not None and self.volume is None:
+            raise SlicewiseError(f"{reference.source}: open a volume first: a reference mask lies on its grid")
+        labels = check_grid(reference, self.volume) if reference is not None else None
+        if reference is None and self.reference is None:
+            return
+        self.reference, self._reference_labels = reference, labels
+        self._dice.clear()
+        self.events.reference.emit(reference)
+
+    def _keep_reference(self, volume: Volume) -> None:
+        """A newly shown volume keeps the reference only if it lies on the same grid."""
+        from app.segmentation.dice import check_grid
+
+        if self.reference is None:
+            return
+        try:
+            self._reference_labels = check_grid(self.reference, volume)
+        except SlicewiseError:
+            self.reference, self._reference_labels = None, None
+            self.events.reference.emit(None)
+            self.say("The reference mask was cleared: it is not on this volume's grid")
+        self._dice.clear()
+
+    def dice(self, run: Run | None) -> dict[str, dict] | None:
+        """``run``'s Dice against the reference per foreground class (`dice_scores`: ``{"dice",
+        "per_slice"}``), computed once per finished map; None without a reference or a finished map."""
+        if run is None or run.dense is None or not run.finished or self._reference_labels is None:
+            return None
+        from app.segmentation.dice import dice_scores
+
+        if run not in self._dice:
+            self._dice[run] = dice_scores(run.dense, self._reference_labels)
+        return self._dice[run]
 
     # -- saliency -----------------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ def without_optional(packages: Iterable[str] = KERAS_OPTIONAL) -> Iterator[None]
     those already imported.
 
     Keras defines its scikit-learn wrappers without scikit-learn and accepts NumPy arrays
-    without pandas.  Afterwards the packages import as usual (`app.agreement` uses
+    without pandas.  Afterwards the packages import as usual (`app.review.agreement` uses
     scikit-learn, Dask pandas); only Keras keeps having seen them missing.
     """
     hidden = [name for name in packages if name not in sys.modules]

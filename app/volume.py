@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +55,10 @@ class Volume:
     notes: tuple[str, ...] = field(default_factory=tuple)
     axis_source: str = "chosen"
     slice_origins: np.ndarray | None = None
+    #: the loader's `app.io.orientation.Layout` (display ↔ stored index order) and the stored
+    #: array's own affine: what writing a map back in the source file's voxel order needs
+    layout: Any = None
+    stored_affine: np.ndarray | None = None
 
     @property
     def axis_label(self) -> str:

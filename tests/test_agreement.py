@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from app.agreement import agreement, roc_auc
+from app.review.agreement import agreement, roc_auc
 from app.runs import regions_above
 
 

@@ -115,3 +115,53 @@ def test_failed_export_keeps_the_earlier_file(qtbot, scored, tmp_path, monkeypat
     assert earlier.read_text() == "earlier results\n"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert_kept(window, volume, prediction)
+
+
+def test_a_decoder_crash_gives_a_dialog_and_keeps_what_was_open(qtbot, scored, monkeypatch):
+    """The JPEG 2000 decoder dies by a signal (on purpose, through the pool's test hook): the
+    window names the file and the crash, and the open volume, its scores and labels stay."""
+    from app.io import decode_pool
+    from tests.damaged_dicom import BASES, base_path
+
+    window, volume, prediction = scored
+    window.session.set_labels({2: "1", 5: "0"})
+    pool = decode_pool.get_pool()
+    monkeypatch.setattr(pool, "hook", "segv")
+    count = len(window.errors)
+    window.open_path(base_path(BASES["j2k"]))
+    title, text = wait_for_dialog(qtbot, window, count)
+    assert title == "Cannot open volume"
+    assert "MR_small_jp2klossless.dcm: the JPEG 2000 decoder crashed on frame 1 (signal 11): the file is damaged" in text
+    assert window.skippable is None  # one file: nothing to skip
+    assert_kept(window, volume, prediction)
+    assert window.session.labels == {2: "1", 5: "0"}
+    window.grab().save("/tmp/decoder_crash.png")
+
+
+def test_a_damaged_series_offers_to_load_without_its_damaged_files(qtbot, scored, tmp_path, monkeypatch):
+    """The dialog names the damaged file; its Retry button opens the other slices."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from tests.damaged_dicom import write_damaged_series
+
+    window, volume, prediction = scored
+    folder, paths = write_damaged_series(tmp_path / "series")
+
+    def critical(parent, title, text, buttons=None, default=None):
+        window.errors.append((title, text))
+        return QMessageBox.StandardButton.Close if buttons is None else QMessageBox.StandardButton.Retry  # the user picks Retry
+
+    monkeypatch.setattr(QMessageBox, "critical", staticmethod(critical))
+    count = len(window.errors)
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=SIGNAL_TIMEOUT_MS) as shown_signal:  # after the error and the retry
+        window.open_path(folder)
+    (shown,) = shown_signal.args
+    title, text = window.errors[count]
+    assert title == "Cannot open volume"
+    assert f"series/{paths[3].name}: cannot decode JPEG 2000 pixel data (frame 1)" in text and "Retry: load the series without its damaged files" in text
+    assert shown.depth == 5 and shown.source == folder and window.volume is shown
+    assert any(f"skipped 1 damaged files ({paths[3].name})" in w for w in shown.warnings)
+    window.grab().save("/tmp/skipped_damaged.png")
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=SIGNAL_TIMEOUT_MS) as resliced:  # another axis: loaded the same way
+        window.scrubber.sigAxisRequested.emit("coronal")
+    assert resliced.args[0].axis == "coronal" and sorted(resliced.args[0].shape[:3]) == [5, 36, 40]

@@ -166,6 +166,29 @@ def test_request_carries_the_options_and_refuses_what_a_cohort_cannot_honour(stu
             cohort_args(study, "--strategy", "temporal", extra, "--out", "o.csv")
     with pytest.raises(SlicewiseError, match="--saliency-dir and --labels review one volume"):
         cohort_args(study, "--labels", "l.csv", "--out", "o.csv")
+    assert not request.skip_damaged and cohort_args(study, "--skip-damaged", "--out", "o.csv").skip_damaged
+
+
+def test_a_decoder_crash_fails_that_volume_and_the_worker_goes_on(monkeypatch, tmp_path):
+    """What a Dask worker runs for one volume: a JPEG 2000 decoder dying by a signal (made to, by
+    the pool's test hook) is that volume's failure; the next volume in the same process scores;
+    a series with a damaged file loads without it when the job says ``skip_damaged``."""
+    from app.cohort.worker import score_volume
+    from app.io import decode_pool
+    from tests.damaged_dicom import BASES, base_path, write_damaged_series
+
+    job = {"strategy": "slice", "model": None, "model_sha256": None, "unsafe": False, "normalize": None, "axis": "acquired", "volume_index": 0, "batch_size": 8}
+    path = str(base_path(BASES["j2k"]))
+    monkeypatch.setattr(decode_pool.get_pool(), "hook", "segv")
+    failed = score_volume(path, path, job)
+    assert failed["status"] == "failed", failed
+    assert failed["reason"] == "MR_small_jp2klossless.dcm: the JPEG 2000 decoder crashed on frame 1 (signal 11): the file is damaged"
+    monkeypatch.setattr(decode_pool.get_pool(), "hook", None)
+    assert score_volume(path, path, job)["status"] == "ok"
+    folder, _ = write_damaged_series(tmp_path / "series")
+    assert score_volume(str(folder), str(folder), job)["status"] == "failed"
+    result = score_volume(str(folder), str(folder), {**job, "skip_damaged": True})
+    assert result["status"] == "ok" and result["slices"] == 5
 
 
 def test_cohort_needs_out(study, capsys):

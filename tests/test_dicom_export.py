@@ -21,8 +21,8 @@ from app.dicom_export.sources import NotDicomError, find_sources
 from app.dicom_export.sr import LABEL_CONCEPT, write_sr
 from app.errors import SlicewiseError
 from app.io import load_volume
-from app.labels import Label
 from app.prediction import Prediction
+from app.review.labels import Label
 from app.segmentation.dense_map import LEVELS, DenseMap
 from tests.dicom_writer import IOPS, write_series
 

@@ -20,7 +20,7 @@ import pytest
 
 from app.errors import SlicewiseError
 from app.io import load_volume
-from app.labels import (
+from app.review.labels import (
     SliceLabels,
     VolumeKey,
     current_user,
@@ -107,7 +107,7 @@ def _writer_code(sidecar_home: Path, sha: str, kill_before_rename: bool) -> str:
     kill = "atomic.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n" if kill_before_rename else ""
     return (
         "import os, signal, sys; from pathlib import Path; from app import atomic\n"
-        "from app.labels import SliceLabels, VolumeKey\n"
+        "from app.review.labels import SliceLabels, VolumeKey\n"
         f"labels = SliceLabels(VolumeKey({sha!r}, 'axial', 0, 500), 'scan.nii.gz', Path({str(sidecar_home)!r}))\n"
         "labels.update({i: '1' for i in range(0, 500, 2)})\n"
         "print('ready', flush=True)\n"

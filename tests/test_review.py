@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from app.agreement import agreement
 from app.cli import main
 from app.errors import SlicewiseError
 from app.phantom import write_demo
-from app.review import parse_slice_selection
+from app.review.agreement import agreement
+from app.review.headless import parse_slice_selection
 
 
 @pytest.fixture(scope="module")

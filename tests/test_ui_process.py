@@ -158,7 +158,7 @@ def test_render_three_planes_of_anatomical_nii(tmp_path):
 def test_render_three_planes_with_saliency(tmp_path):
     from PySide6.QtGui import QImage
 
-    from app.labels import read_labels_csv
+    from app.review.labels import read_labels_csv
 
     lesion = min(i for i, v in read_labels_csv(DEMO / "labels.csv").items() if v == "1")
     demo = tmp_path / "demo.nii.gz"

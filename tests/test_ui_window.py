@@ -313,6 +313,20 @@ def test_export_writes_every_run_as_the_cli_does(scored, tmp_path):
     assert ours.read_text() == export.csv_text([(volume, runs)])
 
 
+def test_exports_never_overwrite_the_open_volume(scored, tmp_path):
+    from app.errors import SlicewiseError
+
+    window = scored["window"]
+    source = window.session.volume.source
+    before = source.read_bytes()
+    link = tmp_path / "plot.png"
+    link.symlink_to(source)
+    for export, target in ((window.export_predictions, source), (window.export_plot, link)):
+        with pytest.raises(SlicewiseError, match="refusing to write .*it is an input"):
+            export(target)
+    assert source.read_bytes() == before and not (tmp_path / f"{source.name}.json").exists()
+
+
 def test_export_plot_has_a_title_and_the_folder_is_remembered(scored, tmp_path, monkeypatch):
     from PySide6.QtGui import QImage
     from PySide6.QtWidgets import QFileDialog

@@ -98,7 +98,8 @@ def test_tta_of_a_lateral_model_spreads(engine, tmp_path):
 
 def test_tta_maps_dense_outputs_back_before_averaging():
     """Passes on a per-pixel model: the flipped and shifted maps come back onto the original
-    pixels, so a pixelwise model spreads by 0; without the inverse they would disagree."""
+    pixels, so a pixelwise model spreads by 0; without the inverse they would disagree.  (A dense
+    plan's per-pixel sd map and area spread: tests/test_uncertainty_dense.py, through the engine.)"""
     import keras
     import tensorflow as tf
 
@@ -120,10 +121,6 @@ def test_tta_maps_dense_outputs_back_before_averaging():
     mean = passes.read(outputs, Step(x, np.arange(4)), lambda y, step: y)
     np.testing.assert_allclose(mean, dense(x.numpy()).numpy(), atol=1e-6)
     assert float(np.max(passes.last_sd)) < 1e-6
-    assert passes.pixel_spread is not None and float(np.max(passes.pixel_spread.slice_sd(2))) < 1e-6  # the per-pixel sd map
-    passes.reduce = lambda maps: (maps > 0.5).sum(axis=(1, 2)).astype(np.float32)  # an area per slice and class
-    passes.read(outputs, Step(x, np.arange(4)), lambda y, step: y)
-    assert passes.spread.shape == (4, 2) and np.all(passes.spread == 0)
     assert float(np.max(np.std([outputs[0], np.flip(outputs[0], 2)], axis=0))) > 1e-3  # a flip not undone would show
 
 
@@ -281,6 +278,22 @@ def test_mean_sd_of_identical_passes_is_exact():
     value = np.float32(0.1)
     mean, sd = mean_sd([np.full(3, value)] * 7)
     assert mean.dtype == np.float32 and np.all(mean == value) and np.all(sd == 0)
+
+
+def test_running_mean_sd_matches_mean_sd_and_is_exact_on_identical_passes():
+    from app.uncertainty.combine import RunningMeanSd
+
+    blocks = np.random.default_rng(4).random((7, 3, 5), dtype=np.float32)
+    running = RunningMeanSd()
+    for block in blocks:
+        running.add(block)
+    for got, want in zip(running.result(), mean_sd(blocks)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    same = RunningMeanSd()
+    for _ in range(9):
+        same.add(np.full(4, np.float32(0.1)))
+    mean, sd = same.result()
+    assert np.all(mean == np.float32(0.1)) and np.all(sd == 0)
 
 
 def test_spread_of_areas_is_taken_per_pass_and_the_pixel_sd_map_is_kept():

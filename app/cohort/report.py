@@ -11,7 +11,8 @@ from pathlib import Path
 from app.cohort.outcome import CohortRun, Outcome
 from app.cohort.request import CohortRequest
 from app.cohort.store import Parts, Settings, assemble
-from app.export import RUN_KEYS, sidecar_document, write_atomic
+from app.export import RUN_KEYS, sidecar_document
+from app.outputs import OutputSet
 from app.prediction import nonfinite_warning
 
 
@@ -55,8 +56,9 @@ def finish(request: CohortRequest, out: Path, parts: Parts, run: CohortRun, sett
     }
     sidecar = sidecar_document(runs, entries, cohort=cohort)
     sidecar_path = out.with_name(out.name + ".json")
-    write_atomic(out, table)
-    write_atomic(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
+    with OutputSet() as outs:  # both or neither
+        outs.add(out, table)
+        outs.add(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
     for path, reason in failed:
         name = os.path.basename(path.rstrip("/")) + ": "
         print(f"error: {path}: {reason[len(name):] if reason.startswith(name) else reason}", file=sys.stderr)

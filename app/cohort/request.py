@@ -33,6 +33,7 @@ class CohortRequest:
     batch_size: int = 32
     axis: str = "acquired"
     volume_index: int = 0
+    skip_damaged: bool = False  # a DICOM series loads without its damaged files
     workers: int | None = None  # a local Dask cluster of this many workers (None: chosen by size)
     scheduler: str | None = None  # the address of an existing Dask cluster instead
     progress: bool | None = None  # the progress bar; None: on a terminal
@@ -57,6 +58,7 @@ class CohortRequest:
             batch_size=args.batch_size,
             axis=args.axis,
             volume_index=args.volume_index,
+            skip_damaged=bool(getattr(args, "skip_damaged", False)),
             workers=args.workers,
             scheduler=args.scheduler,
             progress=args.progress,

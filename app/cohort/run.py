@@ -20,6 +20,8 @@ from app.cohort.report import finish
 from app.cohort.request import CohortRequest
 from app.cohort.store import Parts, Settings
 from app.errors import ModelError, SlicewiseError
+from app.export import sidecar_path
+from app.outputs import Inputs, OutputSet
 from app.progress import ProgressBar
 
 OnResult = Callable[["distributed.Client", CohortRun], None]  # noqa: F821 - a test hook, called after each result
@@ -65,6 +67,11 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
             others = sum(1 for p in given.rglob("*") if p.is_file())
             raise SlicewiseError(f"{given.name or given}: no volume files or DICOM images in this folder ({others} other files)")
         raise SlicewiseError(f"no volumes found in {' '.join(request.volumes)}")
+    from app.inference.models import metadata_path
+
+    guard = OutputSet(Inputs([*(item.path for item in items), request.model, *([metadata_path(Path(request.model))] if request.model else [])]))
+    guard.claim(out)  # never over one of the volumes, the model or its JSON
+    guard.claim(sidecar_path(out))
     parts.create()
 
     model_path = os.path.abspath(request.model) if request.model else None
@@ -80,6 +87,7 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
         "normalize": request.normalize,
         "axis": request.axis,
         "volume_index": request.volume_index,
+        "skip_damaged": request.skip_damaged,
         "batch_size": request.batch_size,
     }
     stamps = [stamp(item.path) for item in items]

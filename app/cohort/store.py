@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.csv_cells import text_cell
 from app.errors import SlicewiseError
 from app.export import csv_text, write_atomic
 
@@ -117,7 +118,7 @@ class Parts:
             raise SlicewiseError(f"cannot read {self.folder / key}.csv: {exc.strerror or exc}") from None
         reader = csv.reader(io.StringIO(text))
         header = next(reader)
-        return header, [[volume, *row[1:]] for row in reader]
+        return header, [[text_cell(volume), *row[1:]] for row in reader]
 
 
 def assemble(parts: Parts, done: list[tuple[str, str]]) -> str:

@@ -96,7 +96,7 @@ def score_volume(path: str, display: str, job: dict) -> dict:
             from app import export
             from app.io import load_volume
 
-            volume = load_volume(path, axis=job["axis"], volume_index=job["volume_index"])
+            volume = load_volume(path, axis=job["axis"], volume_index=job["volume_index"], skip_damaged=job.get("skip_damaged", False))
             volume = replace(volume, source=Path(display))  # named as the user's arguments spell it
             loaded = time.perf_counter()
             prediction = engine.run(volume, strategy, model, normalize=job["normalize"], batch_size=job["batch_size"])

@@ -75,7 +75,7 @@ def write_sr(
 ) -> Path:
     """Write ``prediction`` (a run on ``volume``) as a TID 1500 report at ``path``, atomically.
 
-    ``labels``: slice index → ``"1"``/``"0"``/``"?"`` or an `app.labels.Label`.  ``settings``:
+    ``labels``: slice index → ``"1"``/``"0"``/``"?"`` or an `app.review.labels.Label`.  ``settings``:
     the run's settings, listed as the algorithm's parameters (``strategy`` and the rest)."""
     import highdicom as hd
 

@@ -24,14 +24,17 @@ from app.display import looks_like_ct
 from app.errors import Cancelled, ModelError, SlicewiseError
 from app.inference import onnx_model
 from app.inference.models import (
+    BUILTIN_PREFIX,
     LoadedModel,
     builtin_model,
+    builtin_named,
     load_model_file,
     misfit,
     model_failed,
 )
 from app.inference.runtime import Runtime, bootstrap, to_tensorflow
 from app.prediction import Prediction
+from app.segmentation.run import OnMap, dense_run
 from app.strategies import Strategy
 from app.volume import Volume
 
@@ -80,6 +83,10 @@ class Engine:
                 path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes, threads=self._threads, use_gpu=self._use_gpu
             )
         self.start()
+        if str(path).startswith(BUILTIN_PREFIX):  # a shipped model, e.g. builtin:lesion (segmentation)
+            model = builtin_named(str(path))
+            model = model.with_output(output) if output else model
+            return model.with_classes(classes) if classes is not None else model
         return load_model_file(path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes)
 
     def warm_up(self, strategy: Strategy, model: LoadedModel) -> None:
@@ -105,11 +112,20 @@ class Engine:
         on_batch: OnBatch | None = None,
         cancelled: Callable[[], bool] | None = None,
         uncertainty: Uncertainty | None = None,
+        on_map: OnMap | None = None,
+        reduce: str = "area",
+        mask_threshold: float = 0.5,
+        overlap: float = 0.25,
+        fit: str = "tile",
     ) -> Prediction:
         """Score ``volume``; ``normalize`` and ``channels`` (the channel recipe, `app.channels`)
         default to what the model expects; ``output`` and ``classes`` choose the model's output and
         name its scores (as `LoadedModel.with_output` / `with_classes`; default: the model's own);
-        ``uncertainty`` makes several passes per batch, scores their mean (`app.uncertainty`)."""
+        ``uncertainty`` makes several passes per batch, scores their mean (`app.uncertainty`).
+
+        A segmentation model (`app.segmentation`) gives a map per slice: ``on_map(indices, probabilities)``
+        gets each batch's finished slices, ``reduce`` (area, max, mean) turns them into scores,
+        ``mask_threshold``, ``overlap`` and ``fit`` (tile, resize) say how the map is made."""
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, not {batch_size}")
         started = time.perf_counter()
@@ -120,10 +136,11 @@ class Engine:
             model = model.with_classes(classes)
         recipe = channel_recipes.parse_recipe(channels or model.channels)
         spec = _normalization(recipe, normalize, model.normalize)
-        wanted = channel_recipes.model_channels(model.spec.input_shape, model.spec.slice_hint)
         try:
+            dense = dense_run(model, volume, strategy.name, reduce=reduce, threshold=mask_threshold, overlap=overlap, fit=fit, on_map=on_map)
+            wanted = dense.channels if dense else channel_recipes.model_channels(model.spec.input_shape, model.spec.slice_hint)
             made = recipe.channels(volume.channels, wanted)
-            plan = strategy.plan((*volume.shape[:3], made), model.spec, batch_size)
+            plan = dense.make_plan((*volume.shape[:3], made), batch_size) if dense else strategy.plan((*volume.shape[:3], made), model.spec, batch_size)
             # a plan that runs the model in parts (the embedding slab: encoder, then head) names them
             parts = {name: self._traced_keras(part, sig) for name, (part, sig) in plan.parts(model.keras_model).items()} if hasattr(plan, "parts") else {}
         except ModelError as exc:
@@ -132,7 +149,7 @@ class Engine:
         nonfinite = preprocessing.nonfinite_slices(volume.data)
         norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
-        passes = _passes(uncertainty, model, plan, volume.depth, lambda m: self._traced_keras(m, plan.signature).on_tensorflow, self.runtime) if uncertainty else None
+        passes = _passes(uncertainty, model, plan, volume.depth, lambda m: self._traced_keras(m, plan.signature).on_tensorflow, self.runtime, dense.reduce_block if dense else None) if uncertainty else None
         scores: np.ndarray | None = None
         volume_score = None
         prepare = model_time = 0.0
@@ -159,25 +176,27 @@ class Engine:
                     raise model_failed(model, volume.shape, tuple(step.x.shape), exc) from None
                 t2 = time.perf_counter()
                 prepare, model_time = prepare + t1 - t0, model_time + t2 - t1
-                rows = 1 if step.indices is None else len(step.indices)
                 out = plan.read(y, step) if passes is None else passes.read(y, step, plan.read)
                 if out is None:  # an intermediate call (the embedding slab's encoder): no scores yet
                     done += 1
                     if on_batch is not None:
                         on_batch(done, plan.calls, np.empty(0, int), np.empty((0, 0), np.float32))
                     continue
-                block = np.asarray(out, dtype=np.float32).reshape(rows, -1)
-                if step.indices is None:
+                indices = step.indices
+                if dense is not None:  # the maps of the slices this batch finished, stored and reduced to scores
+                    indices, out = dense.take(*out)
+                block = np.asarray(out, dtype=np.float32).reshape(1 if indices is None else len(indices), -1)
+                if indices is None:
                     volume_score = block[0]
                 else:
                     if scores is None:
                         scores = np.full((volume.depth, block.shape[1]), np.nan, dtype=np.float32)
-                    scores[step.indices] = block
+                    scores[indices] = block
                 done += 1
                 if on_batch is not None:
-                    on_batch(done, plan.calls, step.indices if step.indices is not None else np.empty(0, int), block)
+                    on_batch(done, plan.calls, indices if indices is not None else np.empty(0, int), block)
         assert scores is not None
-        if model.classes and len(model.classes) != scores.shape[1]:
+        if dense is None and model.classes and len(model.classes) != scores.shape[1]:
             raise ModelError(f"{model.name}: {len(model.classes)} class names ({', '.join(model.classes)}) for {scores.shape[1]} scores per slice")
         scores[nonfinite] = np.nan  # a score computed from NaN/Inf voxels would mean nothing
         total = time.perf_counter() - started
@@ -195,10 +214,11 @@ class Engine:
             channels=recipe.resolved(wanted).spec,
             output=model.output,
             output_names=model.outputs,
-            classes=model.classes,
+            classes=dense.score_classes if dense else model.classes,
             activation=model.activation,
             model_about=model.about,
             notes=[*strategy.notes(volume), *recipe.notes(volume), *builtin_caveat(model, volume)],
+            **(dense.prediction_fields() if dense else {}),
         )
         return prediction if passes is None else passes.finish(prediction)
 
@@ -229,11 +249,12 @@ class Engine:
         return self._traced[key]
 
 
-def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime):
-    """The passes of an uncertainty method (imported only when one is asked for)."""
+def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime, reduce: Callable | None):
+    """The passes of an uncertainty method (imported only when one is asked for); ``reduce``: a
+    dense run's per-slice reduction of each pass's maps."""
     from app.uncertainty.passes import Passes
 
-    return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x))
+    return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x), reduce)
 
 
 def input_settings(model: LoadedModel, normalize: str | None = None, channels: str | ChannelRecipe | None = None) -> tuple[ChannelRecipe, str]:

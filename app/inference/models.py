@@ -25,11 +25,13 @@ from typing import Any
 
 from app import channels as channel_recipes
 from app.errors import ModelError
+from app.inference.metadata import read_metadata_file
 from app.io.formats import MODEL_SUFFIXES
 from app.io.hashing import file_sha256 as hashing_file_sha256
 from app.io.hashing import sha256_of_files
 from app.strategies import ModelSpec, Strategy
 from app.strategies.base import shape_text
+from app.text_input import short
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "models"
 KERAS_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")
@@ -117,9 +119,9 @@ def parse_classes(text: str) -> tuple[str, ...]:
 
 def check_classes(names: Sequence[str]) -> None:
     if not names or any(not n for n in names):
-        raise ModelError(f"bad class names {','.join(names)!r}: give one non-empty name per score, e.g. --classes none,bleed")
+        raise ModelError(f"bad class names {short(','.join(names), 60)}: give one non-empty name per score, e.g. --classes none,bleed")
     if len(set(names)) != len(names):
-        raise ModelError(f"bad class names {','.join(names)!r}: each name must be different")
+        raise ModelError(f"bad class names {short(','.join(names), 60)}: each name must be different")
 
 
 def meta_classes(meta: dict, output: str, names: tuple[str, ...]) -> list[str] | None:
@@ -411,17 +413,12 @@ def metadata_path(path: Path) -> Path:
 
 
 def read_metadata(path: Path) -> dict:
-    """The JSON beside a model (``classes``, ``channels``, ``slice_shape``, ``normalize``…), or {}."""
+    """The JSON beside a model (``classes``, ``channels``, ``slice_shape``, ``normalize``…), or {};
+    read with limits and checked key by key (`app.inference.metadata`)."""
     meta_path = metadata_path(path)
-    if not meta_path.is_file():
+    if not meta_path.exists():
         return {}
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(f"{meta_path.name}: cannot read the model's metadata: {exc}") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{meta_path.name}: the model's metadata must be a JSON object, not {type(meta).__name__}")
-    return meta
+    return read_metadata_file(meta_path)
 
 
 def load_model_file(
@@ -495,6 +492,25 @@ def builtin_metadata(strategy: Strategy) -> dict:
     meta = read_metadata(trained) if trained is not None else {}
     defaults = {"normalize": strategy.default_normalize, "channels": channel_recipes.DEFAULT, "slice_shape": strategy.slice_hint}
     return {**defaults, **{k: v for k, v in meta.items() if v is not None or k not in defaults}}
+
+
+BUILTIN_PREFIX = "builtin:"  # `--model builtin:lesion`: a model shipped in resources/models, not a strategy's
+
+
+def builtin_named(name: str) -> LoadedModel:
+    """A shipped model by name (``builtin:lesion``: the demo's segmentation model), with the
+    preprocessing its JSON records."""
+    name = name.removeprefix(BUILTIN_PREFIX)
+    path = RESOURCES / f"{name}.keras"
+    if not name.isidentifier() or not path.is_file():
+        shipped = ", ".join(f"{BUILTIN_PREFIX}{p.stem}" for p in sorted(RESOURCES.glob("*.keras")))
+        raise ModelError(f"no built-in model {name!r}; shipped: {shipped}")
+    loaded = load_model_file(path, preprocessing_of(read_metadata(path)))
+    return replace(loaded, source=f"built-in:{name}")
+
+
+def preprocessing_of(meta: dict) -> str:
+    return str(meta.get("normalize") or "none")
 
 
 def builtin_model(strategy: Strategy) -> LoadedModel:

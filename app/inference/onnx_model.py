@@ -260,7 +260,18 @@ def layout_of(path: Path, shape: tuple, declared: Any = None) -> tuple[str | Non
     )
 
 
+LAYOUT_OPS = ("Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten")  # move values, change none
+
+
 def _activations(proto: Any) -> dict[str, str | None]:
-    """The activation that makes each graph output, where its last node says (Sigmoid, Softmax)."""
-    producers = {out: node.op_type for node in proto.graph.node for out in node.output}
-    return {o.name: ACTIVATIONS.get(producers.get(o.name, "")) for o in proto.graph.output}
+    """The activation that makes each graph output, where its last node says (Sigmoid, Softmax),
+    looking through nodes that only lay values out (an NHWC export's closing Transpose)."""
+    producers = {out: node for node in proto.graph.node for out in node.output}
+
+    def activation(name: str) -> str | None:
+        node = producers.get(name)
+        while node is not None and node.op_type in LAYOUT_OPS and node.input:
+            node = producers.get(node.input[0])
+        return ACTIVATIONS.get(node.op_type) if node is not None else None
+
+    return {o.name: activation(o.name) for o in proto.graph.output}

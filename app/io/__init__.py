@@ -6,6 +6,9 @@
 - `dicom_file`      one DICOM file: a slice, or a multi-frame image.
 - `dicom_geometry`  slice order, spacing checks and RAS affine of DICOM planes.
 - `dicom_pixels`    pixel decoding and modality LUT (rescale slope/intercept).
+- `decode_pool`     compressed frames decoded in child processes (crash, hang, memory: a LoadError).
+- `decode_child`    the child's side: header check, pydicom's decoders, shared memory.
+- `codestream`      a bounded parser of JPEG / JPEG-LS / JPEG 2000 / RLE frame headers.
 - `arrays`          ``.npy`` / ``.npz`` / ``.pt``, loaded without unpickling.
 - `orientation`     closest-canonical RAS and the per-axis display layout, as index views.
 - `hashing`         SHA-256 of the files read.

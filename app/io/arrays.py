@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.io.memory import available_memory
 from app.io.messages import check_volume_index, fail, one_line, refuse
 from app.io.orientation import raw_affine
 from app.io.stored import StoredImage, array_filler, dtype_name
@@ -57,6 +58,7 @@ def read_npz(path: Path, volume_index: int) -> StoredImage:
         if not names:
             fail(path, "the .npz archive holds no arrays")
         name = next((k for k in PREFERRED_KEYS if k in names), names[0])
+        _check_member(path, archive.zip, name)  # its declared size, before a byte of it is inflated
         try:
             array = archive[name]
         except ValueError as exc:
@@ -72,6 +74,8 @@ def read_torch(path: Path, volume_index: int) -> StoredImage:
     import torch
 
     head = _head(path, 4)
+    if head.startswith(ZIP_MAGIC):
+        _check_torch_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses: not for users
             warnings.simplefilter("ignore")
@@ -146,6 +150,48 @@ def from_array(
         notes=[*(notes or []), RAW_NOTE],
         slice_axis=0,
     )
+
+
+def _check_declared(path: Path, what: str, nbytes: int) -> None:
+    """Refuse ``what`` of ``nbytes`` declared bytes that would not fit the memory guard."""
+    available = available_memory()
+    if nbytes > 0.8 * available:
+        gib = 1024**3
+        fail(path, f"too large to open: {what} declares {nbytes / gib:.1f} GiB, but only {available / gib:.1f} GiB of memory is available")
+
+
+def _check_member(path: Path, archive: zipfile.ZipFile, name: str) -> None:
+    """The ``.npy`` header of archive member ``name``: its shape and dtype, checked against the
+    member's declared size and the memory guard, reading the header only."""
+    member = f"{name}.npy" if f"{name}.npy" in archive.namelist() else name
+    info = archive.getinfo(member)
+    _check_declared(path, f"array {name!r} (inflated)", info.file_size)
+    try:
+        with archive.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(f)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        fail(path, f"array {name!r}: damaged .npy header ({one_line(str(exc), 80)})")
+    if dtype.hasobject:
+        refuse(path, f"array {name!r} {UNSAFE}")
+    count = 1
+    for side in shape:
+        count *= int(side)
+    stored = count * dtype.itemsize
+    _check_declared(path, f"array {name!r} of shape {shape}", stored + 4 * count)  # as stored, and its float32 copy
+    if info.file_size < stored:
+        fail(path, f"array {name!r}: damaged: its header declares {stored} bytes, the archive holds {info.file_size}")
+
+
+def _check_torch_archive(path: Path) -> None:
+    """A PyTorch zip archive's declared (inflated) size against the memory guard, before loading."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError):
+        fail(path, "damaged or truncated PyTorch archive")
+    _check_declared(path, "its tensor data", declared)
 
 
 def _head(path: Path, n: int) -> bytes:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import numpy as np
-from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
+from app.io.decode_pool import codec_of, decode_files
 from app.io.memory import check_memory
-from app.io.messages import fail, one_line
-
-#: Transfer syntaxes that the optional GPL decoder (pylibjpeg-libjpeg, the ``gpl-jpeg`` extra) reads;
-#: the default decoders read them too, except 12-bit JPEG Extended.
-GPL_JPEG_SYNTAXES = frozenset(
-    {uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1, uid.JPEGLSLossless, uid.JPEGLSNearLossless}
-)
-GPL_JPEG_HINT = "the optional GPL decoder may read it: pip install 'slicewise[gpl-jpeg]'"
+from app.io.messages import compressed_failure, fail, one_line
 
 
 def n_frames(ds: Dataset) -> int:
@@ -85,36 +77,37 @@ def _bits_allocated(ds: Dataset) -> int:
 
 
 def frames(ds: Dataset, path: Path) -> np.ndarray:
-    """All frames as ``(F, rows, cols[, samples])`` in stored values (colour converted to RGB)."""
-    try:
-        array = ds.pixel_array  # compressed data: decoded by the first of pydicom's plugins that can
-    except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        if syntax is not None and syntax.is_compressed:
-            fail(path, compressed_failure(syntax, exc))
-        short = re.search(r"less than expected \((\d+) vs (\d+) bytes\)", str(exc))
-        if short:
-            fail(path, f"truncated pixel data ({short[1]} of {short[2]} bytes)")
-        fail(path, f"cannot decode pixel data ({type(exc).__name__}: {one_line(str(exc), 120)})")
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
-        array = apply_color_lut(array, ds)
-    if n_frames(ds) == 1:
-        array = array[None]
-    return array
+    """All frames as ``(F, rows, cols[, samples])`` in stored values (colour converted to RGB).
 
-
-def compressed_failure(syntax: uid.UID, exc: BaseException) -> str:
-    """Why compressed pixel data of ``syntax`` could not be decoded, in one line.
-
-    pydicom lists each installed plugin's reason ("gdcm: ..."), or says that it has no decoder
-    for the syntax at all (MPEG, HEVC, JPEG 2000 Part 2, ...).
+    Compressed data that a native decoder reads is decoded in a child process (`decode_pool`):
+    a damaged file can crash or hang the decoder, never this process.
     """
-    if isinstance(exc, NotImplementedError):
-        return f"pixel data is compressed as {syntax.name}, which no installed DICOM decoder reads"
-    lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-    reasons = "; ".join(lines) or str(exc)
-    hint = f"; {GPL_JPEG_HINT}" if syntax in GPL_JPEG_SYNTAXES and importlib.util.find_spec("libjpeg") is None else ""
-    return f"cannot decode {syntax.name} pixel data{hint} ({reasons})"  # the reasons are cut first
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if codec_of(syntax) is not None:
+        decoded = decode_files([(path, ds)])[0]
+        if isinstance(decoded, BaseException):
+            raise decoded
+        array = decoded
+    else:
+        try:
+            array = ds.pixel_array  # uncompressed, or a syntax no plugin reads (pydicom says so at once)
+        except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything
+            if syntax is not None and syntax.is_compressed:
+                fail(path, compressed_failure(syntax, exc))
+            short = re.search(r"less than expected \((\d+) vs (\d+) bytes\)", str(exc))
+            if short:
+                fail(path, f"truncated pixel data ({short[1]} of {short[2]} bytes)")
+            fail(path, f"cannot decode pixel data ({type(exc).__name__}: {one_line(str(exc), 120)})")
+        if n_frames(ds) == 1:
+            array = array[None]
+    return frames_with_lut(ds, array)
+
+
+def frames_with_lut(ds: Dataset, array: np.ndarray) -> np.ndarray:
+    """Decoded ``array`` with a palette colour image's lookup table applied (RGB)."""
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
+        return apply_color_lut(array, ds)
+    return array
 
 
 def rescale_of(ds: Dataset, frame_group: Dataset | None = None) -> tuple[float, float] | None:

@@ -13,10 +13,13 @@ from pydicom.dataset import Dataset
 
 from app.errors import LoadError
 from app.io import dicom_geometry as geometry
+from app.io.decode_pool import codec_of, decode_files, syntax_of
 from app.io.dicom_file import from_dataset
-from app.io.dicom_pixels import frames, n_frames, samples_per_pixel, stored_dtype, write_frame
-from app.io.messages import check_volume_index, fail
+from app.io.dicom_pixels import frames, frames_with_lut, n_frames, samples_per_pixel, stored_dtype, write_frame
+from app.io.memory import check_memory
+from app.io.messages import SKIP_DAMAGED_HINT, DamagedSeriesError, check_volume_index, fail, one_line
 from app.io.stored import Filler, StoredImage
+from app.volume import WARNING_PREFIX
 
 
 @dataclass
@@ -31,8 +34,12 @@ class _Header:
     plane: geometry.Plane | None
 
 
-def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
-    """The largest series in ``folder`` (or, if it has no DICOM images, in its subfolders)."""
+def read_dicom_folder(folder: Path, volume_index: int, skip_damaged: bool = False) -> StoredImage:
+    """The largest series in ``folder`` (or, if it has no DICOM images, in its subfolders).
+
+    A damaged file of the series is named and the series refused (`DamagedSeriesError`); with
+    ``skip_damaged`` the other files are loaded at their true positions, with a warning.
+    """
     headers, skipped = _scan(sorted(p for p in folder.iterdir() if p.is_file()))
     notes: list[str] = []
     if not headers:
@@ -75,31 +82,35 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
     if len({h.shape for h in chosen}) > 1:
         fail(folder, f"slices of series {chosen[0].label} differ in size: {sorted({h.shape[:2] for h in chosen})}")
     rows, cols, samples = chosen[0].shape
+    check_memory(folder, (len(chosen), rows, cols, samples), extra_bytes=sum(_stored_bytes(h) for h in chosen))
+    decoded, damaged = _decode_all(folder, chosen)
+    if damaged:
+        if not skip_damaged or len(damaged) == len(chosen):
+            also = f"; {len(damaged) - 1} more of its {len(chosen)} files are damaged too" if len(damaged) > 1 else ""
+            raise DamagedSeriesError(f"{one_line(str(damaged[0]), 220)}{also} ({SKIP_DAMAGED_HINT})" if len(damaged) < len(chosen) else str(damaged[0]))
+        chosen = [h for h in chosen if h.path in decoded]
+        listed = ", ".join(sorted(p.name for p in damaged_paths(damaged, folder))[:5]) + (", …" if len(damaged) > 5 else "")
+        notes.append(f"{WARNING_PREFIX}skipped {len(damaged)} damaged files ({listed}); the other slices are shown at their true positions")
 
     def same_pixels(i: int, j: int) -> bool:
-        """Whether two files hold the same modality values (decoded: only for duplicate positions)."""
+        """Whether two files hold the same modality values (only asked for duplicate positions)."""
         values = []
-        for path in (chosen[i].path, chosen[j].path):
-            with _within(folder, path):
-                ds = _read(path)
-                frame = np.empty((rows, cols, samples), np.float32)
-                write_frame(frame, frames(ds, path)[0], ds)
+        for h in (chosen[i], chosen[j]):
+            ds, pixels = decoded[h.path]
+            frame = np.empty((rows, cols, samples), np.float32)
+            write_frame(frame, pixels[0], ds)
             values.append(frame)
         return bool(np.array_equal(values[0], values[1], equal_nan=True))
 
     stacked = geometry.stack([h.plane for h in chosen], folder, same_pixels)  # type: ignore[misc]
     ordered = [chosen[i].path for i in stacked.order]
-    with _within(folder, ordered[0]):
-        first = _read(ordered[0])
+    first = decoded[ordered[0]][0]
 
     def fill(target: np.ndarray) -> None:
         for k, path in enumerate(ordered):
-            with _within(folder, path):
-                ds = first if k == 0 else _read(path)
-                pixels = frames(ds, path)
-                if pixels.shape[1:3] != (rows, cols):
-                    fail(path, f"pixel data is {pixels.shape[1]} x {pixels.shape[2]}, not the {rows} x {cols} of the other slices")
-                write_frame(target[k], pixels[0], ds)
+            ds, pixels = decoded[path]
+            write_frame(target[k], pixels[0], ds)
+        decoded.clear()  # the stored values are not needed once the volume holds them
 
     return StoredImage(
         shape=(len(ordered), rows, cols),
@@ -112,6 +123,54 @@ def read_dicom_folder(folder: Path, volume_index: int) -> StoredImage:
         slice_axis=0,
         slice_origins=stacked.slice_origins,
     )
+
+
+def _stored_bytes(header: _Header) -> int:
+    rows, cols, samples = header.shape
+    return header.frames * rows * cols * samples * 4  # at most 32 bits a sample, decoded
+
+
+def _decode_all(folder: Path, chosen: list[_Header]) -> tuple[dict[Path, tuple[Dataset, np.ndarray]], list[LoadError]]:
+    """Every file's header and stored frames, compressed ones decoded in parallel in the decoder
+    pool; and the `LoadError` of each file that is damaged (named ``folder/file``)."""
+    decoded: dict[Path, tuple[Dataset, np.ndarray]] = {}
+    damaged: list[LoadError] = []
+    compressed: list[tuple[Path, Dataset]] = []
+    rows, cols, _ = chosen[0].shape
+    for h in chosen:
+        try:
+            with _within(folder, h.path):
+                ds = _read(h.path, header_only=True)
+                if codec_of(syntax_of(ds)) is not None:
+                    compressed.append((h.path, ds))
+                    continue
+                ds = _read(h.path)
+                decoded[h.path] = (ds, _checked(h.path, frames(ds, h.path), rows, cols))
+                del ds.PixelData  # the values are decoded; the header is what write_frame needs
+        except LoadError as exc:
+            damaged.append(exc)
+    for (path, ds), result in zip(compressed, decode_files(compressed)):
+        try:
+            with _within(folder, path):
+                if isinstance(result, LoadError):
+                    raise result
+                decoded[path] = (ds, _checked(path, frames_with_lut(ds, result), rows, cols))
+        except LoadError as exc:
+            damaged.append(exc)
+    damaged.sort(key=lambda e: str(e))
+    return decoded, damaged
+
+
+def _checked(path: Path, pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    if pixels.shape[1:3] != (rows, cols):
+        fail(path, f"pixel data is {pixels.shape[1]} x {pixels.shape[2]}, not the {rows} x {cols} of the other slices")
+    return pixels
+
+
+def damaged_paths(damaged: list[LoadError], folder: Path) -> list[Path]:
+    """The files named by the ``folder/file: …`` messages of ``damaged``."""
+    prefix = f"{folder.name or folder}/"
+    return [folder / str(e).split(": ", 1)[0][len(prefix):] for e in damaged]
 
 
 def _slices(series: list[_Header]) -> int:
@@ -139,9 +198,9 @@ def _filler_within(folder: Path, path: Path, fill: Filler) -> Filler:
     return named
 
 
-def _read(path: Path) -> Dataset:
+def _read(path: Path, header_only: bool = False) -> Dataset:
     try:
-        return pydicom.dcmread(path, force=True)
+        return pydicom.dcmread(path, force=True, stop_before_pixels=header_only)
     except Exception as exc:  # noqa: BLE001
         fail(path, f"cannot read DICOM file ({type(exc).__name__}: {exc})")
 

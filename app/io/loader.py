@@ -29,7 +29,7 @@ from app.volume import ACQUIRED, AXIS_CHOICES, Volume
 OBLIQUE_NOTE_DEG = 1.0
 
 
-def load_volume(path: str | os.PathLike, axis: str = ACQUIRED, volume_index: int = 0) -> Volume:
+def load_volume(path: str | os.PathLike, axis: str = ACQUIRED, volume_index: int = 0, *, skip_damaged: bool = False) -> Volume:
     """Read one 3D volume from ``path`` and lay it out along ``axis`` (see `Volume`).
 
     ``path`` is a NIfTI/Analyze/MGH/MINC/... file, a DICOM file or folder, or a ``.npy`` /
@@ -37,7 +37,10 @@ def load_volume(path: str | os.PathLike, axis: str = ACQUIRED, volume_index: int
     of `AXIS_CHOICES`: ``"acquired"`` slices the image as it was acquired (the DICOM slice
     normal, a NIfTI's third voxel axis), shown as the closest of axial/coronal/sagittal
     (``Volume.axis``; ``Volume.axis_label`` reads "acquired (sagittal)").  Every failure is a
-    `LoadError` (`UnsafeFileError` for files that would run code) naming the file.
+    `LoadError` (`UnsafeFileError` for files that would run code) naming the file.  A damaged
+    file of a DICOM series refuses the series, unless ``skip_damaged``: then the other slices
+    load at their true positions, with a warning.  Compressed DICOM is decoded in child
+    processes (`app.io.decode_pool`): a decoder's crash or hang is a `LoadError` too.
     """
     source = Path(path)
     if axis not in AXIS_CHOICES:
@@ -47,7 +50,7 @@ def load_volume(path: str | os.PathLike, axis: str = ACQUIRED, volume_index: int
     except TypeError:
         fail(source, f"volume index must be an integer, got {volume_index!r}")
     try:
-        stored = _read(source, index)
+        stored = _read(source, index, skip_damaged)
         return _assemble(source, stored, axis, index)
     except SlicewiseError:
         raise
@@ -55,12 +58,12 @@ def load_volume(path: str | os.PathLike, axis: str = ACQUIRED, volume_index: int
         raise LoadError(f"{display_name(source)}: {describe(exc)}") from exc
 
 
-def _read(path: Path, volume_index: int) -> StoredImage:
+def _read(path: Path, volume_index: int, skip_damaged: bool = False) -> StoredImage:
     """Choose the reader: folder → DICOM series; DICM magic → DICOM; then by extension."""
     if not path.exists():
         fail(path, "no such file or folder")
     if path.is_dir():
-        return read_dicom_folder(path, volume_index)
+        return read_dicom_folder(path, volume_index, skip_damaged)
     with open(path, "rb") as f:
         head = f.read(132)
     if not head:
@@ -126,6 +129,8 @@ def _assemble(source: Path, stored: StoredImage, requested: str, volume_index: i
         volume_index=volume_index,
         n_volumes=stored.n_volumes,
         notes=tuple(notes),
+        layout=layout,
+        stored_affine=np.asarray(affine, dtype=np.float64),
     )
 
 

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import re
 import zlib
 from pathlib import Path
 from typing import NoReturn
 
+from pydicom import uid
+
 from app.errors import LoadError, UnsafeFileError
+
+#: Transfer syntaxes that the optional GPL decoder (pylibjpeg-libjpeg, the ``gpl-jpeg`` extra) reads;
+#: the default decoders read them too, except 12-bit JPEG Extended.
+GPL_JPEG_SYNTAXES = frozenset(
+    {uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1, uid.JPEGLSLossless, uid.JPEGLSNearLossless}
+)
+GPL_JPEG_HINT = "the optional GPL decoder may read it: pip install 'slicewise[gpl-jpeg]'"
+
+#: how a refused series says that its other files would load (the viewer offers a button then)
+SKIP_DAMAGED_HINT = "--skip-damaged loads the others"
+
+
+class DamagedSeriesError(LoadError):
+    """A file of a DICOM series is damaged; the others may load (``skip_damaged``)."""
 
 
 def display_name(path: Path) -> str:
@@ -68,3 +85,24 @@ def check_volume_index(path: Path, index: int, n_volumes: int) -> None:
     if not 0 <= index < n_volumes:
         held = "1 volume (index 0)" if n_volumes == 1 else f"{n_volumes} volumes (indices 0–{n_volumes - 1})"
         fail(path, f"volume index {index} is out of range: the file holds {held}")
+
+
+def compressed_failure(syntax: uid.UID, exc: BaseException | str, frame: int | None = None, name: str = "") -> str:
+    """Why compressed pixel data of ``syntax`` could not be decoded, in one line.
+
+    pydicom lists each installed plugin's reason ("gdcm: ..."), or says that it has no decoder
+    for the syntax at all (MPEG, HEVC, JPEG 2000 Part 2, ...).  The optional GPL decoder is
+    suggested only when the installed decoders say they do not support the data (12-bit JPEG
+    Extended); any other failure is damaged data, and is called that.
+    """
+    text = str(exc)
+    if isinstance(exc, NotImplementedError) or text.startswith("NotImplementedError"):
+        return f"pixel data is compressed as {syntax.name}, which no installed DICOM decoder reads"
+    lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+    reasons = "; ".join(lines) or text
+    where = f" (frame {frame + 1})" if frame is not None else ""
+    name = name or syntax.name
+    if "does not support" in text:
+        hint = f"; {GPL_JPEG_HINT}" if syntax in GPL_JPEG_SYNTAXES and importlib.util.find_spec("libjpeg") is None else ""
+        return f"cannot decode {name} pixel data{where}: no installed decoder supports it{hint} ({reasons})"
+    return f"cannot decode {name} pixel data{where}: the data is damaged ({reasons})"  # the reasons are cut first

@@ -87,7 +87,12 @@ class DenseMap:
         """Class indices ``(D, H, W)`` uint8: a softmax's argmax; one sigmoid map: 0/1.
         Several sigmoid maps overlap and have no single label map: use `masks`."""
         if self.kind == "softmax":
-            return self.probabilities.argmax(axis=-1).astype(np.uint8)
-        if self.count == 1:
-            return (self.probabilities[..., 0] >= self.threshold_level).astype(np.uint8)
+            out = np.empty(self.probabilities.shape[:3], dtype=np.uint8)
+            for d in range(self.depth):  # slice by slice: argmax gives int64, 8 bytes a voxel
+                out[d] = self.probabilities[d].argmax(axis=-1)
+            return out
+        if self.count == 1:  # written in place: no boolean volume beside the result
+            out = np.empty(self.probabilities.shape[:3], dtype=np.uint8)
+            np.greater_equal(self.probabilities[..., 0], self.threshold_level, out=out.view(bool))
+            return out
         raise ValueError("several sigmoid maps overlap: there is no single label map; write one binary map per class")

@@ -49,6 +49,19 @@ onnx_gui_vs_cli        ``gui_vs_cli_throughput`` with that CNN exported from    
                        PyTorch to ONNX (served by ONNX Runtime in both)
 peak_mem_ratio         peak extra resident memory while that volume is opened and    <= 2 x
                        scored / its float32 size
+worklist_open_ms       ``slicewise review``: a 10 000-case results CSV (32 slices    <= 1000 ms
+                       each) + sidecar parsed -> the worklist painted; with the p95
+                       of a random scroll step's repaint (<= 16 ms)
+seg_peak_mem_ratio     the same with the built-in lesion U-Net (a one-class map,    <= 2.5 x
+                       uint8) on 512x512x300, its label map made; a fresh process
+                       (``app/tools/seg_memory.py``)
+seg_whole_job_vs_script ``slicewise predict BRAIN --model UNET --normalize minmax    <= 0.9 x
+                       --out a.csv --mask-out m.nii.gz`` with a 4-level U-Net of
+                       128x128 input (tiles, 25 % overlap) / the script a user would
+                       write (``app/tools/user_seg_script.py``), fresh processes
+compressed_load_vs_    ``load_volume`` of a 300-slice JPEG 2000 series (256x256       <= 1.0 x
+inprocess              int16 slices), frames decoded in the isolated decoder pool
+                       (warm) / the same decoded in this process, serially
 =====================  ==========================================================  ==========
 
 The GUI figures run in fresh processes (``python -m app.ui.bench_ui``); this module itself
@@ -553,11 +566,139 @@ def peak_mem_ratio(ctx: Context) -> Figure:
     return Figure("peak_mem_ratio", r["peak_extra_mib"] / r["float32_mib"], "x", "<= 2", raw)
 
 
+WORKLIST_CASES, WORKLIST_DEPTH = 10_000, 32
+
+
+def cohort_results(folder: Path, cases: int = WORKLIST_CASES, depth: int = WORKLIST_DEPTH) -> Path:
+    """A cohort's results as ``slicewise predict`` on a folder writes them (table + sidecar), for
+    ``cases`` volumes of ``depth`` slices with random scores; the volumes themselves are absent."""
+    import numpy as np
+
+    from app.atomic import write_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    scores = rng.random((cases, depth)) ** 3
+    lines = ["volume,slice_index,position_mm,score"]
+    volumes = []
+    for case in range(cases):
+        name = str(folder / f"case{case:05d}.nii.gz")
+        lines.extend(f"{name},{d},{2.5 * d:.3f},{scores[case, d]:.8g}" for d in range(depth))
+        volumes.append({"path": name, "status": "ok", "sha256": f"{case:064x}", "shape": [depth, 512, 512, 1], "axis": "axial", "volume_index": 0,
+                        "volume_score": None, "runs": [{"name": "slice", "volume_score": None}]})  # fmt: skip
+    out = folder / "results.csv"
+    run = {"name": "slice", "columns": ["score"], "strategy": "slice", "model": {"source": "built-in:slice", "sha256": "0" * 64}, "normalize": "none"}
+    write_atomic(out, "\n".join(lines) + "\n")
+    write_atomic(out.with_name(out.name + ".json"), json.dumps({"runs": [run], "volumes": volumes}) + "\n")
+    return out
+
+
+def worklist_open_ms(ctx: Context) -> Figure:
+    results = cohort_results(ctx.workdir / "cohort")
+    r = _ui_child(ctx, "worklist", str(results), "--steps", "50" if ctx.quick else "100")
+    raw = {k: r[k] for k in ("parse_ms", "table_ms", "cases", "rows", "scroll_p95_ms", "scroll_median_ms", "scroll_max_ms", "steps")}
+    return Figure("worklist_open_ms", r["open_ms"], "ms", "<= 1000", raw, notes=f"scroll step repaint p95 {r['scroll_p95_ms']:.1f} ms (target <= 16)")
+
+
+def seg_peak_mem_ratio(ctx: Context) -> Figure:
+    cmd = [sys.executable, "-m", "app.tools.seg_memory", str(ctx.big_volume(BIG_DEPTH))]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900, cwd=ctx.workdir)
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not results:
+        raise RuntimeError(f"app.tools.seg_memory failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    r = json.loads(results[-1][len("RESULT ") :])
+    raw = {k: r[k] for k in ("peak_extra_mib", "float32_mib", "map_mib", "baseline_mib")}
+    return Figure("seg_peak_mem_ratio", r["peak_extra_mib"] / r["float32_mib"], "x", "<= 2.5", raw)
+
+
+def seg_whole_job_vs_script(ctx: Context) -> Figure:
+    """``slicewise predict`` with a 4-level U-Net (`app.tools.seed_models.user_unet`, 128 x 128
+    input: tiles) on the brain-sized volume, areas and mask written, against the script a user
+    would write (`app.tools.user_seg_script`), fresh processes in turns; both tables checked."""
+    from app.tools.seed_models import user_unet
+
+    brain, unet = ctx.brain_volume(), ctx.workdir / "unet.keras"
+    user_unet().save(unet)
+    outs = {"slicewise_s": ctx.workdir / "seg.csv", "script_s": ctx.workdir / "seg_script.csv"}
+    cmds = {
+        "slicewise_s": [sys.executable, "-m", "app", "predict", str(brain), "--model", str(unet), "--normalize", "minmax", "--out", str(outs["slicewise_s"]),
+                        "--mask-out", str(ctx.workdir / "seg.nii.gz")],
+        "script_s": [sys.executable, "-m", "app.tools.user_seg_script", str(brain), str(unet), str(outs["script_s"]), str(ctx.workdir / "seg_script.nii.gz")],
+    }
+
+    def run(name: str) -> None:
+        done = subprocess.run(cmds[name], capture_output=True, text=True, env=_env(), cwd=ctx.workdir, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmds[name][1:4])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+    t = interleaved({name: (lambda name=name: run(name)) for name in cmds}, 2 if ctx.quick else 3)
+    ours, theirs = (np.loadtxt(outs[name], delimiter=",", skiprows=1, usecols=col, ndmin=1) for name, col in (("slicewise_s", 3), ("script_s", 1)))
+    if ours.shape != theirs.shape:
+        raise RuntimeError(f"slicewise measured {ours.size} slices, the script {theirs.size}")
+    raw = {**t, "slices": float(ours.size), "area_mean_abs_diff_mm2": float(np.mean(np.abs(ours - theirs)))}  # Gaussian vs plain blending
+    return Figure("seg_whole_job_vs_script", t["slicewise_s"] / t["script_s"], "x", "<= 0.9", raw)
+
+
+def write_j2k_series(folder: Path, volume: np.ndarray) -> None:
+    """Slice k of ``volume`` (int16 ``(K, rows, cols)``) as a lossless JPEG 2000 CT file, 2.5 mm apart."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+    folder.mkdir(parents=True)
+    series = generate_uid()
+    for k, image in enumerate(volume.astype(np.int16)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"slice{k:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID, series, "1.2.3"
+        ds.Modality, ds.InstanceNumber = "CT", k + 1
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [0, 0, 2.5 * k]
+        ds.PixelSpacing, ds.SliceThickness = [0.9, 0.9], 2.5
+        ds.set_pixel_data(np.ascontiguousarray(image), "MONOCHROME2", 16)
+        ds.compress(JPEG2000Lossless)
+        ds.save_as(folder / f"slice{k:03d}.dcm", enforce_file_format=True)
+
+
+def compressed_load_vs_inprocess(ctx: Context, depth: int = 300, side: int = 256) -> Figure:
+    """``load_volume`` of a JPEG 2000 series through the decoder pool (child processes, frames
+    back through shared memory, files decoded in parallel) against the same load with every
+    frame decoded in this process, one after the other (no isolation).  The pool is warm (it
+    starts once per process, at the first compressed file); its start is reported apart."""
+    from app.io import decode_pool, load_volume
+    from app.phantom import make_phantom
+
+    folder = ctx.workdir / f"j2k_series_{depth}x{side}"
+    if not folder.exists():
+        write_j2k_series(folder, np.asarray(make_phantom(seed=0, depth=depth, size=side).image.dataobj).transpose(2, 1, 0))
+    started = time.perf_counter()
+    pool = decode_pool.get_pool()
+    cold = pool.started == 0
+    load_volume(folder)  # page cache warm; the pool's children started (if not already)
+    first_s = time.perf_counter() - started
+
+    def isolated():
+        return load_volume(folder)
+
+    def in_process():
+        with decode_pool.in_process():
+            return load_volume(folder)
+
+    a, b = isolated(), in_process()
+    assert np.array_equal(a.data.numpy(), b.data.numpy()), "the pool and pydicom in-process decode differently"
+    del a, b
+    t = interleaved({"pool_s": isolated, "in_process_s": in_process}, max(3, ctx.repeats - 2))
+    raw = {**t, "first_load_s": first_s, "children": pool.size, "depth": depth, "side": side}
+    notes = "first load includes starting the children" if cold else ""
+    return Figure("compressed_load_vs_inprocess", t["pool_s"] / t["in_process_s"], "x", "<= 1.0", raw, notes)
+
+
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     f.__name__: f
     for f in (
-        seed_loop_speedup, vs_bare_call, mc_dropout_vs_bare, onnx_vs_bare_run, load_vs_nibabel, scrub_p95_ms, mask_scrub_p95_ms, crosshair_p95_ms, saliency_ms,
-        startup_vs_import, whole_job_vs_script, ui_stall_ms, gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio,
+        seed_loop_speedup, vs_bare_call, mc_dropout_vs_bare, onnx_vs_bare_run, load_vs_nibabel, compressed_load_vs_inprocess, scrub_p95_ms, mask_scrub_p95_ms,
+        crosshair_p95_ms, saliency_ms, startup_vs_import, whole_job_vs_script, ui_stall_ms, gui_vs_cli_throughput, onnx_gui_vs_cli, peak_mem_ratio,
+        seg_peak_mem_ratio, seg_whole_job_vs_script, worklist_open_ms,
     )
 }
 

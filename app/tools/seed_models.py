@@ -69,3 +69,23 @@ def user_cnn(height: int = 256, width: int = 256) -> keras.Model:
         ],
         name="user_cnn",
     )
+
+
+def user_unet(size: int = 128, levels: int = 4, base: int = 8) -> keras.Model:
+    """A user-sized 2D U-Net: ``levels`` poolings, ``base`` filters doubling per level, a fixed
+    ``size`` × ``size`` × 1 input and a one-class sigmoid map (as the public brain U-Nets)."""
+    keras.utils.set_random_seed(7)
+    x = inputs = keras.Input((size, size, 1))
+    skips = []
+    for level in range(levels):
+        x = layers.Conv2D(base << level, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(base << level, 3, padding="same", activation="relu")(x)
+        skips.append(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(base << levels, 3, padding="same", activation="relu")(x)
+    for level in reversed(range(levels)):
+        x = layers.Conv2DTranspose(base << level, 2, strides=2, padding="same")(x)
+        x = layers.Concatenate()([x, skips[level]])
+        x = layers.Conv2D(base << level, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(base << level, 3, padding="same", activation="relu")(x)
+    return keras.Model(inputs, layers.Conv2D(1, 1, activation="sigmoid")(x), name="user_unet")

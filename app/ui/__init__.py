@@ -6,7 +6,8 @@ to one part of the core:
 - ``launch``, ``main``, ``platform_check``  the ``slicewise`` entry point, the QApplication, and
   the check that Qt's platform plugin can load
 - ``window``      ``MainWindow``: lays out the widgets below and connects them to the session;
-  ``model_commands`` and ``export_commands`` are its Model and export menu commands
+  ``model_commands``, ``export_commands`` and ``reference_commands`` are its Model, export and
+  reference-mask menu commands
 - ``actions``     menus, toolbar and keyboard shortcuts; ``dialogs`` the file and number dialogs
 - ``views``       the depth view and the two side views (``plane_view``, each a ``slice_image``
   under a ``crosshair``), the display panel (``display_panel``: window/level, presets,
@@ -16,7 +17,8 @@ to one part of the core:
   views (filled, outline, heat; pixels looked up from the uint8 map), and its legend (class
   volumes in mL, the heat colour bar)
 - ``scrubber``    depth slider, spin box and the strip of labels and hits
-- ``score_plot``  per-slice score curves, a cursor locked to the scrubber, a threshold line
+- ``score_plot``  per-slice score curves, a cursor locked to the scrubber, a threshold line;
+  ``dice_curve`` the per-slice Dice against a reference mask on a right-hand axis
 - ``review_panel``, ``label_keeper``  agreement figures and the labels' sidecar
 - ``status_line`` the status bar's readouts (``steady_label``: labels that only grow); ``throttle``
   redraws at most once per interval

@@ -44,6 +44,8 @@ SHORTCUT_HELP = """<table cellspacing=4>
 <tr><td><b>Ctrl+R</b> / <b>F5</b></td><td>run the selected strategy</td></tr>
 <tr><td><b>Esc</b></td><td>cancel the run (a finished curve it would replace stays)</td></tr>
 <tr><td><b>Ctrl+O</b></td><td>open a file (or drop a file or folder on the window)</td></tr>
+<tr><td><b>Ctrl+→ / Ctrl+←</b></td><td><code>slicewise review</code>: next / previous case of the worklist</td></tr>
+<tr><td><b>Ctrl+1 / 2 / 3</b></td><td><code>slicewise review</code>: accept / reject / second read the open case</td></tr>
 </table>"""
 
 STRATEGY_CHOICES = tuple((name, title, summary) for name, (title, summary) in CATALOG.items())
@@ -52,7 +54,8 @@ MODEL_DEFAULT = "model default"
 PROGRESS_MS = 100  # batches: the progress bar updated at most this often
 NORMALIZE_CHOICES = (MODEL_DEFAULT, "none", "minmax", "zscore", "window:40,400", "window:50,350", "window:400,1800")
 POOL_CHOICES = ("mean (default)", "max", "attention")
-MASK_MODE_TITLES = {"filled": "&Filled at the threshold", "outline": "&Outline", "heat": "&Heat map (probability)"}
+MASK_MODE_TITLES = {"filled": "&Filled at the threshold", "outline": "&Outline", "heat": "&Heat map (probability)",
+                    "uncertainty": "&Uncertainty (sd of the passes; Model › Uncertainty)"}
 CHANNEL_CHOICES = (MODEL_DEFAULT, "replicate", "neighbors", "windows:40,80;80,200;600,2800")
 
 
@@ -72,6 +75,8 @@ class Commands(Protocol):
     def set_saliency_visible(self, on: bool) -> None: ...
     def set_mask_visible(self, on: bool) -> None: ...
     def export_mask_dialog(self) -> None: ...
+    def load_reference_dialog(self) -> None: ...
+    def clear_reference(self) -> None: ...
     def set_score_tint(self, on: bool) -> None: ...
     def run_prediction(self) -> int | None: ...
     def cancel_prediction(self) -> None: ...
@@ -281,6 +286,8 @@ def build_menus(window: QMainWindow, commands: Commands, session: Session) -> di
     add(file, "export_plot", "Export &plot…", commands.export_plot_dialog, "Ctrl+Shift+E")
     add(file, "export_seg", "Export DICOM &SEG…", commands.export_seg_dialog)
     add(file, "export_mask", "Export &mask…", commands.export_mask_dialog)
+    add(file, "load_reference", "Load re&ference mask…", commands.load_reference_dialog)
+    add(file, "clear_reference", "Clear reference mas&k", commands.clear_reference)
     file.addSeparator()
     add(file, "quit", "&Quit", commands.close, QKeySequence.StandardKey.Quit)
 

@@ -18,6 +18,8 @@ Run by ``python -m app.tools.bench`` (which prints and records them); each ends 
 - ``throughput VOLUME [--model FILE]``  seconds per warm scoring run of the slice strategy in
   the viewer (the built-in model, or FILE)
 - ``memory VOLUME``  peak extra resident memory while the volume is opened and scored
+- ``worklist RESULTS``  ``slicewise review``'s worklist: results parsed -> table painted, then
+  random page scrolls -> the table repainted (the rows' files read as they show)
 
 ``--threads N`` gives the worker N TensorFlow threads instead of the viewer's default.
 """
@@ -477,9 +479,39 @@ def memory(volume: str) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def worklist(results: str, steps: int) -> None:
+    """Time from reading the results to the worklist painted, in a window already shown (its
+    start is the ``startup`` figure); then scroll steps of a page to random rows."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as settings_dir:
+        qapp, window = _window(settings_dir)
+        _wait(qapp, 200)
+        from app.review.results import load_results
+        from app.review.worklist import CohortReview
+        from app.ui.review_mode import ReviewMode
+
+        t0 = time.perf_counter()
+        parsed = load_results(results)
+        t1 = time.perf_counter()
+        mode = ReviewMode(window, CohortReview(parsed, "bench"))
+        table = mode.worklist.table
+        watch = _PaintWatch(table.viewport())
+        while watch.count == 0:
+            qapp.processEvents()
+        t2 = time.perf_counter()
+        bar = table.verticalScrollBar()
+        rng = np.random.default_rng(0)
+        ms = _time_steps(qapp, [table.viewport()], lambda: bar.setValue(int(rng.integers(0, bar.maximum() + 1))), steps)
+        result = {"open_ms": (t2 - t0) * 1000, "parse_ms": (t1 - t0) * 1000, "table_ms": (t2 - t1) * 1000, "cases": len(parsed),
+                  "rows": int(parsed.table.shape[0]), **_figures(ms, "scroll_"), "steps": steps}  # fmt: skip
+        window.close()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.ui.bench_ui", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("startup", "scrub", "mask", "crosshair", "saliency", "stall", "throughput", "memory"))
+    parser.add_argument("what", choices=("startup", "scrub", "mask", "crosshair", "saliency", "stall", "throughput", "memory", "worklist"))
     parser.add_argument("volume", nargs="?")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--window-only", action="store_true")
@@ -503,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         stall(args.volume, 2 if args.quick else 3, args.threads)
     elif args.what == "throughput":
         throughput(args.volume, 5, args.threads, args.model)
+    elif args.what == "worklist":
+        worklist(args.volume, min(args.steps, 100))
     else:
         memory(args.volume)
     return 0

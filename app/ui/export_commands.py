@@ -89,10 +89,7 @@ class ExportCommands:
     def dense_run(self) -> Run | None:
         """The finished segmentation run File › Export mask writes: the one the overlay shows,
         else the newest finished run with a map."""
-        shown = self.session.mask_run()
-        if shown is not None and shown.finished:
-            return shown
-        return next((run for run in reversed(self.session.finished_runs()) if run.dense is not None), None)
+        return self.session.finished_dense_run()
 
     def export_mask(self, path: str | Path, probabilities: bool = False) -> Path:
         run = self.dense_run()

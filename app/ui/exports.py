@@ -10,6 +10,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.errors import SlicewiseError
+from app.outputs import OutputSet, command_inputs
 
 if TYPE_CHECKING:
     from app.runs import Run
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, Path]:
     """Every finished run of the open volume in one CSV (a column per run), as ``slicewise
-    predict`` with repeated ``--strategy`` writes it; with labels (an `app.labels.SliceLabels`),
+    predict`` with repeated ``--strategy`` writes it; with labels (an `app.review.labels.SliceLabels`),
     a ``label`` column and, in the sidecar, who labelled when and each column's agreement."""
     from app.export import score_columns, write_predictions
 
@@ -29,8 +30,8 @@ def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, 
     predictions = [run.prediction for run in runs]
     review = None
     if labels is not None and len(labels):
-        from app.agreement import agreement
-        from app.review import labels_section
+        from app.review.agreement import agreement
+        from app.review.headless import labels_section
 
         agreements = {
             column: agreement(prediction.scores[:, k], labels.labels, session.threshold)
@@ -38,7 +39,11 @@ def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, 
             for k, column in enumerate(columns)
         }
         review = labels_section(labels.entries, labels.path, session.threshold, agreements)
-    return write_predictions(path, [(session.volume, predictions)], labels=session.labels or None, review=review)
+    from app.outputs import OutputSet, command_inputs
+
+    sources = command_inputs([session.volume.source], getattr(labels, "path", None), [p.model_source for p in predictions])
+    with OutputSet(sources) as outs:  # both files or neither, never over the volume, its labels or a model
+        return write_predictions(path, [(session.volume, predictions)], labels=session.labels or None, review=review, outs=outs)
 
 
 def export_plot(session: Session, plot: ScorePlot, path: str | Path, title_height: int = 28) -> Path:
@@ -54,8 +59,15 @@ def export_plot(session: Session, plot: ScorePlot, path: str | Path, title_heigh
     runs = ", ".join(run.title for run in session.finished_runs()) or "no runs"
     painter.drawText(QRectF(8, 0, image.width() - 16, title_height), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, f"{name}  —  {runs}")
     painter.end()
-    if not image.save(str(path)):
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    png = QByteArray()
+    buffer = QBuffer(png)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, path.suffix.lstrip(".").upper() or None):
         raise SlicewiseError(f"cannot write {path}: not a writable image path (use .png)")
+    with OutputSet(command_inputs([session.volume.source] if session.volume is not None else [])) as outs:  # all of the PNG or nothing
+        outs.add(path, bytes(png.data()))
     return path
 
 
@@ -64,9 +76,8 @@ def export_mask(session: Session, run: Run, path: str | Path, probabilities: boo
     probabilities, in the source file's voxel order with its affine), through the core's writer."""
     if session.volume is None or run.dense is None or not run.finished:
         raise SlicewiseError("nothing to export yet: run a segmentation model first")
-    try:
-        from app.segmentation.mask_export import write_mask
-    except ImportError:
-        raise SlicewiseError("mask export is not available in this build") from None
-    write_mask(path, session.volume, run.dense, probabilities=probabilities)
+    from app.segmentation.mask_export import write_mask
+
+    with OutputSet(command_inputs([session.volume.source])) as outs:  # never over the open volume
+        outs.write_with(path, lambda tmp: write_mask(tmp, session.volume, run.dense, probabilities=probabilities))
     return Path(path)

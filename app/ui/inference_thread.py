@@ -22,7 +22,6 @@ The worker never touches a widget: it only emits signals with numpy arrays and c
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sys
@@ -36,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.agreement import prepare as prepare_review
 from app.errors import Cancelled, SlicewiseError
+from app.review.agreement import prepare as prepare_review
 from app.uncertainty import parse as parse_uncertainty
 
 if TYPE_CHECKING:
@@ -196,15 +195,6 @@ class _MapRelay:
             self._emit(indices, self.dense)
 
 
-def _takes_on_map(engine) -> bool:
-    """Whether ``engine.run`` streams a segmentation map (``on_map``).
-    TODO(lead, at the merge with segcore's engine): remove this guard and always pass ``on_map``."""
-    try:
-        return "on_map" in inspect.signature(engine.run).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 class InferenceWorker(QObject):
     """Lives on the inference thread; its slots run there, one job at a time."""
 
@@ -280,7 +270,6 @@ class InferenceWorker(QObject):
 
             on_batch = _ProgressRelay(lambda *args: self.sigProgress.emit(job.id, *args))
             on_map = _MapRelay(job.volume.depth, lambda indices, dense: self.sigMap.emit(job.id, indices, dense))
-            streaming = {"on_map": on_map} if _takes_on_map(engine) else {}
             prediction = engine.run(
                 job.volume,
                 strategy,
@@ -291,7 +280,7 @@ class InferenceWorker(QObject):
                 on_batch=on_batch,
                 cancelled=lambda: self._cancel.is_cancelled(job.id),
                 uncertainty=uncertainty,
-                **streaming,
+                on_map=on_map,
             )
         except Cancelled:
             self.sigCancelled.emit(job.id)

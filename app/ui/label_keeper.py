@@ -1,4 +1,4 @@
-"""`LabelKeeper`: the reader's slice labels kept on disk as they are made (app.labels), loaded
+"""`LabelKeeper`: the reader's slice labels kept on disk as they are made (app.review.labels), loaded
 when a volume opens (the bundled demo's ground truth the first time)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.errors import SlicewiseError
-from app.labels import SliceLabels
+from app.review.labels import SliceLabels
 
 if TYPE_CHECKING:
     from app.session import Session
@@ -21,12 +21,13 @@ class LabelKeeper:
 
     def __init__(self, session: Session, window):
         self.session, self.window = session, window
-        self.store = None  # app.labels.SliceLabels of the open volume
+        self.store = None  # app.review.labels.SliceLabels of the open volume
+        self.open_store = SliceLabels.for_volume  # volume → its labels (`slicewise review`: the reader's own file)
         session.events.volume.connect(self._on_volume)
         session.events.labels.connect(self._on_labels)
 
     def _on_volume(self, volume) -> None:
-        self.store = None if volume is None else SliceLabels.for_volume(volume)
+        self.store = None if volume is None else self.open_store(volume)
         if self.store is not None and not len(self.store) and _is_demo(volume) and DEMO_LABELS.is_file():
             try:
                 self.store.import_csv(DEMO_LABELS)

@@ -1,5 +1,5 @@
 """``slicewise`` / ``python -m app``: the command line, with the viewer's commands (``gui``,
-``render``) handed to it from here, so the core's ``app.cli`` needs no Qt."""
+``render``, ``review``) handed to it from here, so the core's ``app.cli`` needs no Qt."""
 
 from __future__ import annotations
 
@@ -33,9 +33,13 @@ def run_viewer_command(args: argparse.Namespace) -> int:
     problem = platform_problem()
     if problem is not None:
         raise SlicewiseError(problem)
+    if args.command == "review":
+        from app.ui.review_mode import run_review
+
+        return run_review(args.results, args.reader, args.blinded, args.threshold)
     from app.ui.main import run_gui
 
-    return run_gui(args.volume, axis=args.axis, volume_index=args.volume_index)
+    return run_gui(args.volume, axis=args.axis, volume_index=args.volume_index, skip_damaged=args.skip_damaged)
 
 
 if __name__ == "__main__":  # pragma: no cover

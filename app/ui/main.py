@@ -28,7 +28,7 @@ def ensure_app(offscreen: bool = False):
     return qapp
 
 
-def run_gui(path: str | os.PathLike | None = None, axis: str | None = None, volume_index: int = 0) -> int:
+def run_gui(path: str | os.PathLike | None = None, axis: str | None = None, volume_index: int = 0, skip_damaged: bool = False) -> int:
     """Open the viewer on ``path`` (default: the bundled demo, if there is one); returns the exit code."""
     qapp = ensure_app()
     from PySide6.QtCore import QTimer
@@ -39,5 +39,5 @@ def run_gui(path: str | os.PathLike | None = None, axis: str | None = None, volu
     window.show()
     target = Path(path) if path else (DEMO if DEMO.is_file() else None)
     if target is not None:
-        QTimer.singleShot(0, lambda: window.open_path(target, axis, volume_index))
+        QTimer.singleShot(0, lambda: window.open_path(target, axis, volume_index, skip_damaged=skip_damaged))
     return qapp.exec()

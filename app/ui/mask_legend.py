@@ -44,6 +44,7 @@ class MaskLegend(QWidget):
         self.title = ""
         self.entries: list[tuple[str | None, str]] = []  # (colour or None, "name  12.3 mL")
         self.heat = False
+        self.top = "1"  # the colour bar's right end
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.hide()
         view.corner.append(self)
@@ -84,9 +85,14 @@ class MaskLegend(QWidget):
             self.hide()
             return
         dense, mode = run.dense, session.mask.mode
-        self.heat = mode == "heat"
+        self.heat = mode in ("heat", "uncertainty")
+        self.top = "0.5" if mode == "uncertainty" else "1"  # the colour bar's right end: an sd, or a probability
         scoring = "" if run.finished else " (scoring…)"
-        self.title = f"probability{scoring}" if self.heat else f"mask ≥ {dense.threshold:.2f}{scoring}" if dense.kind == "sigmoid" else f"mask{scoring}"
+        if mode == "uncertainty":
+            has_spread = getattr(run.prediction, "dense_sd", None) is not None
+            self.title = "sd of the passes" if has_spread else "no spread: run with Model › Uncertainty"
+        else:
+            self.title = f"probability{scoring}" if self.heat else f"mask ≥ {dense.threshold:.2f}{scoring}" if dense.kind == "sigmoid" else f"mask{scoring}"
         colors = class_colors(dense)
         voxel_mm3 = float(np.prod(volume.spacing))
         if self._counting is None and len(run.uncounted()) * dense.probabilities[0].size > COUNT_HERE:
@@ -126,7 +132,7 @@ class MaskLegend(QWidget):
             painter.drawImage(QRect(PAD, y + 2, self.width() - 2 * PAD, 6), self._bar)
             y += 8
             painter.drawText(QRect(PAD, y, self.width() - 2 * PAD, line), Qt.AlignmentFlag.AlignLeft, "0")
-            painter.drawText(QRect(PAD, y, self.width() - 2 * PAD, line), Qt.AlignmentFlag.AlignRight, "1")
+            painter.drawText(QRect(PAD, y, self.width() - 2 * PAD, line), Qt.AlignmentFlag.AlignRight, self.top)
             y += line
         for color, text in self.entries:
             x = PAD

@@ -135,7 +135,12 @@ class MaskOverlay:
         index: list[slice | int] = [slice(None)] * 3
         index[self.view.fixed] = self._shown_at
         mask = session.mask
-        self.image.set_plane(plane.oriented(run.dense.probabilities[tuple(index)]), run.dense, mask.mode, mask.opacity)
+        values = shown_values(run, mask.mode)
+        if values is None:  # the uncertainty mode on a run of one pass: nothing to show (the legend says so)
+            self.image.setVisible(False)
+            self.image.clear()
+            return
+        self.image.set_plane(plane.oriented(values[tuple(index)]), run.dense, mask.mode, mask.opacity)
         self.image.setVisible(True)
 
     def _on_crosshair(self, voxel: tuple[int, int, int]) -> None:
@@ -160,3 +165,12 @@ class MaskOverlay:
     def _redraw_values(self) -> None:
         if self.run is not None:
             self.image.changed()
+
+
+def shown_values(run: Run, mode: str) -> np.ndarray | None:
+    """The (D, H, W, K) uint8 levels a mode draws: the map's probabilities, or in the uncertainty
+    mode the per-pixel sd of a finished run's passes (None when it made one pass)."""
+    if mode != "uncertainty":
+        return run.dense.probabilities
+    spread = getattr(run.prediction, "dense_sd", None)
+    return spread.values if spread is not None else None

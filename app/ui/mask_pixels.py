@@ -8,7 +8,9 @@ allocation per move, nothing in float).  Modes (`app.session.MASK_MODES`):
 - ``filled``: each foreground class's mask (sigmoid: probability at or above the map's
   threshold, later classes on top; softmax: the argmax) in its palette colour at the opacity;
 - ``outline``: the same masks' edge pixels (a neighbour of another class), opaque;
-- ``heat``: the highest foreground probability through the heat colormap, transparent at 0.
+- ``heat``: the highest foreground probability through the heat colormap, transparent at 0;
+- ``uncertainty``: the same drawing of the run's per-pixel sd over its passes
+  (`app.uncertainty.combine.SpreadMap`, uint8 sd × 510: 255 is an sd of 0.5).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from app.ui.saliency_overlay import heat_lut
 
 if TYPE_CHECKING:
     from app.segmentation.dense_map import DenseMap
+
+HEAT_MODES = ("heat", "uncertainty")  # drawn through the heat colormap: a level per pixel, not a class
 
 #: a colour per foreground class, in the map's class order (then round again)
 PALETTE = ("#ff5252", "#69f0ae", "#448aff", "#ffd740", "#e040fb", "#18ffff", "#ff9e40", "#b2ff59")
@@ -86,7 +90,7 @@ class MaskPixels:
             if len(self._tables) > 16:
                 self._tables.clear()
             alpha = 255 if mode == "outline" else round(255 * opacity)
-            self._tables[key] = heat_table(opacity) if mode == "heat" else class_table(dense, alpha)
+            self._tables[key] = heat_table(opacity) if mode in HEAT_MODES else class_table(dense, alpha)
         return self._tables[key]
 
     def render(self, plane: np.ndarray, dense: DenseMap, mode: str, opacity: float) -> np.ndarray | None:
@@ -94,7 +98,7 @@ class MaskPixels:
         premultiplied ARGB, this object's buffer (valid until the next render); None when
         nothing shows (most slices of a small finding: no lookup, nothing to blend at paint)."""
         self._buffers(plane.shape[:2])
-        if mode == "heat":
+        if mode in HEAT_MODES:
             values = self._highest(plane, dense)
         else:
             values = self._labelled(plane, dense)

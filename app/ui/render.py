@@ -31,7 +31,7 @@ def fill_session(args):
     from app.session import Session
 
     session = Session()
-    volume = load_volume(args.volume, axis=getattr(args, "axis", None) or "acquired", volume_index=getattr(args, "volume_index", 0) or 0)
+    volume = load_volume(args.volume, axis=getattr(args, "axis", None) or "acquired", volume_index=getattr(args, "volume_index", 0) or 0, skip_damaged=bool(getattr(args, "skip_damaged", False)))
     session.show_volume(volume, display_range(volume))
     index = volume.depth // 2 if args.slice is None else args.slice
     if not 0 <= index < volume.depth:
@@ -93,8 +93,10 @@ def _saliency(session, engine, args) -> None:
 def render(args) -> Path:
     """Draw ``args.volume`` (scored if ``args.strategy`` or ``args.model``) to ``args.out``."""
     from app.atomic import check_writable
+    from app.outputs import OutputSet, inputs_of
 
-    out = check_writable(args.out, ".png")
+    outs = OutputSet(inputs_of(args))  # never over the volume or the model; all of the PNG or nothing
+    out = outs.claim(check_writable(args.out, ".png"))
     width, height = parse_size(args.size)
     session = fill_session(args)
 
@@ -120,9 +122,15 @@ def render(args) -> Path:
         qapp.processEvents()
         window.views.reset_zoom()
         qapp.processEvents()
-        image = window.grab()
-        if not image.save(str(out), "PNG"):
-            raise SlicewiseError(f"cannot write {out}")
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+        png = QByteArray()
+        buffer = QBuffer(png)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not window.grab().save(buffer, "PNG"):
+            raise SlicewiseError(f"cannot write {out}: Qt could not encode the PNG")
+        with outs:  # encoded in memory, so a full disk says so (and leaves no partial PNG)
+            outs.add(out, bytes(png.data()))
         return out
     finally:
         window.close()

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 # imported with the window, not lazily: an extension module (``_csv``) imported on the GUI thread
 # while the loader thread maps torch's libraries waits for the dynamic loader (a 0.2 s freeze)
-from app.agreement import agreement
+from app.review.agreement import agreement
 
 if TYPE_CHECKING:
     from app.session import Session
@@ -54,6 +54,9 @@ class ReviewPanel(QWidget):
         self.spread = QLabel("–")
         self.spread.setWordWrap(True)
         self.spread.setToolTip("The followed run's mean standard deviation over its passes (Model › Uncertainty); U goes to the slice that spreads most")
+        self.dice = QLabel("–")
+        self.dice.setWordWrap(True)
+        self.dice.setToolTip("Dice of the followed segmentation run against the reference mask, per class (File › Load reference mask…)")
         self.mask_opacity = QSlider(Qt.Orientation.Horizontal)
         self.mask_opacity.setRange(0, 100)
         self.mask_opacity.setToolTip("Opacity of a segmentation model's mask (View › Show mask, M)")
@@ -72,6 +75,7 @@ class ReviewPanel(QWidget):
         form.addRow("Spread", self.spread)
         form.addRow("Saliency", self.opacity)
         form.addRow("Mask", self.mask_opacity)
+        form.addRow("Dice", self.dice)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
@@ -91,6 +95,7 @@ class ReviewPanel(QWidget):
         events.follow.connect(self._on_runs)
         events.labels.connect(self._schedule)
         events.volume.connect(self._on_runs)
+        events.reference.connect(self._on_runs)
         events.saliency.connect(self._on_saliency)
         events.mask.connect(self._on_mask)
         self._on_threshold(session.threshold)
@@ -127,6 +132,7 @@ class ReviewPanel(QWidget):
                 self.follow.setCurrentIndex(runs.index(self.session.follow) + 1)
         self.follow.setToolTip(f"N / P step through: {followed.title if followed else 'no run yet'}")
         self.spread.setText(_spread_text(followed))
+        self.dice.setText(_dice_text(self.session.dice(self.session.finished_dense_run())))
         self._schedule()
 
     def _on_follow_chosen(self, index: int) -> None:
@@ -167,6 +173,13 @@ def _spread_text(run) -> str:
         return "–"
     index, _ = run.most_uncertain()
     return f"mean sd {mean:.3f} · most at slice {index} (U)"
+
+
+def _dice_text(scores: dict[str, dict] | None) -> str:
+    """``lesion 0.873`` per class (n/a where both masks are empty), or a dash without a reference."""
+    if scores is None:
+        return "–"
+    return " · ".join(f"{name} {'n/a' if e['dice'] is None else format(e['dice'], '.3f')}" for name, e in scores.items())
 
 
 def _ratio(value: float | None) -> str:

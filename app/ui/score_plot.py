@@ -6,6 +6,8 @@ locked to the session's slice, the threshold line, and the reader's labels as ma
 - Scores stream in batch by batch; curves are redrawn at most every 100 ms.
 - A run with an uncertainty method gets a shaded band (mean ± sd) under each curve once it
   finishes: one cached path item per curve (`band_path`), redrawn only with its run.
+- With a reference mask (File › Load reference mask…), the followed segmentation run's Dice per
+  slice is a dashed curve on a right-hand axis (`dice_curve`).
 - Clicking or left-dragging on the plot, or dragging the cursor, moves the session's slice;
   dragging the threshold line (a wide grip) sets the session's threshold.
 """
@@ -20,6 +22,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsView
 
+from app.ui.dice_curve import DiceCurves
 from app.ui.scrubber import LABEL_COLORS
 from app.ui.throttle import Throttle
 
@@ -139,6 +142,7 @@ class ScorePlot(pg.PlotWidget):
         events.runs.connect(self._on_run)
         events.labels.connect(self.draw_labels)
         events.follow.connect(self._label_y_axis)
+        self.dice = DiceCurves(self)  # the followed segmentation run's Dice against a reference mask
         self._update_ranges()
 
     # -- axes and cursor ----------------------------------------------------------------------
@@ -242,6 +246,8 @@ class ScorePlot(pg.PlotWidget):
         self.hint.setVisible(False)
         self._draw(run)
         self._restyle()
+        if run.finished:  # a run restored (review) or scored before the window (render): its scores set the range
+            self._update_ranges()
 
     def _remove(self, run: Run) -> None:
         self._fresh.discard(run)
@@ -259,6 +265,7 @@ class ScorePlot(pg.PlotWidget):
     def refresh(self) -> None:
         for run in self.curves:
             self._draw(run)
+        self.dice.draw()
         self._update_ranges()
 
     def _draw_fresh(self) -> None:

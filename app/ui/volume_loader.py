@@ -34,6 +34,7 @@ class LoadRequest:
     volume_index: int = 0
     focus_mm: tuple[float, float, float] | None = None
     remember: bool = True  # add to Open Recent
+    skip_damaged: bool = False  # a DICOM series without its damaged files
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def load(request: LoadRequest) -> Loaded:
     """Open the request's volume and its display range (any thread); raises SlicewiseError."""
     from app.io import load_volume
 
-    volume = load_volume(request.path, axis=request.axis, volume_index=request.volume_index)
+    volume = load_volume(request.path, axis=request.axis, volume_index=request.volume_index, skip_damaged=request.skip_damaged)
     return Loaded(request, volume, display_range(volume))
 
 
@@ -95,9 +96,11 @@ class VolumeLoader(QObject):
     def busy(self) -> bool:
         return self._pending > 0
 
-    def request(self, path: str | Path, axis: str = DEFAULT_AXIS, volume_index: int = 0, focus_mm=None, remember: bool = True) -> int:
+    def request(
+        self, path: str | Path, axis: str = DEFAULT_AXIS, volume_index: int = 0, focus_mm=None, remember: bool = True, skip_damaged: bool = False
+    ) -> int:
         self._next_id += 1
-        req = LoadRequest(self._next_id, Path(path), axis, volume_index, focus_mm, remember)
+        req = LoadRequest(self._next_id, Path(path), axis, volume_index, focus_mm, remember, skip_damaged)
         self._pending += 1
         if self._pending == 1:
             self.sigBusy.emit(True)

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QMainWindow, QMessageBox, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from app import __version__
 from app.errors import SlicewiseError
+from app.io.messages import SKIP_DAMAGED_HINT
 from app.session import Session
 from app.status import volume_summary
 from app.ui.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
@@ -19,6 +20,7 @@ from app.ui.export_commands import ExportCommands
 from app.ui.label_keeper import LabelKeeper
 from app.ui.model_commands import ModelCommands
 from app.ui.prediction import PredictionController
+from app.ui.reference_commands import ReferenceCommands
 from app.ui.review_panel import ReviewPanel
 from app.ui.saliency_requests import SaliencyRequests
 from app.ui.score_plot import ScorePlot
@@ -32,7 +34,7 @@ if TYPE_CHECKING:  # torch (under app.volume) is imported only once a volume is 
     from app.volume import Volume
 
 
-class MainWindow(ModelCommands, ExportCommands, QMainWindow):
+class MainWindow(ModelCommands, ExportCommands, ReferenceCommands, QMainWindow):
     sigVolumeShown = Signal(object)  # Volume
     sigError = Signal(str, str)  # title, message (also shown in a dialog when interactive)
 
@@ -41,6 +43,8 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         super().__init__()
         self.session = session or Session()
         self.interactive = interactive  # False for `slicewise render`: errors are signalled, not shown
+        self.skippable: LoadRequest | None = None  # a series refused for a damaged file (the dialog's retry)
+        self.shown_skip_damaged = False  # the volume shown was loaded without its damaged files
         self.remember_recent = remember_recent
         self.qsettings = settings if settings is not None else QSettings("Slicewise", "Slicewise")
         self.recent = RecentFiles(self.qsettings)
@@ -64,7 +68,13 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         column.addWidget(self.scrubber)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.score_plot)
-        bottom.addWidget(self.review)
+        panel = QScrollArea()  # the review figures scroll rather than squeeze when the plot is short
+        panel.setWidget(self.review)
+        panel.setWidgetResizable(True)
+        panel.setFrameShape(QFrame.Shape.NoFrame)
+        panel.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        panel.setMinimumWidth(self.review.minimumSizeHint().width() + panel.verticalScrollBar().sizeHint().width())
+        bottom.addWidget(panel)
         bottom.setStretchFactor(0, 4)
         bottom.setStretchFactor(1, 1)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
@@ -95,7 +105,7 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.scrubber.sigVolumeIndexRequested.connect(lambda index: self._reslice(volume_index=index))
         events = session_.events
         events.message.connect(lambda text: status.showMessage(text))
-        for event in (events.activity, events.runs, events.volume):
+        for event in (events.activity, events.runs, events.volume, events.reference):
             event.connect(self._update_enabled)
         events.mask.connect(self._on_mask)
         for event in (events.layout, events.radiological):
@@ -136,12 +146,18 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
 
     # -- opening ------------------------------------------------------------------------------
 
-    def open_path(self, path: str | Path, axis: str | None = None, volume_index: int = 0) -> int:
+    def open_path(self, path: str | Path, axis: str | None = None, volume_index: int = 0, skip_damaged: bool = False) -> int:
         """Load a file or DICOM folder in the background; returns the request id."""
         name = Path(path).name
         self.views.show_placeholder(f"Loading {name}…")
         self.statusBar().showMessage(f"Opening {name}…")
-        return self.loader.request(path, axis or self.scrubber.axis.currentText(), volume_index, remember=self.remember_recent)
+        axis = axis or self.scrubber.axis.currentText()
+        return self.loader.request(path, axis, volume_index, remember=self.remember_recent, skip_damaged=skip_damaged)
+
+    def open_without_damaged(self) -> int | None:
+        """Open again the series that failed on a damaged file, without its damaged files."""
+        request, self.skippable = self.skippable, None
+        return self.open_path(request.path, request.axis, request.volume_index, skip_damaged=True) if request else None
 
     def open_file_dialog(self) -> None:
         if path := self.dialogs.open_file("volume", "Open volume", VOLUME_FILTER):
@@ -174,13 +190,14 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         if volume is not None:
             axis = axis or self.scrubber.axis.currentText()
             index = volume.volume_index if volume_index is None else volume_index
-            self.loader.request(volume.source, axis, index, self.session.focus_mm(), remember=False)
+            self.loader.request(volume.source, axis, index, self.session.focus_mm(), remember=False, skip_damaged=self.shown_skip_damaged)
 
     def show_loaded(self, loaded: Loaded) -> None:
         """Install a newly loaded volume (from the loader thread, or loaded in place by a benchmark):
         cancels scoring of the old one; its runs stay with it."""
         self.predictions.cancel(announce=False)
         self.session.show_volume(loaded.volume, loaded.display, loaded.request.focus_mm)
+        self.shown_skip_damaged = loaded.request.skip_damaged  # a re-slice loads it the same way
         volume = loaded.volume
         self.setWindowTitle(f"Slicewise — {volume.source.name}")
         if loaded.request.remember and self.remember_recent:
@@ -201,7 +218,8 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.views.show_placeholder()
         self.scrubber._on_volume(self.session.volume)  # put the axis and 4D pickers back to what is open
         self.statusBar().showMessage(f"Could not open {request.path.name}")
-        self._error("Cannot open volume", f"Could not open {request.path}.\n\n{message}")
+        self.skippable = request if SKIP_DAMAGED_HINT in message and not request.skip_damaged else None
+        self._error("Cannot open volume", f"Could not open {request.path}.\n\n{message}", retry=self.skippable is not None)
 
     def reset_zoom(self) -> None:
         self.views.reset_zoom()
@@ -261,15 +279,25 @@ class MainWindow(ModelCommands, ExportCommands, QMainWindow):
         self.toolbar.cancel.setEnabled(running)
         for name, on in (("run", has_volume), ("cancel", running), ("export_predictions", bool(self.session.finished_runs())),
                          ("export_plot", has_volume), ("import_labels", has_volume), ("export_seg", self.seg_run() is not None),
-                         ("export_mask", self.dense_run() is not None)):
+                         ("export_mask", self.dense_run() is not None), ("load_reference", has_volume),
+                         ("clear_reference", self.session.reference is not None)):
             self.actions_by_name[name].setEnabled(on)
 
-    def _error(self, title: str, message: str) -> None:
+    def _error(self, title: str, message: str, retry: bool = False) -> None:
+        """Say what failed; with ``retry``, a Retry button opens the failed series without its damaged files."""
         self.sigError.emit(title, message)
-        if self.interactive:
+        if not self.interactive:
+            return
+        if not retry:
             QMessageBox.critical(self, title, message)
+            return
+        buttons = QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Close
+        text = f"{message}\n\nRetry: load the series without its damaged files."
+        if QMessageBox.critical(self, title, text, buttons, QMessageBox.StandardButton.Close) == QMessageBox.StandardButton.Retry:
+            self.open_without_damaged()
 
     def closeEvent(self, event) -> None:
         self.predictions.shutdown()
         self.loader.shutdown()
+        self.shutdown_reference_loader()
         super().closeEvent(event)

@@ -26,6 +26,32 @@ def reduce_passes(outputs: Sequence[np.ndarray], reduce: Callable[[np.ndarray], 
     return mean_sd([np.asarray(reduce(out)) for out in outputs])
 
 
+class RunningMeanSd:
+    """Mean and population sd of blocks added one pass at a time (Welford's update, in float64), so
+    the passes' maps need not all be held at once.  Identical blocks give exactly their value and an
+    sd of exactly 0 (every difference from the mean is then 0), as `mean_sd` does."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
+
+    def add(self, block: np.ndarray) -> None:
+        x = np.array(block, dtype=np.float64)
+        self.count += 1
+        if self.mean is None or self.m2 is None:
+            self.mean, self.m2 = x, np.zeros_like(x)
+            return
+        delta = x - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (x - self.mean)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, sd)`` as float32."""
+        assert self.mean is not None and self.m2 is not None, "no block added"
+        return self.mean.astype(np.float32), np.sqrt(self.m2 / self.count).astype(np.float32)
+
+
 class SpreadMap:
     """The per-pixel standard deviation of a dense run, ``(D, H, W, K)``, filled as batches arrive.
 

@@ -1,10 +1,14 @@
 """`Passes`: the model calls of one batch under an uncertainty method, and their mean and spread.
 
 The engine hands each batch's fitted input to `call` (one list of outputs, a pass each) and the
-outputs to `read`, which reads every pass through the plan (``Plan.read``: scores, or a dense
-plan's maps) and returns their mean; the standard deviation is kept per slice (`spread`) and for
-the last block (`last_sd`).  A dense plan's maps also fill `pixel_spread` (the sd per pixel) and,
-given its per-slice reduction (`reduce`: areas…), the spread of each pass's reduction.  Passes of a batch run as one call where
+outputs to `read`, which reads every pass through the plan (``Plan.read``) and returns the mean of
+their scores; the standard deviation is kept per slice (`spread`) and for the last block (`last_sd`).
+A dense plan (segmentation) blends windows statefully, so each pass gets a blender of its own
+(``plan.blender()``, sharing the plan's windows, holding only the slices in flight): a batch hands
+back, per pass, the probability maps of the slices it finished; `read` returns their mean (what the
+run stores, reduces and streams: blending is linear, so it is the blend of the mean), keeps their
+per-pixel sd in `pixel_spread` and the sd of each pass's reduction (``reduce``: areas…) as the
+spread.  Passes of a batch run as one call where
 memory allows: MC dropout tiles the batch N times (``(N·B, …)``, one traced call), TTA stacks
 the augmented copies; an ensemble calls each member.  "Where memory allows" is a budget of input
 values per call: large on a GPU, about one batch on the CPU (see `CPU_CALL_VALUES`).
@@ -23,7 +27,7 @@ import torch
 from app.errors import ModelError
 from app.strategies.base import shape_text
 from app.uncertainty.augment import is_dense, parse_augmentations
-from app.uncertainty.combine import SpreadMap, mean_sd, reduce_passes
+from app.uncertainty.combine import RunningMeanSd, SpreadMap, mean_sd
 from app.uncertainty.dropout import mc_dropout_model
 from app.uncertainty.method import Uncertainty
 
@@ -40,21 +44,33 @@ Traced = Callable[[Any], Callable]  # a Keras model → its traced call on the p
 class Passes:
     """The passes of one run (see the module's docstring)."""
 
-    def __init__(self, uncertainty: Uncertainty, model: Any, plan: Any, depth: int, traced: Traced, to_tf: Callable[[torch.Tensor], Any]):
+    def __init__(
+        self,
+        uncertainty: Uncertainty,
+        model: Any,
+        plan: Any,
+        depth: int,
+        traced: Traced,
+        to_tf: Callable[[torch.Tensor], Any],
+        reduce: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
         if hasattr(plan, "parts"):
             raise ModelError(f"{uncertainty.title()}: the embedding strategy's two-stage plan is not supported; use the slice or temporal strategy")
-        self.uncertainty, self.depth, self.to_tf = uncertainty, depth, to_tf
+        self.uncertainty, self.plan, self.depth, self.to_tf = uncertainty, plan, depth, to_tf
         self.spread: np.ndarray | None = None
         self.volume_sd: np.ndarray | None = None
         self.last_sd: np.ndarray | None = None
         self.pixel_spread: SpreadMap | None = None  # a dense plan's per-pixel sd, (D, H, W, K)
-        self.reduce: Callable[[np.ndarray], np.ndarray] | None = None  # a dense plan's per-slice reduction (area…) of a map block
+        self.reduce = reduce  # a dense plan's per-slice reduction (area…) of a block of maps (n, H, W, K)
+        self.blends: list[Any] | None = None  # a dense plan's blender per pass, made on the first batch
         method = uncertainty.method
         if method == "mc-dropout":
             self.calls = [traced(mc_dropout_model(model.keras_model, model.name, uncertainty.seed).keras_model)]
         elif method == "tta":
             if len(plan.signature) < 4:
                 raise ModelError(f"--tta needs a model that takes images (…, H, W, C); {model.name} takes {shape_text(plan.signature[1:])}")
+            if getattr(getattr(plan, "spec", None), "channels_first", False):
+                raise ModelError(f"--tta: {model.name} takes channels first; test-time augmentations flip and shift (…, H, W, C) inputs")
             self.augmentations = parse_augmentations(uncertainty.augmentations)
             self.calls = [traced(model.keras_model)]
         else:
@@ -97,8 +113,11 @@ class Passes:
             outputs += list(y.reshape(len(group), rows, *y.shape[1:]))
         return outputs
 
-    def read(self, outputs: list[np.ndarray], step: Any, read: Callable[[np.ndarray, Any], np.ndarray | None]) -> np.ndarray | None:
-        """The mean over passes of what ``read`` makes of each output; keeps the sd per slice."""
+    def read(self, outputs: list[np.ndarray], step: Any, read: Callable[[np.ndarray, Any], Any]) -> Any:
+        """The mean over passes of what ``read`` makes of each output; keeps the sd per slice.
+        A dense plan's passes are blended apart instead (see the module's docstring)."""
+        if hasattr(self.plan, "blender"):
+            return self._read_dense(outputs, step)
         blocks = [read(y, step) for y in outputs]
         if blocks[0] is None:
             return None
@@ -107,18 +126,39 @@ class Passes:
         if step.indices is None:
             self.volume_sd = sd.reshape(-1)
             return mean
-        if mean.ndim >= 4:  # a dense plan's maps (n, H, W, K): the sd per pixel, and per slice of each pass's reduction
-            if self.pixel_spread is None:
-                self.pixel_spread = SpreadMap(self.depth, *mean.shape[1:4])
-            self.pixel_spread.put(step.indices, sd)
-            if self.reduce is None:
-                return mean
-            sd = reduce_passes(blocks, self.reduce)[1]
-        rows = sd.reshape(len(step.indices), -1)
+        self._keep_spread(step.indices, sd)
+        return mean
+
+    def _read_dense(self, outputs: list[np.ndarray], step: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(indices, mean probabilities (n, H, W, K))`` of the slices this batch finished in every pass."""
+        if self.blends is None:
+            self.blends = [self.plan.blender() for _ in outputs]
+        maps, reductions = RunningMeanSd(), RunningMeanSd()  # pass by pass: one pass's maps held at a time
+        indices = None
+        for blend, y in zip(self.blends, outputs):
+            finished = blend.read(y, step)  # every pass's blender reads the same windows: all finish the same slices
+            if finished is not None:
+                indices, block = finished
+                maps.add(block)
+                if self.reduce is not None:  # the spread of areas is that of each pass's own areas
+                    reductions.add(self.reduce(block))
+        if indices is None:
+            return None
+        mean, sd = maps.result()
+        self.last_sd = sd
+        if self.pixel_spread is None:
+            self.pixel_spread = SpreadMap(self.depth, *mean.shape[1:4])
+        self.pixel_spread.put(indices, sd)
+        if self.reduce is not None:
+            self._keep_spread(indices, reductions.result()[1])
+        return indices, mean
+
+    def _keep_spread(self, indices: np.ndarray, sd: np.ndarray) -> None:
+        """Store the per-slice sd ``sd`` (one row per slice of ``indices``) in `spread`."""
+        rows = sd.reshape(len(indices), -1)
         if self.spread is None or self.spread.shape[1] != rows.shape[1]:
             self.spread = np.full((self.depth, rows.shape[1]), np.nan, dtype=np.float32)
-        self.spread[step.indices] = rows
-        return mean
+        self.spread[indices] = rows
 
     def finish(self, prediction: Any) -> Any:
         """``prediction`` with the spread (NaN where scores are) and the method's record."""
@@ -129,7 +169,9 @@ class Passes:
         if self.volume_sd is not None:
             record["volume_score_sd"] = [float(v) for v in self.volume_sd]
         note = f"{self.uncertainty.title()}: scores are the mean of {self.uncertainty.count} passes; score_sd their standard deviation"
-        return dataclasses.replace(prediction, spread=spread, uncertainty=record, notes=[*prediction.notes, note])
+        if self.pixel_spread is not None:
+            note += " (of each pass's per-slice score); the map is the mean of the passes' probabilities, dense_sd their sd per pixel"
+        return dataclasses.replace(prediction, spread=spread, dense_sd=self.pixel_spread, uncertainty=record, notes=[*prediction.notes, note])
 
 
 def _tile(tensor: Any, times: int) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import getpass
 import io
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,13 +34,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.atomic import write_atomic
+from app.csv_cells import read_cell, text_cell
 from app.errors import SlicewiseError
+from app.text_input import short, text_lines
 
 POSITIVE, NEGATIVE, UNSURE = "1", "0", "?"
 LABELS = (POSITIVE, NEGATIVE, UNSURE)
 SUFFIX = ".labels.csv"
 MAGIC = "# slicewise slice labels"
 FIELDS = ("slice_index", "label", "user", "time")
+MAX_SLICES = 100_000  # the bound on a slice index when the volume's depth is not known
 _SPELLINGS = {
     "1": POSITIVE, "1.0": POSITIVE, "positive": POSITIVE, "pos": POSITIVE, "true": POSITIVE, "yes": POSITIVE,
     "0": NEGATIVE, "0.0": NEGATIVE, "negative": NEGATIVE, "neg": NEGATIVE, "false": NEGATIVE, "no": NEGATIVE,
@@ -93,7 +97,7 @@ def parse_label(text: str) -> str | None:
     try:
         return _SPELLINGS[value]
     except KeyError:
-        raise SlicewiseError(f"bad label {text!r}: use 1 (positive), 0 (negative) or ? (unsure)") from None
+        raise SlicewiseError(f"bad label {short(text)}: use 1 (positive), 0 (negative) or ? (unsure)") from None
 
 
 def default_fallback_dir() -> Path:
@@ -239,7 +243,7 @@ class SliceLabels:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(FIELDS)
         for index, entry in self.entries.items():
-            writer.writerow([index, entry.value, entry.user, entry.time])
+            writer.writerow([index, entry.value, text_cell(entry.user), text_cell(entry.time)])
         return out.getvalue()
 
     def save(self) -> Path | None:
@@ -279,9 +283,7 @@ def _write(path: Path, text: str, failures: list[str]) -> bool:
 
 def read_sidecar_key(path: Path) -> VolumeKey:
     """The volume a labels file belongs to, from its header comments."""
-    with open(path, encoding="utf-8") as f:
-        head = [f.readline() for _ in range(6)]
-    return _key(path, head)
+    return _key(path, [line for _, line in itertools.islice(text_lines(path, "labels"), 6)])
 
 
 def _key(path: Path, lines: list[str]) -> VolumeKey:
@@ -301,17 +303,14 @@ def _key(path: Path, lines: list[str]) -> VolumeKey:
 
 def read_sidecar(path: Path) -> tuple[VolumeKey, dict[int, Label]]:
     """A labels file: the volume it belongs to and its labels with who and when."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SlicewiseError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    lines = text.splitlines(keepends=True)
-    key = _key(Path(path), lines[:6])
+    lines = text_lines(path, "labels")
+    head = list(itertools.islice(lines, 6))
+    key = _key(Path(path), [line for _, line in head])
     labels = {}
-    for row, number in _rows(path, lines):
+    for row, number in _rows(path, itertools.chain(head, lines)):
         value = _label_at(path, row, number)
         if value is not None:
-            labels[_index(path, row, number, key.depth)] = Label(value, row.get("user") or "unknown", row.get("time") or "")
+            labels[_index(path, row, number, key.depth)] = Label(value, read_cell(row.get("user") or "unknown"), read_cell(row.get("time") or ""))
     return key, labels
 
 
@@ -320,10 +319,7 @@ def read_labels_csv(path: str | os.PathLike, depth: int | None = None) -> dict[i
     comments; empty labels are skipped).  A bad row, or one slice labelled twice differently,
     is an error that names the row."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SlicewiseError(f"cannot read labels {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    lines = text_lines(path, "labels")  # streamed: a row past the volume's slices stops the reading
     labels: dict[int, str] = {}
     volumes = set()
     for row, number in _rows(path, lines):
@@ -340,20 +336,28 @@ def read_labels_csv(path: str | os.PathLike, depth: int | None = None) -> dict[i
     return labels
 
 
-def _rows(path, lines: list[str]):
-    """``(row dict, line number)`` for the data rows of a CSV whose ``#`` lines are comments."""
-    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.lstrip().startswith("#")]
-    if not numbered:
-        raise SlicewiseError(f"{path}: no header line; expected columns slice_index,label")
-    reader = csv.reader(line for _, line in numbered)
+def _rows(path, lines: Iterable[tuple[int, str]]):
+    """``(row dict, line number)`` for the data rows of a CSV whose ``#`` lines are comments,
+    read as they come.  Errors name the line, never its content (the file may be another one)."""
+    numbered = ((n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#"))
+    where = [0]
+
+    def text():
+        for where[0], line in numbered:
+            yield line
+
+    reader = csv.reader(text())
     try:
-        header = [h.strip().lower() for h in next(reader)]
+        first = next(reader, None)
+        if first is None:
+            raise SlicewiseError(f"{path}: no header line; expected columns slice_index,label")
+        header = [h.strip().lower() for h in first]
         if "slice_index" not in header or "label" not in header:
-            raise SlicewiseError(f"{path}: expected columns slice_index and label; the header is {','.join(header)}")
-        for (number, _), values in zip(numbered[1:], reader):
-            yield dict(zip(header, (v.strip() for v in values))), number
-    except csv.Error as exc:
-        raise SlicewiseError(f"{path}: not a CSV file ({exc})") from None
+            raise SlicewiseError(f"{path}, line {where[0]}: not a labels CSV: expected columns slice_index and label in its header")
+        for values in reader:
+            yield dict(zip(header, (v.strip() for v in values))), where[0]
+    except csv.Error:
+        raise SlicewiseError(f"{path}, line {where[0]}: not a CSV file") from None
 
 
 def _label_at(path, row: dict, number: int) -> str | None:
@@ -368,7 +372,7 @@ def _index(path, row: dict, number: int, depth: int | None) -> int:
     try:
         index = int(text)
     except ValueError:
-        raise SlicewiseError(f"{path}, line {number}: slice_index {text!r} is not a whole number") from None
-    if index < 0 or (depth is not None and index >= depth):
-        raise SlicewiseError(f"{path}, line {number}: slice {index} does not exist (the volume has {depth} slices)")
+        raise SlicewiseError(f"{path}, line {number}: slice_index {short(text)} is not a whole number") from None
+    if index < 0 or index >= (depth if depth is not None else MAX_SLICES):
+        raise SlicewiseError(f"{path}, line {number}: slice {index} does not exist (the volume has {depth or 'fewer'} slices)")
     return index

@@ -10,15 +10,16 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from app.agreement import Agreement
-from app.atomic import write_atomic
 from app.errors import SlicewiseError
-from app.labels import (
+from app.outputs import OutputSet
+from app.review.agreement import Agreement
+from app.review.labels import (
     MAGIC,
     Label,
     VolumeKey,
@@ -27,6 +28,7 @@ from app.labels import (
     read_labels_csv,
     read_sidecar,
 )
+from app.text_input import short, text_lines
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,13 @@ def parse_slice_selection(text: str) -> SliceSelection:
         count = value[4:]
         if count.isdigit() and int(count) > 0:
             return SliceSelection("top", count=int(count))
-        raise SlicewiseError(f"bad --saliency-slices {text!r}: top:N needs a whole number N ≥ 1, e.g. top:10")
+        raise SlicewiseError(f"bad --saliency-slices {short(text)}: top:N needs a whole number N ≥ 1, e.g. top:10")
     try:
         indices = tuple(int(part) for part in value.split(",") if part.strip())
     except ValueError:
         indices = ()
     if not indices or min(indices) < 0:
-        raise SlicewiseError(f"bad --saliency-slices {text!r}: use all, top:N or slice indices such as 3,10,42")
+        raise SlicewiseError(f"bad --saliency-slices {short(text)}: use all, top:N or slice indices such as 3,10,42")
     return SliceSelection("list", indices=indices)
 
 
@@ -75,21 +77,18 @@ def map_name(index: int) -> str:
     return f"slice_{index:04d}.npy"
 
 
-def write_maps(folder: Path, maps: Mapping[int, np.ndarray], about: Mapping) -> list[Path]:
+def write_maps(folder: Path, maps: Mapping[int, np.ndarray], about: Mapping, outs: OutputSet | None = None) -> list[Path]:
     """Each map as ``folder/slice_0042.npy`` (float32 ``(H, W)``), plus ``saliency.json`` saying
-    how they were made (``about``) and which slices they are; every file written atomically."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SlicewiseError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    how they were made (``about``) and which slices they are: all or none (staged in ``outs``,
+    the command's `OutputSet`, when given, and written at its commit)."""
     written = []
-    for index in sorted(maps):
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(maps[index], dtype=np.float32), allow_pickle=False)
-        path = folder / map_name(index)
-        write_atomic(path, buffer.getvalue())
-        written.append(path)
-    write_atomic(folder / "saliency.json", json.dumps({**about, "slices": sorted(int(i) for i in maps)}, indent=2) + "\n")
+    with OutputSet() if outs is None else nullcontext(outs) as staged:
+        staged.folder(folder)
+        for index in sorted(maps):
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(maps[index], dtype=np.float32), allow_pickle=False)
+            written.append(staged.add(folder / map_name(index), buffer.getvalue()))
+        staged.add(folder / "saliency.json", json.dumps({**about, "slices": sorted(int(i) for i in maps)}, indent=2) + "\n")
     return written
 
 
@@ -98,11 +97,7 @@ def labels_for(path: str | os.PathLike, volume) -> tuple[dict[int, Label], list[
     ``slice_index,label`` CSV (labelled now, by this user); and warnings for the user."""
     path = Path(path)
     warnings = []
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            first = f.readline().strip()
-    except OSError as exc:
-        raise SlicewiseError(f"cannot read labels {path}: {exc.strerror or exc}") from None
+    first = next(text_lines(path, "labels"), (0, ""))[1].strip()
     if first == MAGIC:
         key, entries = read_sidecar(path)
         if not key.matches(VolumeKey.of(volume)):

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from app.labels import NEGATIVE, POSITIVE, UNSURE
+from app.review.labels import NEGATIVE, POSITIVE, UNSURE
 
 
 @dataclass(frozen=True)
