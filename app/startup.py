@@ -16,6 +16,7 @@ other Python thread (the GUI's event loop, the CLI's loading) runs meanwhile:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import gc
@@ -173,11 +174,15 @@ def without_optional(packages: Iterable[str] = KERAS_OPTIONAL) -> Iterator[None]
 
 
 def exit_now(code: int) -> None:
-    """End the process at once with ``code``, once stdout and stderr are flushed, skipping the
-    interpreter's teardown: after torch and TensorFlow it frees every module one by one (about
-    0.15 s here, 5 % of a small ``slicewise predict`` job).  Only for a finished command-line
-    run: atexit handlers do not run, so nothing may be left to them (the CLI writes its files
-    atomically and closes them before it returns)."""
+    """End the process at once with ``code``: the atexit handlers run (the decoder pool's
+    children stopped, logging flushed: ~5 ms), stdout and stderr are flushed, and the
+    interpreter's teardown is skipped: after torch and TensorFlow it frees every module one by
+    one (about 0.15 s here, 5 % of a small ``slicewise predict`` job).  Only for a finished
+    command-line run, with no thread left working (the CLI writes its files and closes them
+    before it returns)."""
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is not None:
+        run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -119,6 +119,20 @@ print(roc_auc_score([0, 1, 1], [0.1, 0.8, 0.6]), model(tf.ones((1, 4))).shape, f
     assert after == "1.0 (1, 2) 12.0"
 
 
+def test_exit_now_runs_the_exit_handlers_flushes_and_ends_with_the_code():
+    """`startup.exit_now` (the end of a finished ``slicewise predict``) skips only the teardown."""
+    code = """
+import atexit, sys
+from app import startup
+atexit.register(lambda: print("handler ran", file=sys.stderr))
+print("unflushed output", end="")
+startup.exit_now(3)
+print("never")
+"""
+    done = run_fresh(code)
+    assert done.returncode == 3 and done.stdout == "unflushed output" and "handler ran" in done.stderr
+
+
 def test_gc_paused_turns_collection_off_inside_and_leaves_a_disabled_collector_alone():
     code = """
 import gc
