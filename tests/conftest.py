@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -17,6 +18,27 @@ def engine():
     from app.inference import Engine
 
     return Engine()
+
+
+@pytest.fixture
+def cli(capsys):
+    """``slicewise ARGS`` run in this process (``app.cli.main``): a CompletedProcess with its exit
+    code, stdout and stderr, as ``python -m app ARGS`` gives them, without a fresh interpreter
+    and its TensorFlow import (seconds each).  For tests of what the command does; tests of the
+    program itself (exit paths, native output) keep a subprocess."""
+
+    def run(*args) -> subprocess.CompletedProcess:
+        from app.cli import main
+
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: usage errors, --version
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["slicewise", *map(str, args)], code, out, err)
+
+    return run
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_quick_run_prints_one_line_per_figure_and_writes_json(tmp_path):
         assert isinstance(figure["met"], bool) and figure["raw"]
 
 
-def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path):
+def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path, cli):
     """``whole_job_vs_script`` compares like with like: the script scores the same slices, in the
     same order, with the same model (only the resizing differs: slicewise antialiases)."""
     import nibabel as nib
@@ -60,8 +60,7 @@ def test_the_user_script_does_the_same_job_as_slicewise_predict(tmp_path):
     head = brain_phantom((48, 56, 24))
     nib.save(nib.Nifti1Image(np.asarray(head.dataobj) // 8, head.affine), volume)  # into the model's window (60 ± 100): slices score apart
     ours, theirs = tmp_path / "slicewise.csv", tmp_path / "script.csv"
-    for args in (["-m", "app", "predict", str(volume), "--strategy", "slice", "--out", str(ours)], [str(USER_SCRIPT), str(volume), str(theirs)]):
-        done = python(*args)
+    for done in (cli("predict", volume, "--strategy", "slice", "--out", ours), python(str(USER_SCRIPT), str(volume), str(theirs))):  # the script as a program
         assert done.returncode == 0, done.stderr[-2000:]
     a = np.loadtxt(ours, delimiter=",", skiprows=1, usecols=3)
     b = np.loadtxt(theirs, delimiter=",", skiprows=1, usecols=1)
@@ -83,3 +82,23 @@ def test_bench_and_window_modules_import_lightly():
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
     done = python("-c", "import sys, app.ui.window; print('torch' in sys.modules, 'tensorflow' in sys.modules)")
     assert done.returncode == 0 and done.stdout.strip() == "False False", done.stderr[-2000:]
+
+
+def test_backend_comparison_scores_on_torch_without_tensorflow(tmp_path):
+    """``app.tools.backend_compare``'s torch-backend job imports no TensorFlow and scores each
+    slice as ``slicewise predict`` does on TensorFlow."""
+    import nibabel as nib
+
+    from app.cli import main as cli_main
+    from app.tools.bench import brain_phantom
+
+    volume, out = tmp_path / "brain.nii.gz", tmp_path / "torch.txt"
+    head = brain_phantom((48, 56, 12))
+    nib.save(nib.Nifti1Image(np.asarray(head.dataobj) // 8, head.affine), volume)  # into the model's window: slices score apart
+    done = python("-m", "app.tools.backend_compare", "--child", "job", "--backend", "torch", "--volume", str(volume), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1][len("RESULT ") :])["tensorflow_imported"] is False
+    assert cli_main(["predict", str(volume), "--strategy", "slice", "--out", str(tmp_path / "tf.csv")]) == 0
+    ours, theirs = np.loadtxt(out), np.loadtxt(tmp_path / "tf.csv", delimiter=",", skiprows=1, usecols=3)
+    assert ours.shape == theirs.shape == (12,) and np.ptp(theirs) > 0.1
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)

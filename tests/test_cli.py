@@ -1,4 +1,6 @@
-"""``slicewise predict`` end to end, as a user runs it: a subprocess, real files, real models."""
+"""``slicewise predict`` end to end, as a user runs it: real files, real models; a subprocess
+where the program itself is under test (its exit, its output streams), else in this process
+(the ``cli`` fixture: the same command without a fresh TensorFlow import)."""
 
 from __future__ import annotations
 
@@ -34,9 +36,9 @@ def real_nifti() -> Path:
 
 
 @pytest.mark.parametrize("strategy", ["slice", "temporal", "embedding"])
-def test_predict_real_nifti_each_strategy(tmp_path, real_nifti, strategy):
+def test_predict_real_nifti_each_strategy(tmp_path, real_nifti, strategy, cli):
     out = tmp_path / f"{strategy}.csv"
-    done = slicewise("predict", real_nifti, "--strategy", strategy, "--out", out)
+    done = (slicewise if strategy == "slice" else cli)("predict", real_nifti, "--strategy", strategy, "--out", out)  # one as a program
     assert done.returncode == 0, done.stderr
     depth = nib.as_closest_canonical(nib.load(real_nifti)).shape[2]
     rows = read_csv(out)
@@ -94,12 +96,13 @@ def test_predict_user_model_several_volumes_to_stdout(tmp_path):
         (lambda d: ["predict", d / "ok.npy", "--out", d / "no" / "such" / "dir.csv"], "does not exist"),
     ],
 )
-def test_bad_input_exit_code_2_one_line_no_output(tmp_path, make_args, reason):
+def test_bad_input_exit_code_2_one_line_no_output(tmp_path, make_args, reason, cli):
     (tmp_path / "text.nii").write_text("this is not an image\n")
     np.save(tmp_path / "ok.npy", np.zeros((3, 8, 8), np.float32))
     out = tmp_path / "out.csv"
     args = make_args(tmp_path)
-    done = slicewise(*args, *([] if "--out" in args else ["--out", out]))
+    run = slicewise if reason in ("missing.nii.gz", "nomodel.keras") else cli  # two as a program: before and after TensorFlow starts
+    done = run(*args, *([] if "--out" in args else ["--out", out]))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert "Traceback" not in done.stderr
@@ -107,12 +110,12 @@ def test_bad_input_exit_code_2_one_line_no_output(tmp_path, make_args, reason):
     assert not out.exists() and not out.with_name("out.csv.json").exists()
 
 
-def test_model_that_does_not_fit(tmp_path):
+def test_model_that_does_not_fit(tmp_path, cli):
     from app.tools.seed_models import seed_slice_model
 
     seed_slice_model(32, 32, 3).save(tmp_path / "rgb.keras")
     np.save(tmp_path / "two_channels.npy", np.zeros((3, 32, 32, 2), np.float32))
-    done = slicewise("predict", tmp_path / "two_channels.npy", "--model", tmp_path / "rgb.keras", "--out", tmp_path / "o.csv")
+    done = cli("predict", tmp_path / "two_channels.npy", "--model", tmp_path / "rgb.keras", "--out", tmp_path / "o.csv")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: rgb.keras (input (32, 32, 3)) does not fit the volume 3×32×32×2 (slices × height × width × channels): "

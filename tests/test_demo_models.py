@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +71,9 @@ def test_embedding_volume_score_tells_lesions_from_none(engine, unseen, lesion_f
     assert auc >= VOLUME_FLOOR
 
 
-def test_cli_demo_then_predict_peaks_on_labelled_slices(tmp_path):
+def test_cli_demo_then_predict_peaks_on_labelled_slices(tmp_path, cli):
     """README's promise: `slicewise demo --seed 12345` then `predict --strategy slice`."""
-
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "app", *map(str, args)], check=False, capture_output=True, text=True, timeout=300)
+    run = cli  # the commands in this process: the program's own exit is tested in test_cli
 
     done = run("demo", "--out", tmp_path / "d", "--seed", "12345")
     assert done.returncode == 0, done.stderr

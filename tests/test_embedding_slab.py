@@ -5,8 +5,6 @@ hand with Keras, for every pooling, slab size and the volume's ends."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -140,11 +138,8 @@ def test_options_only_for_the_embedding_strategy():
     assert configured(get_strategy("embedding"), pool="max").options == {"slab": 3, "pool": "max"}
 
 
-def slicewise(*args):
-    return subprocess.run([sys.executable, "-m", "app", *map(str, args)], check=False, capture_output=True, text=True, timeout=300)
-
-
-def test_cli_slab_and_lesion_free_demo(tmp_path):
+def test_cli_slab_and_lesion_free_demo(tmp_path, cli):
+    slicewise = cli  # the commands in this process: the program's own exit is tested in test_cli
     done = slicewise("demo", "--out", tmp_path / "d", "--seed", "3", "--depth", "16", "--lesions", "0")
     assert done.returncode == 0, done.stderr
     labels = np.loadtxt(tmp_path / "d" / "labels.csv", delimiter=",", skiprows=1, dtype=np.int64)

@@ -90,7 +90,7 @@ def run_fresh(code: str) -> subprocess.CompletedProcess:
 
 def test_preload_maps_tensorflow_first_then_bootstrap_imports_it_without_scikit_learn():
     """The libraries are mapped before ``import tensorflow`` (which then works); Keras comes up
-    without scikit-learn and SciPy, which still import afterwards; the collector is back on,
+    without scikit-learn, SciPy and pandas, which still import afterwards; the collector is back on,
     with the imports frozen."""
     code = """
 import gc, sys
@@ -103,8 +103,9 @@ print(startup.preload(startup.TENSORFLOW_LIBRARIES), startup.preload(["tensorflo
 from app.inference.runtime import bootstrap
 tf = bootstrap(threads=1).tf
 import keras
-print("sklearn" in sys.modules, "scipy.stats" in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0)
+print("sklearn" in sys.modules, "scipy.stats" in sys.modules, "pandas" in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0)
 from sklearn.metrics import roc_auc_score
+import pandas
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
 print(roc_auc_score([0, 1, 1], [0.1, 0.8, 0.6]), model(tf.ones((1, 4))).shape, float(tf.reduce_sum(tf.ones((3, 4)))))
 """
@@ -114,8 +115,22 @@ print(roc_auc_score([0, 1, 1], [0.1, 0.8, 0.6]), model(tf.ones((1, 4))).shape, f
     count, all_in_maps, cc_mapped, tf_imported = mapped.split()
     assert int(count) >= 2 and all_in_maps == cc_mapped == "True" and tf_imported == "False"
     assert again == "[] []", "mapped once; missing libraries and packages are skipped"
-    assert imported == "False False True True"
+    assert imported == "False False False True True"
     assert after == "1.0 (1, 2) 12.0"
+
+
+def test_exit_now_runs_the_exit_handlers_flushes_and_ends_with_the_code():
+    """`startup.exit_now` (the end of a finished ``slicewise predict``) skips only the teardown."""
+    code = """
+import atexit, sys
+from app import startup
+atexit.register(lambda: print("handler ran", file=sys.stderr))
+print("unflushed output", end="")
+startup.exit_now(3)
+print("never")
+"""
+    done = run_fresh(code)
+    assert done.returncode == 3 and done.stdout == "unflushed output" and "handler ran" in done.stderr
 
 
 def test_gc_paused_turns_collection_off_inside_and_leaves_a_disabled_collector_alone():

@@ -1,4 +1,4 @@
-"""Segmentation models through ``slicewise predict`` (subprocesses, real files): masks written back
+"""Segmentation models through ``slicewise predict`` (in this process: the ``cli`` fixture; real files): masks written back
 in the SOURCE voxel order and affine, read back with nibabel; a legacy ``.h5`` U-Net end to end."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from keras import layers
 
 from tests.dicom_writer import IOPS, write_series
-from tests.test_cli import read_csv, slicewise
+from tests.test_cli import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
@@ -59,7 +59,7 @@ def oblique_sagittal_affine() -> np.ndarray:
     return affine
 
 
-def test_mask_out_oblique_nifti_in_source_voxel_order(tmp_path, threshold_file):
+def test_mask_out_oblique_nifti_in_source_voxel_order(tmp_path, threshold_file, cli):
     data = blobs((22, 18, 9))
     src = nib.Nifti1Image(data, oblique_sagittal_affine())
     src.set_qform(src.affine, code=1)
@@ -67,7 +67,7 @@ def test_mask_out_oblique_nifti_in_source_voxel_order(tmp_path, threshold_file):
     path = tmp_path / "oblique.nii.gz"
     nib.save(src, path)
     out, mask = tmp_path / "out.csv", tmp_path / "mask.nii.gz"
-    done = slicewise("predict", path, "--model", threshold_file, "--out", out, "--mask-out", mask)
+    done = cli("predict", path, "--model", threshold_file, "--out", out, "--mask-out", mask)
     assert done.returncode == 0, done.stderr
     back = nib.load(mask)
     assert back.shape == data.shape and back.get_data_dtype() == np.uint8
@@ -86,7 +86,7 @@ def test_mask_out_oblique_nifti_in_source_voxel_order(tmp_path, threshold_file):
     assert total_area * slice_mm / 1000 == pytest.approx(volumes["bright"]["volume_ml"], rel=1e-4)
 
 
-def test_mask_out_dicom_series_patient_space_affine(tmp_path, threshold_file):
+def test_mask_out_dicom_series_patient_space_affine(tmp_path, threshold_file, cli):
     volume = blobs((7, 20, 16), seed=3)  # (slices, rows, columns)
     iop, origin, spacing, step = IOPS["coronal"], [-30.0, 12.0, 40.0], (0.7, 0.9), 2.5
     write_series(tmp_path / "series", volume, iop, origin, spacing=spacing, step=step)
@@ -96,7 +96,7 @@ def test_mask_out_dicom_series_patient_space_affine(tmp_path, threshold_file):
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = np.cross(row, col) * step, col * spacing[0], row * spacing[1], origin
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # slice k, row i, column j → RAS
     nib.save(nib.Nifti1Image((volume >= T).astype(np.uint8), affine), reference)
-    done = slicewise("predict", tmp_path / "series", "--model", threshold_file, "--mask-out", mask, "--reference-mask", reference, "--out", tmp_path / "o.csv")
+    done = cli("predict", tmp_path / "series", "--model", threshold_file, "--mask-out", mask, "--reference-mask", reference, "--out", tmp_path / "o.csv")
     assert done.returncode == 0, done.stderr
     back = nib.load(mask)
     np.testing.assert_allclose(back.affine, affine, atol=1e-4)
@@ -108,16 +108,16 @@ def test_mask_out_dicom_series_patient_space_affine(tmp_path, threshold_file):
     assert meta["volumes"][0]["runs"][0]["segmentation"]["dice"]["classes"]["bright"]["dice"] == 1.0
 
 
-def test_bad_mask_path_refused_before_scoring(tmp_path, threshold_file):
+def test_bad_mask_path_refused_before_scoring(tmp_path, threshold_file, cli):
     path = tmp_path / "v.nii.gz"
     nib.save(nib.Nifti1Image(blobs((8, 8, 4)), np.eye(4)), path)
     for bad in (tmp_path / "missing" / "m.nii.gz", tmp_path / "m.png"):
-        done = slicewise("predict", path, "--model", threshold_file, "--mask-out", bad, "--out", tmp_path / "o.csv")
+        done = cli("predict", path, "--model", threshold_file, "--mask-out", bad, "--out", tmp_path / "o.csv")
         assert done.returncode == 2 and done.stderr.startswith("error: cannot write") and "Traceback" not in done.stderr
         assert not (tmp_path / "o.csv").exists() and not bad.exists()
 
 
-def test_legacy_h5_unet_smaller_than_the_slices_end_to_end(tmp_path):
+def test_legacy_h5_unet_smaller_than_the_slices_end_to_end(tmp_path, cli):
     keras.utils.set_random_seed(0)
     x = inputs = keras.Input((32, 32, 1))
     skip = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
@@ -136,7 +136,7 @@ def test_legacy_h5_unet_smaller_than_the_slices_end_to_end(tmp_path):
     data = blobs((45, 40, 6))
     nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 3.0, 1.0])), tmp_path / "v.nii.gz")
     out = tmp_path / "o.csv"
-    done = slicewise("predict", tmp_path / "v.nii.gz", "--model", model_path, "--normalize", "minmax", "--out", out, "--mask-out", tmp_path / "m.nii.gz")
+    done = cli("predict", tmp_path / "v.nii.gz", "--model", model_path, "--normalize", "minmax", "--out", out, "--mask-out", tmp_path / "m.nii.gz")
     assert done.returncode == 0, done.stderr
     rows = read_csv(out)
     assert len(rows) == 6 and all(np.isfinite(float(r["area_mm2"])) for r in rows)
@@ -145,7 +145,7 @@ def test_legacy_h5_unet_smaller_than_the_slices_end_to_end(tmp_path):
     assert nib.load(tmp_path / "m.nii.gz").shape == data.shape
 
 
-def test_user_seg_script_does_the_same_job_as_slicewise_predict(tmp_path):
+def test_user_seg_script_does_the_same_job_as_slicewise_predict(tmp_path, cli, monkeypatch):
     """``seg_whole_job_vs_script`` compares like with like: the script's areas and mask (a per-pixel
     model, so that blending cannot differ) are slicewise's, slice for slice and voxel for voxel."""
     from app.tools.bench import brain_phantom
@@ -156,13 +156,12 @@ def test_user_seg_script_does_the_same_job_as_slicewise_predict(tmp_path):
     y = layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(60.0), bias_initializer=keras.initializers.Constant(-30.0))(x)
     keras.Model(x, y).save(tmp_path / "unet.keras")
     ours, theirs = tmp_path / "ours.csv", tmp_path / "theirs.csv"
-    runs = (
-        ["-m", "app", "predict", "brain.nii.gz", "--model", "unet.keras", "--normalize", "minmax", "--out", ours, "--mask-out", "ours.nii.gz"],
-        ["-m", "app.tools.user_seg_script", "brain.nii.gz", "unet.keras", theirs, "theirs.nii.gz"],
-    )
-    for args in runs:
-        done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
-        assert done.returncode == 0, done.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    done = cli("predict", "brain.nii.gz", "--model", "unet.keras", "--normalize", "minmax", "--out", ours, "--mask-out", "ours.nii.gz")
+    assert done.returncode == 0, done.stderr[-2000:]
+    script = ["-m", "app.tools.user_seg_script", "brain.nii.gz", "unet.keras", theirs, "theirs.nii.gz"]  # the script as a program
+    done = subprocess.run([sys.executable, *map(str, script)], capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
     a = np.loadtxt(ours, delimiter=",", skiprows=1, usecols=3)
     b = np.loadtxt(theirs, delimiter=",", skiprows=1, usecols=1)
     assert a.shape == b.shape == (24,) and np.ptp(a) > 100
@@ -171,9 +170,9 @@ def test_user_seg_script_does_the_same_job_as_slicewise_predict(tmp_path):
     assert mask_a.shape == mask_b.shape == (48, 56, 24) and (mask_a != mask_b).mean() < 1e-3
 
 
-def test_mask_out_needs_a_segmentation_model(tmp_path):
+def test_mask_out_needs_a_segmentation_model(tmp_path, cli):
     path = tmp_path / "v.nii.gz"
     nib.save(nib.Nifti1Image(blobs((16, 16, 4)), np.eye(4)), path)
-    done = slicewise("predict", path, "--mask-out", tmp_path / "m.nii.gz", "--out", tmp_path / "o.csv")  # the built-in slice classifier
+    done = cli("predict", path, "--mask-out", tmp_path / "m.nii.gz", "--out", tmp_path / "o.csv")  # the built-in slice classifier
     assert done.returncode == 2 and "need a segmentation model" in done.stderr
     assert not (tmp_path / "m.nii.gz").exists() and not (tmp_path / "o.csv").exists()

@@ -469,6 +469,24 @@ def test_rerunning_supersedes_the_running_job(qtbot, window, volumes):
     assert len(window.score_plot.curves) == 1
 
 
+def test_a_new_run_after_the_old_ones_went_shows_its_own_scores_once(qtbot, window, volumes):
+    """Curves of removed runs are reused for the next run's (cheaper than new ones): what shows is
+    the new run's scores, under its own name, in one legend entry, and nothing of the old run."""
+    import pyqtgraph as pg
+
+    open_volume(qtbot, window, volumes["small"])
+    run(qtbot, window, "slice")
+    volume = open_volume(qtbot, window, volumes["deep"])  # the old volume's run goes with it
+    prediction = run(qtbot, window, "slice")
+    plot = window.score_plot
+    (curve,) = plot.curves[window.session.runs[0]]
+    xs, ys = curve.getData()
+    np.testing.assert_array_equal(xs, np.arange(volume.depth))
+    np.testing.assert_allclose(ys, np.asarray(prediction.scores)[:, 0])
+    shown = [item for item in plot.getPlotItem().listDataItems() if isinstance(item, pg.PlotDataItem) and item.isVisible()]
+    assert shown == [curve] and len(plot.legend.items) == 1 and legend_text(plot, curve) == "slice"
+
+
 # -- errors, recent files, drag and drop ---------------------------------------------------------
 
 

@@ -51,7 +51,7 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         with startup.native_stderr_held(startup.quiet_tensorflow()):
             startup.preload(startup.TENSORFLOW_LIBRARIES)  # mapped with the GIL released: other threads run meanwhile
-            with startup.gc_paused(), startup.without_optional_sklearn():
+            with startup.gc_paused(), startup.without_optional():
                 import tensorflow as tf
             startup.end_gc_pause()  # the CLI's (`startup.quick_start`)
 

@@ -33,11 +33,12 @@ saliency_ms            slice change -> its saliency overlay shown, 512x512, the 
                        built-in slice model, computed on the worker (median)
 startup_vs_import      ``slicewise`` launch -> main window painted / ``import        <= 0.25 x
                        torch, tensorflow``, each in a fresh process
-whole_job_vs_script    ``slicewise predict BRAIN --strategy slice --out s.csv`` on   <= 0.8 x
-                       a 197x233x189 int16 MR-like ``.nii.gz`` / the script a user
-                       would write instead (``app/tools/user_script.py``: nibabel,
-                       the same window, tf.image.resize, the same model through one
-                       ``model.predict``, csv), fresh processes in turns
+whole_job_vs_script    ``slicewise predict BRAIN --strategy slice --out s.csv`` /    <= 0.8 x
+                       the script a user would write instead
+                       (``app/tools/user_script.py``: nibabel, the same window,
+                       tf.image.resize, the same model through one
+                       ``model.predict``, csv), fresh processes in turns; the worse
+                       of two 197x233x189 brains: an int16 scan and a uint8 template
 ui_stall_ms            longest gap between ticks of a 5 ms QTimer from the window    <= 50 ms
                        shown: a 512x512x300 volume opened, scored a first time
                        (TensorFlow starts on the worker), then scored again
@@ -116,7 +117,6 @@ class Context:
     quick: bool
     workdir: Path
     _engine: object = None
-    _brain: Path | None = None
 
     @property
     def repeats(self) -> int:
@@ -146,36 +146,57 @@ class Context:
             nib.save(make_phantom(seed=0, depth=depth, size=BIG_SIZE).image, path)
         return path
 
-    def brain_volume(self) -> Path:
-        """A 197 x 233 x 189 int16 T1-like brain (the MNI152 1 mm grid), written once by nibabel."""
-        if self._brain is None:
+    def brain_volume(self, dtype: str = "int16") -> Path:
+        """A 197 x 233 x 189 T1-like brain (the MNI152 1 mm grid), written once by nibabel:
+        ``int16`` (about 10 MiB as ``.nii.gz``, a scan) or ``uint8`` (about 2 MiB, a template)."""
+        path = self.workdir / f"brain_197x233x189_{dtype}.nii.gz"
+        if not path.exists():
             import nibabel as nib
 
-            path = self.workdir / "brain_197x233x189.nii.gz"
-            nib.save(brain_phantom(), path)
-            self._brain = path
-        return self._brain
+            nib.save(brain_phantom() if dtype == "int16" else brain_template(), path)
+        return path
 
 
-def brain_phantom(shape: tuple[int, int, int] = (197, 233, 189), seed: int = 0):
-    """A T1-weighted-looking head as a ``Nifti1Image``: scalp, dark skull, CSF, folded grey
-    matter, white matter, ventricles and Gaussian noise (about 10 MiB as ``.nii.gz``, as a real
-    scan of that size).  Only its size and values matter here: the figure times a whole job."""
-    import nibabel as nib
+MNI_AFFINE = np.array([[1, 0, 0, -98], [0, 1, 0, -134], [0, 0, 1, -72], [0, 0, 0, 1]], float)  # the MNI152 1 mm grid's
 
+
+def _head(shape: tuple[int, int, int], seed: int, scale: float, noise: float, quiet_background: bool) -> np.ndarray:
+    """A T1-weighted-looking head, float32: scalp, dark skull, CSF, folded grey matter, white
+    matter, ventricles and Gaussian noise (``scale`` times the int16 scan's values)."""
     rng = np.random.default_rng(seed)
     x, y, z = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in shape), indexing="ij", sparse=True)
     r = np.sqrt((x / 0.78) ** 2 + (y / 0.86) ** 2 + ((z + 0.05) / 0.80) ** 2)
     folds = 0.04 * np.sin(9 * x + 3 * z) * np.cos(7 * y)
     head = np.zeros(shape, np.float32)
     for radius, value in ((1.0, 250), (0.93, 60), (0.88, 350)):  # scalp, skull, CSF
-        head[r < radius] = value
-    head[r + folds < 0.84] = 620  # grey matter
-    head[r + 1.5 * folds < 0.66] = 880  # white matter
-    head[(x / 0.12) ** 2 + (y / 0.3) ** 2 + ((z - 0.05) / 0.18) ** 2 < 1] = 350  # ventricles
-    head += rng.normal(0, 25, shape).astype(np.float32)
-    affine = np.array([[1, 0, 0, -98], [0, 1, 0, -134], [0, 0, 1, -72], [0, 0, 0, 1]], float)
-    return nib.Nifti1Image(np.abs(head).astype(np.int16), affine)
+        head[r < radius] = value * scale
+    head[r + folds < 0.84] = 620 * scale  # grey matter
+    head[r + 1.5 * folds < 0.66] = 880 * scale  # white matter
+    head[(x / 0.12) ** 2 + (y / 0.3) ** 2 + ((z - 0.05) / 0.18) ** 2 < 1] = 350 * scale  # ventricles
+    speckle = rng.normal(0, noise, shape).astype(np.float32)
+    head += np.where(r < 1.0, speckle, 0) if quiet_background else speckle
+    return np.abs(head)
+
+
+def brain_phantom(shape: tuple[int, int, int] = (197, 233, 189), seed: int = 0):
+    """An int16 T1-like head as a ``Nifti1Image``, noisy everywhere (about 10 MiB as ``.nii.gz``,
+    as a real scan of that size).  Only its size and values matter here: the figure times a
+    whole job."""
+    import nibabel as nib
+
+    return nib.Nifti1Image(_head(shape, seed, 1.0, 25, False).astype(np.int16), MNI_AFFINE)
+
+
+def brain_template(shape: tuple[int, int, int] = (197, 233, 189), seed: int = 0):
+    """A uint8 T1-like head as a ``Nifti1Image``, as a 1 mm brain template is stored (the
+    ICBM 2009 / MNI152 grid, 197 x 233 x 189, values 0-255, a noise-free zero background):
+    about 2 MiB as ``.nii.gz`` (such a template gzips to 1.6 MB).  Generated here rather than
+    taken from a package: none installed ships one, and nothing is downloaded."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(np.clip(np.rint(_head(shape, seed, 0.2, 5, True)), 0, 255).astype(np.uint8), MNI_AFFINE)
+    image.set_data_dtype(np.uint8)
+    return image
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -465,24 +486,37 @@ USER_SCRIPT = Path(__file__).with_name("user_script.py")
 
 
 def whole_job_vs_script(ctx: Context) -> Figure:
-    """``slicewise predict`` on a brain-sized MR volume against the script a user would write
-    instead (`app.tools.user_script`), each a fresh process, in turns; both tables checked."""
-    brain = ctx.brain_volume()
-    outs = {"slicewise_s": ctx.workdir / "slicewise.csv", "script_s": ctx.workdir / "script.csv"}
-    cmds = {
-        "slicewise_s": [sys.executable, "-m", "app", "predict", str(brain), "--strategy", "slice", "--out", str(outs["slicewise_s"])],
-        "script_s": [sys.executable, str(USER_SCRIPT), str(brain), str(outs["script_s"])],
-    }
+    """``slicewise predict`` against the script a user would write instead
+    (`app.tools.user_script`), each a fresh process, in turns (A B A B), on two brains of the
+    MNI152 1 mm grid: the int16 scan (10 MiB as ``.nii.gz``) and the uint8 template (2 MiB),
+    where start-up is nearly all of the job.  The figure is the worse of the two ratios; every
+    table is checked against the script's."""
+    brains = {"": ctx.brain_volume("int16"), "uint8_": ctx.brain_volume("uint8")}
+    cmds, outs = {}, {}
+    for tag, brain in brains.items():
+        for side in ("slicewise", "script"):
+            name, out = f"{tag}{side}_s", ctx.workdir / f"{tag}{side}.csv"
+            outs[name] = out
+            cmds[name] = (
+                [sys.executable, "-m", "app", "predict", str(brain), "--strategy", "slice", "--out", str(out)]
+                if side == "slicewise"
+                else [sys.executable, str(USER_SCRIPT), str(brain), str(out)]
+            )
 
     def run(name: str) -> None:
         _run_child(ctx, cmds[name], " ".join(cmds[name][1:4]), 600)
 
     t = interleaved({name: (lambda name=name: run(name)) for name in cmds}, 3 if ctx.quick else 5)
-    ours, theirs = (np.loadtxt(outs[name], delimiter=",", skiprows=1, usecols=col, ndmin=1) for name, col in (("slicewise_s", 3), ("script_s", 1)))
-    if ours.shape != theirs.shape:
-        raise RuntimeError(f"slicewise scored {ours.size} slices, the script {theirs.size}")
-    raw = {**t, "slices": float(ours.size), "score_mean_abs_diff": float(np.mean(np.abs(ours - theirs)))}  # resizing differs (antialiased here)
-    return Figure("whole_job_vs_script", t["slicewise_s"] / t["script_s"], "x", "<= 0.8", raw)
+    raw = dict(t)
+    for tag in brains:
+        ours, theirs = (np.loadtxt(outs[f"{tag}{side}_s"], delimiter=",", skiprows=1, usecols=col, ndmin=1) for side, col in (("slicewise", 3), ("script", 1)))
+        if ours.shape != theirs.shape:
+            raise RuntimeError(f"slicewise scored {ours.size} slices, the script {theirs.size}")
+        raw[f"{tag}ratio"] = t[f"{tag}slicewise_s"] / t[f"{tag}script_s"]
+        raw[f"{tag}score_mean_abs_diff"] = float(np.mean(np.abs(ours - theirs)))  # resizing differs (antialiased here)
+    raw["slices"] = float(ours.size)
+    return Figure("whole_job_vs_script", max(raw["ratio"], raw["uint8_ratio"]), "x", "<= 0.8", raw,
+                  notes="the worse of the int16 scan's ratio and the uint8 template's (uint8_)")
 
 
 def ui_stall_ms(ctx: Context) -> Figure:

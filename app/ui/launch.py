@@ -13,7 +13,13 @@ from app.errors import SlicewiseError
 def main(argv: Sequence[str] | None = None) -> int:
     from app.cli import main as cli_main
 
-    return cli_main(argv, viewer=run_viewer_command)
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = cli_main(args, viewer=run_viewer_command)
+    if argv is None and args[:1] == ["predict"] and "distributed" not in sys.modules:
+        from app import startup
+
+        startup.exit_now(code)  # the program's own headless run, finished: skip the interpreter's teardown
+    return code
 
 
 def run_viewer_command(args: argparse.Namespace) -> int:

@@ -75,6 +75,9 @@ class _ScrubViewBox(pg.ViewBox):
         super().mouseDragEvent(ev, axis)
 
 
+SPARE_CURVES = 4  # removed runs' curves kept for reuse
+
+
 class ScorePlot(pg.PlotWidget):
     def __init__(self, session: Session, parent=None):
         self.vb = _ScrubViewBox()
@@ -90,6 +93,9 @@ class ScorePlot(pg.PlotWidget):
         self.bands: dict[Run, list[QGraphicsPathItem]] = {}  # mean ± sd, a band per curve (runs with a spread)
         self.colors: dict[Run, str] = {}
         self._styles: dict[pg.PlotDataItem, tuple] = {}  # the style each curve was given
+        # Curves of removed runs, hidden, for the next run's: making a curve and adding it to the
+        # plot (about 1.5 ms) is most of what a finished re-run costs the GUI.
+        self._spare: list[pg.PlotDataItem] = []
         item = self.getPlotItem()
         item.showGrid(x=True, y=True, alpha=0.2)
         # The axes (with their grid lines across the plot) and the curves are drawn once into a
@@ -256,7 +262,11 @@ class ScorePlot(pg.PlotWidget):
         for curve in self.curves.pop(run, []):
             self._styles.pop(curve, None)
             self.legend.removeItem(curve)
-            self.removeItem(curve)
+            if len(self._spare) < SPARE_CURVES:
+                curve.setVisible(False)
+                self._spare.append(curve)
+            else:
+                self.removeItem(curve)
         self.colors.pop(run, None)
         self.hint.setVisible(not self.curves)
         self._restyle()
@@ -298,11 +308,7 @@ class ScorePlot(pg.PlotWidget):
         xs = self.xs()
         for k in range(run.scores.shape[1]):
             if k == len(curves):
-                curve = pg.PlotDataItem(name=self._label(run, k), connect="finite", symbolSize=4, symbolPen=None,
-                                        symbolBrush=pg.mkBrush(self.colors[run]))  # symbols on the newest run's curve when depth <= 64
-                curve.curve.setCacheMode(CACHED)
-                self.addItem(curve)
-                curves.append(curve)
+                curves.append(self._new_curve(run, k))
             curves[k].setData(xs, run.scores[:, k], connect="finite")
             curves[k].setVisible(run.visible)
             label, text = self.legend.getLabel(curves[k]), self._label(run, k)
@@ -310,6 +316,20 @@ class ScorePlot(pg.PlotWidget):
                 label.setText(text)
         self._draw_bands(run, xs)
         self._restyle()
+
+    def _new_curve(self, run: Run, k: int) -> pg.PlotDataItem:
+        """A curve for ``run``'s score ``k``, in the plot and the legend: a removed run's if one is spare."""
+        name, brush = self._label(run, k), pg.mkBrush(self.colors[run])
+        if self._spare:
+            curve = self._spare.pop()
+            curve.opts["name"] = name
+            curve.setSymbolBrush(brush)
+            self.legend.addItem(curve, name)
+            return curve
+        curve = pg.PlotDataItem(name=name, connect="finite", symbolSize=4, symbolPen=None, symbolBrush=brush)  # symbols on the newest run's curve when depth <= 64
+        curve.curve.setCacheMode(CACHED)
+        self.addItem(curve)
+        return curve
 
     def _draw_bands(self, run: Run, xs: np.ndarray) -> None:
         """The run's mean ± sd bands (none while it streams, or without a spread)."""
