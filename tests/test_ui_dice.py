@@ -13,7 +13,7 @@ from PySide6.QtCore import QPointF, Qt
 from app.io import load_volume
 from app.segmentation.dice import check_grid, dice_scores
 from app.session import Session
-from app.ui.dice_curve import dice_values
+from app.ui.views.dice_curve import dice_values
 from tests.test_ui_mask import ball_map, finish_dense_run
 from tests.ui_helpers import SIGNAL_TIMEOUT_MS, module_window, open_volume, write_nifti
 

@@ -158,7 +158,7 @@ def test_uncertainty_mode_draws_the_passes_sd(shown):
 def test_softmax_classes_get_their_own_colours():
     """A 3-class softmax with the background at 0: each pixel coloured by its argmax class, the
     background transparent (MaskPixels alone, no window)."""
-    from app.ui.mask_pixels import PALETTE, MaskPixels, rgb
+    from app.ui.views.mask_pixels import PALETTE, MaskPixels, rgb
 
     rng = np.random.default_rng(1)
     plane = rng.integers(0, 256, size=(9, 7, 3)).astype(np.uint8)
@@ -252,7 +252,7 @@ def test_export_mask_follows_the_runs(shown, tmp_path):
 def test_the_worker_relay_fills_one_map_and_hands_it_on():
     """`_MapRelay`: blocks quantised into one map on the worker; the map handed on with the slices
     it gained (at most every interval), the rest on `flush`."""
-    from app.ui.inference_thread import _MapRelay
+    from app.ui.worker.inference_thread import _MapRelay
 
     handed: list[tuple[np.ndarray, DenseMap]] = []
     relay = _MapRelay(6, lambda indices, dense: handed.append((indices, dense)))
@@ -283,7 +283,7 @@ def test_render_draws_the_mask_as_its_flag_says(tmp_path, flag, expected):
 
 def test_a_large_map_is_counted_off_the_gui_thread(shown, monkeypatch):
     """Over `COUNT_HERE` values, the legend says "counting…" until the helper thread is done."""
-    from app.ui import mask_legend
+    from app.ui.views import mask_legend
 
     window, bot, volume, data = shown["window"], shown["bot"], shown["volume"], shown["data"]
     monkeypatch.setattr(mask_legend, "COUNT_HERE", 0)

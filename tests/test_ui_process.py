@@ -219,7 +219,7 @@ def test_window_screenshot_of_the_demo_scored_three_ways(qtbot, tmp_path, monkey
     radiological, a CT window preset, saliency asked for; saved for a look."""
     from PySide6.QtCore import QSettings
 
-    from app.ui import label_keeper
+    from app.ui.commands import label_keeper
     from app.ui.window import MainWindow
     from tests.ui_helpers import SIGNAL_TIMEOUT_MS, close, open_volume, run
 

@@ -59,12 +59,12 @@ def read_truth() -> dict[int, str]:
 @pytest.fixture(scope="module")
 def demo_copy(tmp_path_factory):
     """The bundled demo and its labels.csv copied to a folder of their own (nothing is written
-    into resources/), and app.ui.label_keeper told that this is the demo's folder."""
+    into resources/), and app.ui.commands.label_keeper told that this is the demo's folder."""
     folder = tmp_path_factory.mktemp("demo")
     for name in ("phantom.nii.gz", "labels.csv"):
         shutil.copyfile(DEMO / name, folder / name)
     with pytest.MonkeyPatch.context() as patch:
-        from app.ui import label_keeper
+        from app.ui.commands import label_keeper
 
         patch.setattr(label_keeper, "DEMO_LABELS", folder / "labels.csv")
         yield folder

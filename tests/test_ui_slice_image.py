@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage, QPainter
 
-from app.ui.slice_image import SliceImage
+from app.ui.views.slice_image import SliceImage
 
 pytestmark = pytest.mark.gui
 

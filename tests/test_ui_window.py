@@ -249,7 +249,7 @@ def scored(request, tmp_path_factory, volumes):
 
 
 def test_each_strategy_streams_into_the_plot(scored):
-    from app.ui.score_plot import STRATEGY_COLORS
+    from app.ui.views.score_plot import STRATEGY_COLORS
 
     window, volume, predictions = scored["window"], scored["volume"], scored["predictions"]
     session, plot = window.session, window.score_plot
@@ -536,7 +536,7 @@ def test_recent_files_persist_and_drop_opens(qtbot, window, volumes, tmp_path):
         entry.trigger()
     assert blocker.args[0].source.resolve() == volumes["other"].resolve()
     # persisted in the settings file, at most ten
-    from app.ui.settings import MAX_RECENT, RecentFiles
+    from app.ui.commands.settings import MAX_RECENT, RecentFiles
 
     again = RecentFiles(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     assert again.paths()[:2] == [str(volumes["other"].resolve()), str(volumes["small"].resolve())], "reopened: first again"
@@ -647,7 +647,7 @@ def test_slider_drag_is_rate_limited_and_lands_on_the_last_position(qtbot, windo
 def test_progress_relay_hands_fast_batches_on_together():
     """Batches that follow within PROGRESS_INTERVAL_S reach the GUI as one hand-over; the first
     and the last go at once, and every scored slice arrives exactly once."""
-    from app.ui.inference_thread import _ProgressRelay
+    from app.ui.worker.inference_thread import _ProgressRelay
 
     sent: list[tuple[int, int, list[int], np.ndarray]] = []
     relay = _ProgressRelay(lambda done, total, indices, scores: sent.append((done, total, list(indices), scores)))

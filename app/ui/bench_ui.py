@@ -90,7 +90,7 @@ def _until(qapp, condition, timeout_s: float = 300) -> None:
 
 def _load(window, volume: str):
     """Open ``volume`` at once, through the window's own display path."""
-    from app.ui.volume_loader import LoadRequest, load
+    from app.ui.worker.volume_loader import LoadRequest, load
 
     loaded = load(LoadRequest(0, Path(volume)))
     window.show_loaded(loaded)

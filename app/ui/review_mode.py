@@ -17,8 +17,8 @@ from PySide6.QtWidgets import QDockWidget, QTabWidget
 from app.review.readers import ReaderLabels
 from app.review.worklist import CohortReview
 from app.session import ScoringSettings
-from app.ui.adjudication import AdjudicationPanel
-from app.ui.worklist import DECISION_KEYS, WorklistPanel
+from app.ui.panels.adjudication import AdjudicationPanel
+from app.ui.panels.worklist import DECISION_KEYS, WorklistPanel
 
 
 class ReviewMode:

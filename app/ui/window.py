@@ -14,21 +14,21 @@ from app.errors import SlicewiseError
 from app.io.messages import SKIP_DAMAGED_HINT
 from app.session import Session
 from app.status import volume_summary
-from app.ui.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
-from app.ui.dialogs import VOLUME_FILTER, Dialogs
-from app.ui.export_commands import ExportCommands
-from app.ui.label_keeper import LabelKeeper
-from app.ui.model_commands import ModelCommands
-from app.ui.prediction import PredictionController
-from app.ui.reference_commands import ReferenceCommands
-from app.ui.review_panel import ReviewPanel
-from app.ui.saliency_requests import SaliencyRequests
-from app.ui.score_plot import ScorePlot
-from app.ui.scrubber import Scrubber
-from app.ui.settings import RecentFiles, WindowSettings
-from app.ui.status_line import StatusLine
-from app.ui.views import ViewsPanel
-from app.ui.volume_loader import Loaded, LoadRequest, VolumeLoader
+from app.ui.commands.actions import SHORTCUT_HELP, Toolbar, build_menus, install_shortcuts
+from app.ui.commands.dialogs import VOLUME_FILTER, Dialogs
+from app.ui.commands.export_commands import ExportCommands
+from app.ui.commands.label_keeper import LabelKeeper
+from app.ui.commands.model_commands import ModelCommands
+from app.ui.commands.reference_commands import ReferenceCommands
+from app.ui.commands.settings import RecentFiles, WindowSettings
+from app.ui.panels.review_panel import ReviewPanel
+from app.ui.panels.status_line import StatusLine
+from app.ui.views.score_plot import ScorePlot
+from app.ui.views.scrubber import Scrubber
+from app.ui.views.views_panel import ViewsPanel
+from app.ui.worker.prediction import PredictionController
+from app.ui.worker.saliency_requests import SaliencyRequests
+from app.ui.worker.volume_loader import Loaded, LoadRequest, VolumeLoader
 
 if TYPE_CHECKING:  # torch (under app.volume) is imported only once a volume is opened: the window shows first
     from app.volume import Volume

@@ -19,9 +19,9 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QGraphicsView, QLabel, QVBoxLayout, QWidget
 
 from app.planes import Plane, plane
-from app.ui.crosshair import Crosshair
-from app.ui.plane_canvas import MARGIN, PlaneCanvas
-from app.ui.slice_image import SliceImage
+from app.ui.views.crosshair import Crosshair
+from app.ui.views.plane_canvas import MARGIN, PlaneCanvas
+from app.ui.views.slice_image import SliceImage
 
 if TYPE_CHECKING:
     from app.session import Session

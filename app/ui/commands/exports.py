@@ -15,7 +15,7 @@ from app.outputs import OutputSet, command_inputs
 if TYPE_CHECKING:
     from app.runs import Run
     from app.session import Session
-    from app.ui.score_plot import ScorePlot
+    from app.ui.views.score_plot import ScorePlot
 
 
 def export_runs(session: Session, path: str | Path, labels=None) -> tuple[Path, Path]:

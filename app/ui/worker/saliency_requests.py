@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.session import SaliencyMap
-from app.ui.inference_thread import SaliencyJob
+from app.ui.worker.inference_thread import SaliencyJob
 
 if TYPE_CHECKING:
     from app.session import Session
-    from app.ui.prediction import PredictionController
+    from app.ui.worker.prediction import PredictionController
 
 
 class SaliencyRequests:

@@ -10,13 +10,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
-from app.ui.display_panel import DisplayPanel
-from app.ui.image_item import ImageItem
-from app.ui.mask_legend import MaskLegend
-from app.ui.mask_overlay import MaskOverlay
-from app.ui.plane_view import PlaneView
-from app.ui.saliency_overlay import SaliencyOverlay
-from app.ui.throttle import Throttle
+from app.ui.panels.display_panel import DisplayPanel
+from app.ui.views.image_item import ImageItem
+from app.ui.views.mask_legend import MaskLegend
+from app.ui.views.mask_overlay import MaskOverlay
+from app.ui.views.plane_view import PlaneView
+from app.ui.views.saliency_overlay import SaliencyOverlay
+from app.ui.views.throttle import Throttle
 
 if TYPE_CHECKING:
     from app.runs import Run

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QProgressBar, QStatusBar
 
 from app.status import readout_text, slice_text
-from app.ui.steady_label import SteadyLabel
+from app.ui.panels.steady_label import SteadyLabel
 
 if TYPE_CHECKING:
     from app.session import Session

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 from app.errors import SlicewiseError
 from app.session import Activity
 from app.status import run_finished_text
-from app.ui.inference_thread import InferenceService, Job
+from app.ui.worker.inference_thread import InferenceService, Job
 
 if TYPE_CHECKING:
     from app.session import Session

@@ -15,15 +15,15 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem
 
-from app.ui.mask_pixels import MaskPixels
-from app.ui.slice_image import draw_image
-from app.ui.throttle import Throttle
+from app.ui.views.mask_pixels import MaskPixels
+from app.ui.views.slice_image import draw_image
+from app.ui.views.throttle import Throttle
 
 if TYPE_CHECKING:
     from app.runs import Run
     from app.segmentation.dense_map import DenseMap
     from app.session import Session
-    from app.ui.plane_view import PlaneView
+    from app.ui.views.plane_view import PlaneView
 
 STREAMED_MS = 100  # a streaming map: side views (which cross every slice) redrawn at most this often
 Z_VALUE = 12  # above the slice and the saliency map, under the crosshair

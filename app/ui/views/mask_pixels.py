@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.ui.saliency_overlay import heat_lut
+from app.ui.views.saliency_overlay import heat_lut
 
 if TYPE_CHECKING:
     from app.segmentation.dense_map import DenseMap

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.errors import SlicewiseError
-from app.ui.dialogs import VOLUME_FILTER
-from app.ui.volume_loader import Loaded, LoadRequest, VolumeLoader
+from app.ui.commands.dialogs import VOLUME_FILTER
+from app.ui.worker.volume_loader import Loaded, LoadRequest, VolumeLoader
 
 
 class ReferenceCommands:

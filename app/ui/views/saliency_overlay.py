@@ -12,11 +12,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel
 
-from app.ui.image_item import ImageItem
+from app.ui.views.image_item import ImageItem
 
 if TYPE_CHECKING:
     from app.session import Session
-    from app.ui.plane_view import PlaneView
+    from app.ui.views.plane_view import PlaneView
 
 COLORMAP = "inferno"
 

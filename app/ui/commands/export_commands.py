@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from app.errors import SlicewiseError
 from app.outputs import OutputSet, command_inputs
-from app.ui.dialogs import CSV_FILTER, NIFTI_FILTER, PNG_FILTER
-from app.ui.exports import export_mask, export_plot, export_runs
+from app.ui.commands.dialogs import CSV_FILTER, NIFTI_FILTER, PNG_FILTER
+from app.ui.commands.exports import export_mask, export_plot, export_runs
 
 if TYPE_CHECKING:
     from app.runs import Run

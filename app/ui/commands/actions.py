@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QProgressBar, QPus
 
 from app.session import MASK_MODES
 from app.strategy_catalog import CATALOG
-from app.ui.throttle import Throttle
+from app.ui.views.throttle import Throttle
 
 if TYPE_CHECKING:
     from app.session import Activity, ScoringSettings, Session

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.errors import SlicewiseError
-from app.ui.dialogs import MODEL_FILTER
+from app.ui.commands.dialogs import MODEL_FILTER
 from app.uncertainty import parse as parse_uncertainty
 from app.uncertainty.method import DEFAULT_PASSES, MAX_PASSES
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.status import position_text
-from app.ui.steady_label import SteadyLabel
+from app.ui.panels.steady_label import SteadyLabel
 from app.volume import AXIS_CHOICES
 
 if TYPE_CHECKING:

@@ -19,13 +19,13 @@ from PySide6.QtCore import QRect, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import QWidget
 
-from app.ui.mask_pixels import class_colors
-from app.ui.saliency_overlay import heat_lut
-from app.ui.throttle import Throttle
+from app.ui.views.mask_pixels import class_colors
+from app.ui.views.saliency_overlay import heat_lut
+from app.ui.views.throttle import Throttle
 
 if TYPE_CHECKING:
     from app.session import Session
-    from app.ui.plane_view import PlaneView
+    from app.ui.views.plane_view import PlaneView
 
 STREAMED_MS = 250  # a streaming map's volumes redrawn at most this often
 COUNT_HERE = 4_000_000  # at most this many map values counted on the GUI thread; more: on the helper

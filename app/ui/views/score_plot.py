@@ -22,9 +22,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsView
 
-from app.ui.dice_curve import DiceCurves
-from app.ui.scrubber import LABEL_COLORS
-from app.ui.throttle import Throttle
+from app.ui.views.dice_curve import DiceCurves
+from app.ui.views.scrubber import LABEL_COLORS
+from app.ui.views.throttle import Throttle
 
 if TYPE_CHECKING:
     from app.runs import Run

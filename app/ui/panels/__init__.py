@@ -1,0 +1,1 @@
+"""Side panels and readouts: display settings, review figures, the status line, the cohort worklist and adjudication."""
