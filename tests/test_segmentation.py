@@ -13,7 +13,7 @@ from app.inference import Engine
 from app.inference.models import LoadedModel, spec_of
 from app.segmentation import tiling
 from app.segmentation.dense_map import LEVELS
-from app.segmentation.detect import dense_layout, empty_map
+from app.segmentation.detect import dense_layout, dense_spec
 from app.strategies import get_strategy
 from app.volume import Volume
 
@@ -76,9 +76,9 @@ def test_threshold_model_mask_is_exactly_the_voxels_above_t(engine, noise):
     assert np.array_equal(prediction.dense.label_map(), truth)
     assert prediction.reduce == "area" and prediction.unit == "mm²"
     np.testing.assert_allclose(prediction.scores[:, 0], truth.sum(axis=(1, 2)) * 0.5 * 0.8, rtol=1e-6)
-    # streamed: every slice's map handed over once, float32 (n, H, W, K), with the batch that finished it
+    # streamed: every slice handed over once, in the run's one map (the prediction's), with the batch that finished it
     assert sorted(np.concatenate([i for i, _ in maps]).tolist()) == list(range(6))
-    assert all(p.dtype == np.float32 and p.shape[1:] == (50, 70, 1) for _, p in maps)
+    assert all(p is prediction.dense for _, p in maps)
     assert [len(b[2]) for b in batches] == [len(i) for i, _ in maps]
     seg = prediction.segmentation
     assert seg["kind"] == "sigmoid" and not seg["from_logits"] and seg["class_volumes"]["mask"]["voxels"] == int(truth.sum())
@@ -142,8 +142,7 @@ def test_softmax_three_classes_background_from_json(engine, noise):
     clear = top[..., -1] - top[..., -2] > 2 / LEVELS  # the uint8 levels may tie classes closer than that
     assert clear.mean() > 0.5 and np.array_equal(labels[clear], p.argmax(-1)[clear])
     assert set(prediction.segmentation["class_volumes"]) == {"bone", "fat"} and prediction.segmentation["background"] == "air"
-    empty = empty_map(model, (6, 50, 70))  # what a viewer fills while the run streams
-    assert empty.probabilities.shape == (6, 50, 70, 3) and empty.background == 1 and empty.classes == dense.classes and not empty.filled.any()
+    assert dense.probabilities.shape == (6, 50, 70, 3) and dense.background == 1 and dense.filled.all()
 
 
 def test_linear_output_is_read_as_logits(engine, noise):
@@ -207,7 +206,7 @@ def test_neighbor_channels_give_a_25d_model_its_slices(engine, noise):
 
 
 def test_dense_model_refused_by_other_strategies(engine, noise):
-    assert empty_map(engine.builtin(SLICE), (6, 50, 70)) is None  # a classifier
+    assert dense_spec(engine.builtin(SLICE)) is None  # a classifier
     with pytest.raises(ModelError, match="segmentation model"):
         engine.run(volume_of(noise), get_strategy("temporal"), loaded(threshold_model(0.5)))
 

@@ -249,22 +249,23 @@ def test_export_mask_follows_the_runs(shown, tmp_path):
     assert abs(int(np.asarray(written.dataobj).sum()) - int(shown["ball"].sum())) <= 0.05 * int(shown["ball"].sum())  # the ball, up to its rim
 
 
-def test_the_worker_relay_fills_one_map_and_hands_it_on():
-    """`_MapRelay`: blocks quantised into one map on the worker; the map handed on with the slices
-    it gained (at most every interval), the rest on `flush`."""
+def test_the_worker_relay_hands_the_engines_map_on():
+    """`_MapRelay`: the engine's one map handed on with the slices it gained (at most every
+    interval, the rest on `flush`), never copied."""
     from app.ui.worker.inference_thread import _MapRelay
 
     handed: list[tuple[np.ndarray, DenseMap]] = []
-    relay = _MapRelay(6, lambda indices, dense: handed.append((indices, dense)))
+    relay = _MapRelay(lambda indices, dense: handed.append((indices, dense)))
     rng = np.random.default_rng(2)
     blocks = rng.random((6, 5, 4, 1)).astype(np.float32)
-    relay(np.array([0, 1]), blocks[0:2])
-    relay(np.array([2, 3]), blocks[2:4])
-    relay(np.array([4, 5]), blocks[4:6])
+    dense = DenseMap.empty(blocks.shape, "sigmoid", ("lesion",))
+    for start in (0, 2, 4):  # as the engine fills its map and calls on_map
+        indices = np.arange(start, start + 2)
+        dense.put(indices, blocks[indices])
+        relay(indices, dense)
     relay.flush()
     assert np.concatenate([indices for indices, _ in handed]).tolist() == [0, 1, 2, 3, 4, 5]
-    dense = handed[0][1]
-    assert all(d is dense for _, d in handed) and dense.kind == "sigmoid" and dense.filled.all()
+    assert all(d is dense for _, d in handed) and dense.filled.all()
     np.testing.assert_array_equal(dense.probabilities, np.rint(blocks * 255).astype(np.uint8))
 
 

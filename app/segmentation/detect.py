@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ModelError
-from app.segmentation.dense_map import DenseMap
 
 Model = Any  # app.inference.models.LoadedModel (a layer above): its spec, activation, meta, classes, keras_model
 LOGITS = ("linear", None)  # a last activation that leaves the values as they are
@@ -117,12 +116,3 @@ def _background(value, classes: tuple[str, ...], name: str) -> int:
     if isinstance(value, str) and value in classes:
         return classes.index(value)
     raise ModelError(f'{name}: "background" {value!r} in its JSON is none of its classes ({", ".join(classes)}) nor an index below {len(classes)}')
-
-
-def empty_map(model: Model, shape: tuple[int, int, int], threshold: float = 0.5) -> DenseMap | None:
-    """An empty `DenseMap` for ``model``'s maps on a volume of ``shape`` ``(D, H, W)`` (None for a
-    classifier): what a viewer fills from ``Engine.run``'s ``on_map`` while a run streams."""
-    spec = dense_spec(model)
-    if spec is None:
-        return None
-    return DenseMap.empty((*shape, spec.count), spec.kind, spec.classes, threshold=threshold, background=spec.background, from_logits=spec.from_logits)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from app.volume import Volume
 
 Model = Any  # app.inference.models.LoadedModel
-OnMap = Callable[[np.ndarray, np.ndarray], None]  # slice indices, probabilities (n, H, W, K) float32
+OnMap = Callable[[np.ndarray, DenseMap], None]  # the slices just finished, the run's map (holding them)
 
 
 class DenseRun:
@@ -66,10 +66,11 @@ class DenseRun:
         return self.plan
 
     def take(self, indices: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Store finished slices, hand them to ``on_map``, and return their scores."""
+        """Store finished slices, tell ``on_map`` (with the run's map, which now holds them: a
+        viewer shows this one map as it fills, nothing copied), and return their scores."""
         self.map.put(indices, probabilities)
         if self.on_map is not None:
-            self.on_map(indices, probabilities)
+            self.on_map(indices, self.map)
         return indices, reduce_slices(self.map, indices, self.reduce, self._pixel_mm2)
 
     def reduce_block(self, probabilities: np.ndarray) -> np.ndarray:

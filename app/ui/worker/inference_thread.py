@@ -161,28 +161,23 @@ class _ProgressRelay:
 
 
 class _MapRelay:
-    """Stores a segmentation model's probability blocks into the job's map as they come (the
-    uint8 quantisation runs here, on the worker, not on the GUI thread), and hands the map on
-    with the slices it gained at most every `PROGRESS_INTERVAL_S`; `flush` hands on the rest.
+    """Hands the engine's map of a segmentation run (filled on the worker, quantised there) on to
+    the GUI with the slices it gained, at most every `PROGRESS_INTERVAL_S`; `flush` hands on the rest.
 
     The GUI's run adopts this one map (`Run.put_map`): the worker writes slices the GUI has not
     been told of yet, and nothing is copied between the threads.
     """
 
-    def __init__(self, depth: int, emit: Callable[[np.ndarray, DenseMap], None]):
-        self._depth, self._emit = depth, emit
+    def __init__(self, emit: Callable[[np.ndarray, DenseMap], None]):
+        self._emit = emit
         self.dense: DenseMap | None = None
         self._indices: list[np.ndarray] = []
         self._last = 0.0
 
-    def __call__(self, indices: np.ndarray, probabilities: np.ndarray) -> None:
-        from app.runs import streamed_map
-
+    def __call__(self, indices: np.ndarray, dense: DenseMap) -> None:
         if len(indices) == 0:
             return
-        if self.dense is None:
-            self.dense = streamed_map(self._depth, probabilities)
-        self.dense.put(indices, probabilities)
+        self.dense = dense
         self._indices.append(np.array(indices, copy=True))
         now = time.perf_counter()
         if now - self._last >= PROGRESS_INTERVAL_S:
@@ -269,7 +264,7 @@ class InferenceWorker(QObject):
             self.sigStatus.emit(job.id, "Scoring…")
 
             on_batch = _ProgressRelay(lambda *args: self.sigProgress.emit(job.id, *args))
-            on_map = _MapRelay(job.volume.depth, lambda indices, dense: self.sigMap.emit(job.id, indices, dense))
+            on_map = _MapRelay(lambda indices, dense: self.sigMap.emit(job.id, indices, dense))
             prediction = engine.run(
                 job.volume,
                 strategy,
