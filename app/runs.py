@@ -14,7 +14,6 @@ from app.segmentation.dense_map import DenseMap
 if TYPE_CHECKING:
     from app.prediction import Prediction
 
-SOFTMAX_SUM_TOLERANCE = 0.02  # a streamed block whose K > 1 maps sum to 1 within this is taken for a softmax
 COUNT_CHUNK = 16  # slices counted at a time (a bounded boolean temporary, not one of the whole map)
 
 
@@ -63,20 +62,13 @@ class Run:
             self.scores = np.full((self.depth, scores.shape[1]), np.nan, dtype=np.float32)
         self.scores[indices] = scores
 
-    def put_map(self, indices: np.ndarray, probabilities: np.ndarray | DenseMap) -> None:
-        """Slices ``indices`` of a streaming dense run: a float block ``(n, H, W, K)`` stored
-        into the run's map (allocated at the first block, see `streamed_map`), or the map the
-        worker fills itself, whose ``indices`` are now filled (adopted, not copied)."""
+    def put_map(self, indices: np.ndarray, dense: DenseMap) -> None:
+        """Slices ``indices`` of a streaming dense run are now filled in ``dense``, the map the
+        engine fills on the worker (adopted, not copied)."""
         if len(indices) == 0:
             return
-        if isinstance(probabilities, DenseMap):
-            if probabilities is not self.dense:
-                self._adopt(probabilities)
-        else:
-            block = np.asarray(probabilities, dtype=np.float32)
-            if self.dense is None or self.dense.probabilities.shape[1:] != block.shape[1:]:
-                self._adopt(streamed_map(self.depth, block))
-            self.dense.put(indices, block)
+        if dense is not self.dense:
+            self._adopt(dense)
         self._counted[np.asarray(indices)] = False
 
     def _adopt(self, dense: DenseMap) -> None:
@@ -173,16 +165,6 @@ def _count_block(dense: DenseMap, block: np.ndarray) -> np.ndarray:
         np.copyto(winner, k, where=hit)
         np.maximum(best, block[..., k], out=best)
     return np.stack([(winner == k).sum(axis=(1, 2)) for k in range(dense.count)], axis=1)
-
-
-def streamed_map(depth: int, block: np.ndarray) -> DenseMap:
-    """An empty map of ``depth`` slices for a streaming run's float blocks ``(n, H, W, K)``.
-    Until the prediction says what the map is, K > 1 maps that sum to 1 are taken for a
-    softmax with class 0 the background, anything else for sigmoid maps."""
-    count = block.shape[3]
-    softmax = count > 1 and np.abs(np.asarray(block, dtype=np.float32).sum(axis=3) - 1.0).max() <= SOFTMAX_SUM_TOLERANCE
-    kind = {"kind": "softmax", "background": 0} if softmax else {"kind": "sigmoid"}
-    return DenseMap.empty((depth, *block.shape[1:]), classes=tuple(str(k) for k in range(count)), **kind)
 
 
 def regions_above(values: np.ndarray, threshold: float) -> list[tuple[int, int]]:

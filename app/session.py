@@ -23,6 +23,7 @@ from app.runs import Run, RunKey, next_region
 
 if TYPE_CHECKING:
     from app.prediction import Prediction
+    from app.segmentation.dense_map import DenseMap
     from app.volume import Volume
 
 LAYOUTS = ("single", "ortho")
@@ -333,10 +334,10 @@ class Session:
             run.add(indices, scores)
             self.events.runs.emit(run, "scores")
 
-    def add_map(self, run: Run, indices: np.ndarray, probabilities: np.ndarray) -> None:
-        """A block ``(n, H, W, K)`` of a segmentation run's probabilities, as it streams."""
+    def add_map(self, run: Run, indices: np.ndarray, dense: DenseMap) -> None:
+        """Slices ``indices`` of a segmentation run, streaming, now filled in its map ``dense``."""
         if run in self.runs and len(indices):
-            run.put_map(indices, probabilities)
+            run.put_map(indices, dense)
             self.events.dense.emit(run, np.asarray(indices))
 
     def finish_run(self, run: Run, prediction: Prediction) -> None:

@@ -333,8 +333,8 @@ def test_mask_overlay_settings_are_announced_once_and_checked(session):
 
 
 def test_a_streamed_map_fills_the_run_and_the_finished_map_replaces_it(session, volumes):
-    """Blocks go into a map allocated at the first one (K maps summing to 1: a softmax with class
-    0 the background); the legend's volumes count the mask's voxels; the prediction's map wins."""
+    """The engine's map, filling, is adopted at its first slices (a 3-class softmax with class 0
+    the background); the legend's volumes count the mask's voxels; the prediction's map wins."""
     from app.segmentation.dense_map import DenseMap
 
     volume = volumes["axial"]
@@ -346,10 +346,12 @@ def test_a_streamed_map_fills_the_run_and_the_finished_map_replaces_it(session, 
     logits = rng.normal(size=(depth, height, width, 3)).astype(np.float32)
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=3, keepdims=True)
     seen = Recorder(session)
-    session.add_map(run, np.array([2, 3]), probabilities[2:4])
+    streaming = DenseMap.empty((depth, height, width, 3), "softmax", ("0", "1", "2"), background=0)
+    streaming.put(np.array([2, 3]), probabilities[2:4])  # as the engine stores a batch's slices
+    session.add_map(run, np.array([2, 3]), streaming)
     assert seen.names() == ["dense"] and seen.seen[0][1][0] is run
     dense = run.dense
-    assert dense.probabilities.shape == (depth, height, width, 3) and dense.kind == "softmax" and dense.background == 0
+    assert dense is streaming and dense.probabilities.shape == (depth, height, width, 3) and dense.kind == "softmax" and dense.background == 0
     assert dense.filled.tolist() == [d in (2, 3) for d in range(depth)]
     np.testing.assert_array_equal(dense.probabilities[2:4], np.rint(probabilities[2:4] * 255).astype(np.uint8))
     assert session.mask_run() is run  # the newest run with a map, while it streams
