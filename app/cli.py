@@ -346,13 +346,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _dicom_sources(volume, args: argparse.Namespace):
-    """The DICOM images behind ``volume``, found before anything is scored; the output paths checked."""
-    from app.atomic import check_writable
+    """The DICOM images behind ``volume``, found before anything is scored (the output paths are
+    the output set's claims)."""
     from app.dicom_export.sources import find_sources
 
-    for path in (args.seg_out, args.sr_out):
-        if path:
-            check_writable(path)
     sources = find_sources(volume, "--seg-out" if args.seg_out else "--sr-out")
     if args.sr_out and not sources.acquired:
         raise SlicewiseError(f"{volume.source}: --sr-out references a source image per slice: use --axis acquired (this volume is sliced {volume.axis})")

@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from app.atomic import check_writable, write_atomic
+from app.atomic import write_atomic
 from app.errors import SlicewiseError
 from app.segmentation.dense_map import LEVELS, DenseMap
 from app.volume import Volume
@@ -27,11 +27,12 @@ SCANNER = 1  # NIfTI xform code: scanner-based anatomical coordinates
 
 
 def check_mask_path(path: str | os.PathLike) -> Path:
-    """Refuse a ``--mask-out`` path that cannot be written, before anything is scored."""
+    """Refuse a ``--mask-out`` path that names no NIfTI file, before anything is scored (whether
+    it can be written is the command's `app.outputs.OutputSet.claim`)."""
     path = Path(path)
     if not path.name.lower().endswith(SUFFIXES):
         raise SlicewiseError(f"cannot write {path}: the mask must be a .nii.gz or .nii file")
-    return check_writable(path)
+    return path
 
 
 def source_voxel_order(volume: Volume, array: np.ndarray) -> np.ndarray:
