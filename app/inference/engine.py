@@ -124,8 +124,9 @@ class Engine:
         ``uncertainty`` makes several passes per batch, scores their mean (`app.uncertainty`).
 
         A segmentation model (`app.segmentation`) gives a map per slice: ``on_map(indices, dense)``
-        gets each batch's finished slices and the run's `DenseMap` that holds them, ``reduce`` (area, max, mean) turns them into scores,
-        ``mask_threshold``, ``overlap`` and ``fit`` (tile, resize) say how the map is made."""
+        gets each batch's finished slices and the run's `DenseMap` that holds them; ``reduce``
+        (area, max, mean) turns them into scores; ``mask_threshold``, ``overlap`` and ``fit``
+        (tile, resize) say how the map is made."""
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, not {batch_size}")
         started = time.perf_counter()
