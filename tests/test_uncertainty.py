@@ -120,7 +120,7 @@ def test_tta_maps_dense_outputs_back_before_averaging():
     assert len(outputs) == 4 and outputs[1].shape == (4, SIZE, SIZE, 2)
     mean = passes.read(outputs, Step(x, np.arange(4)), lambda y, step: y)
     np.testing.assert_allclose(mean, dense(x.numpy()).numpy(), atol=1e-6)
-    assert float(np.max(passes.last_sd)) < 1e-6
+    assert float(np.max(passes.spread)) < 1e-6  # every slice's sd over the passes
     assert float(np.max(np.std([outputs[0], np.flip(outputs[0], 2)], axis=0))) > 1e-3  # a flip not undone would show
 
 

@@ -2,7 +2,7 @@
 
 The engine hands each batch's fitted input to `call` (one list of outputs, a pass each) and the
 outputs to `read`, which reads every pass through the plan (``Plan.read``) and returns the mean of
-their scores; the standard deviation is kept per slice (`spread`) and for the last block (`last_sd`).
+their scores; the standard deviation is kept per slice (`spread`).
 A dense plan (segmentation) blends windows statefully, so each pass gets a blender of its own
 (``plan.blender()``, sharing the plan's windows, holding only the slices in flight): a batch hands
 back, per pass, the probability maps of the slices it finished; `read` returns their mean (what the
@@ -59,7 +59,6 @@ class Passes:
         self.uncertainty, self.plan, self.depth, self.to_tf = uncertainty, plan, depth, to_tf
         self.spread: np.ndarray | None = None
         self.volume_sd: np.ndarray | None = None
-        self.last_sd: np.ndarray | None = None
         self.pixel_spread: SpreadMap | None = None  # a dense plan's per-pixel sd, (D, H, W, K)
         self.reduce = reduce  # a dense plan's per-slice reduction (area…) of a block of maps (n, H, W, K)
         self.blends: list[Any] | None = None  # a dense plan's blender per pass, made on the first batch
@@ -122,7 +121,6 @@ class Passes:
         if blocks[0] is None:
             return None
         mean, sd = mean_sd(blocks)
-        self.last_sd = sd
         if step.indices is None:
             self.volume_sd = sd.reshape(-1)
             return mean
@@ -145,7 +143,6 @@ class Passes:
         if indices is None:
             return None
         mean, sd = maps.result()
-        self.last_sd = sd
         if self.pixel_spread is None:
             self.pixel_spread = SpreadMap(self.depth, *mean.shape[1:4])
         self.pixel_spread.put(indices, sd)
