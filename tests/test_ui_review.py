@@ -21,6 +21,7 @@ from tests.ui_helpers import (
     make_window,
     module_window,
     open_volume,
+    plotted,
     run,
     slow_worker,
     write_nifti,
@@ -178,9 +179,9 @@ def test_runs_are_kept_per_axis(qtbot, window, tmp_path):
     again = reslice("axial")
     assert again.axis == volume.axis == "axial"
     assert window.session.runs == [axial_run], "the axial runs come back with the axial volume"
-    np.testing.assert_array_equal(window.score_plot.curves[axial_run][0].getData()[1], axial_run.scores[:, 0])
+    np.testing.assert_array_equal(plotted(qtbot, window).curves[axial_run][0].getData()[1], axial_run.scores[:, 0])
     reslice("coronal")
-    assert window.session.runs == [coronal_run] and list(window.score_plot.curves) == [coronal_run]
+    assert window.session.runs == [coronal_run] and list(plotted(qtbot, window).curves) == [coronal_run]
     assert window.errors == []
 
 

@@ -20,6 +20,7 @@ from tests.ui_helpers import (
     hover_view,
     module_window,
     open_volume,
+    plotted,
     run,
     slow_worker,
     wheel,
@@ -392,7 +393,7 @@ def test_threshold_jumps_region_by_region_with_n_p_and_shift_arrows(qtbot, windo
     assert window.current_slice() == expected[0]
     assert "above 2.00" in window.statusBar().currentMessage()
     window.clear_plot()
-    assert window.session.runs == [] and window.score_plot.curves == {}
+    assert window.session.runs == [] and plotted(qtbot, window).curves == {}
     assert not window.actions_by_name["export_predictions"].isEnabled()
     qtbot.keyClick(window, Qt.Key.Key_N)
     assert "Run a strategy first" in window.statusBar().currentMessage()

@@ -144,7 +144,15 @@ def run(qtbot, win, strategy: str):
     win.set_strategy(strategy)
     job, (finished, prediction) = wait_for(qtbot, win, win.predictions.sigFinished, win.run_prediction)
     assert finished == job
+    plotted(qtbot, win)
     return prediction
+
+
+def plotted(qtbot, win):
+    """The score plot, once it has caught up with the session's runs (it does on the event loop's
+    pass after they change)."""
+    qtbot.waitUntil(lambda: not win.score_plot.behind, timeout=SIGNAL_TIMEOUT_MS)
+    return win.score_plot
 
 
 def slow_worker(win, seconds: float = 0.02) -> None:

@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_viewer_command(args: argparse.Namespace) -> int:
+    from app.ui.main import passive_worker_threads
+
+    passive_worker_threads()  # before the viewer's modules import torch
     if args.command == "render":
         from app.ui.render import render
 

@@ -141,6 +141,12 @@ class ScorePlot(pg.PlotWidget):
 
         self._fresh: set[Run] = set()  # runs whose scores streamed in since they were last drawn
         self._streamed = Throttle(self, REFRESH_MS, self._draw_fresh)
+        # Runs added, finished or removed since the plot last caught up with the session.  The plot
+        # catches up once per pass of the event loop, after the paints already asked for: a run's
+        # end (finished, the old run removed, the next one added) is one redraw, and a click in a
+        # view that meets it is answered first.
+        self._changed: dict[Run, None] = {}
+        self._synced = Throttle(self, 0, self.sync)
         events = session.events
         events.volume.connect(self._on_volume)
         events.slice.connect(self._on_slice)
@@ -178,8 +184,10 @@ class ScorePlot(pg.PlotWidget):
         self._move_cursor(index)
 
     def _on_volume(self, volume) -> None:
+        """Every curve goes (their x values were the old volume's); its runs come back as "added"."""
         for run in list(self.curves):
             self._remove(run)
+        self.hint.setVisible(True)
         self._on_slice(self.session.index)
         self.draw_labels(self.session.labels)
         self._update_ranges()
@@ -225,22 +233,38 @@ class ScorePlot(pg.PlotWidget):
             axis.setLabel(text)
 
     def _on_run(self, run: Run, what: str) -> None:
-        if what != "scores":
-            self._label_y_axis()
-        if what == "added":
-            self._add(run)
-        elif what == "removed":
-            self._remove(run)
-        elif what == "scores":
+        if what == "scores":
             self._fresh.add(run)
             self._streamed.request()
-        elif what == "finished":
-            self._fresh.discard(run)
-            self._draw(run)
-            self._update_ranges()
         elif what == "shown":
             for item in [*self.curves.get(run, []), *self.bands.get(run, [])]:
                 item.setVisible(run.visible)
+        else:  # added, finished, removed
+            self._changed[run] = None
+            self._synced.request()
+
+    @property
+    def behind(self) -> bool:
+        """Runs have changed since the plot last caught up (it will on the event loop's next pass)."""
+        return bool(self._changed)
+
+    def sync(self) -> None:
+        """Catch up with the session's runs: curves of removed runs dropped, new runs given theirs,
+        changed runs redrawn; then one restyle and one range update for all of them."""
+        changed, self._changed = self._changed, {}
+        runs = self.session.runs
+        for run in [r for r in self.curves if r not in runs]:
+            self._remove(run)
+        for run in runs:
+            if run not in self.curves:
+                self._add(run)
+            elif run in changed:
+                self._fresh.discard(run)
+                self._draw(run)
+        self.hint.setVisible(not self.curves)
+        self._restyle()
+        self._update_ranges()
+        self._label_y_axis()
 
     def _add(self, run: Run) -> None:
         color = STRATEGY_COLORS.get(run.strategy) if run.key.model is None else None
@@ -249,11 +273,7 @@ class ScorePlot(pg.PlotWidget):
             color = next((c for c in EXTRA_COLORS if c not in used), EXTRA_COLORS[len(self.colors) % len(EXTRA_COLORS)])
         self.colors[run] = color
         self.curves[run] = []
-        self.hint.setVisible(False)
         self._draw(run)
-        self._restyle()
-        if run.finished:  # a run restored (review) or scored before the window (render): its scores set the range
-            self._update_ranges()
 
     def _remove(self, run: Run) -> None:
         self._fresh.discard(run)
@@ -268,13 +288,11 @@ class ScorePlot(pg.PlotWidget):
             else:
                 self.removeItem(curve)
         self.colors.pop(run, None)
-        self.hint.setVisible(not self.curves)
-        self._restyle()
-        self._update_ranges()
 
     def refresh(self) -> None:
         for run in self.curves:
             self._draw(run)
+        self._restyle()
         self.dice.draw()
         self._update_ranges()
 
@@ -284,6 +302,7 @@ class ScorePlot(pg.PlotWidget):
         fresh, self._fresh = self._fresh, set()
         for run in fresh:
             self._draw(run)
+        self._restyle()
         self._update_ranges()
 
     def _label(self, run: Run, k: int) -> str:
@@ -315,7 +334,6 @@ class ScorePlot(pg.PlotWidget):
             if label is not None and label.text != text:
                 label.setText(text)
         self._draw_bands(run, xs)
-        self._restyle()
 
     def _new_curve(self, run: Run, k: int) -> pg.PlotDataItem:
         """A curve for ``run``'s score ``k``, in the plot and the legend: a removed run's if one is spare."""
