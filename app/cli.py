@@ -97,7 +97,7 @@ def _model_options(parser: argparse.ArgumentParser, default_strategy: str | None
     parser.add_argument("--model", metavar="FILE", help="a Keras model (.keras, legacy .h5, or a TensorFlow SavedModel folder) or an ONNX model (.onnx) instead of the built-in one")
     parser.add_argument("--unsafe-model", action="store_true", help="turn Keras safe mode off (the model file may run code), or allow non-standard ONNX operators; only for files you trust")
     parser.add_argument(
-        "--normalize", type=normalization, metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: none for --model, else the built-in model's)"
+        "--normalize", type=normalization, metavar="MODE", help="none | minmax | zscore | window:CENTER,WIDTH (default: the model's own, as its JSON records it; none without one)"
     )
     parser.add_argument(
         "--channels",
@@ -283,9 +283,9 @@ def _predict(args: argparse.Namespace) -> int:
     from app.inference import Engine
 
     engine = Engine()
-    user_model = engine.load(args.model, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) if args.model else None
+    user_model = engine.load(args.model, args.normalize, args.unsafe_model, output=args.output, classes=args.classes) if args.model else None
     if uncertainty is not None and uncertainty.method == "ensemble":
-        members = [engine.load(path, args.normalize or "none", args.unsafe_model, output=args.output, classes=args.classes) for path in uncertainty.paths]
+        members = [engine.load(path, args.normalize, args.unsafe_model, output=args.output, classes=args.classes) for path in uncertainty.paths]
         uncertainty, user_model = uncertainty.with_members(members), members[0]
     models = [user_model or _builtin(engine, strategy, args) for strategy in strategies]
     if args.mask_out or args.reference_mask:

@@ -389,3 +389,23 @@ def test_cli_local_cluster_glob_then_resume(study, tmp_path, full_run):
     assert "all 3 volumes already scored" in again.stderr
     assert read_table(out) == table
     assert read_sidecar(out)["cohort"]["reused"] == 3
+
+
+def test_a_cohort_keys_results_by_the_normalisation_the_engine_will_apply(tmp_path):
+    """Known on the client before any worker runs: as given, else the model's JSON's (a shipped
+    ``builtin:NAME`` too), else none; the shipped model is hashed from its file."""
+    import json
+
+    from app.cohort.identity import effective_normalize, model_sha_on_client
+    from app.inference.models import RESOURCES, file_sha256
+    from app.strategies import get_strategy
+
+    slice_ = get_strategy("slice")
+    mine = tmp_path / "mine.keras"
+    mine.write_bytes(b"not read here")
+    assert effective_normalize(None, str(mine), slice_) == "none"
+    (tmp_path / "mine.json").write_text(json.dumps({"normalize": "Window:40,400"}))
+    assert effective_normalize(None, str(mine), slice_) == "window:40,400"
+    assert effective_normalize("zscore", str(mine), slice_) == "zscore"
+    assert effective_normalize(None, "builtin:lesion", slice_) == "window:60,200"
+    assert model_sha_on_client("builtin:lesion", "slice") == file_sha256(RESOURCES / "lesion.keras")

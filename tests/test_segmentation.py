@@ -229,6 +229,13 @@ def test_builtin_lesion_model_finds_the_phantoms_lesions(engine, tmp_path):
     with pytest.raises(ModelError, match="builtin:lesion"):
         engine.load("builtin:nothing")
 
+    from app.inference.models import RESOURCES
+
+    as_file = engine.load(RESOURCES / "lesion.keras")  # the same file opened as a user's: its JSON's window applies
+    assert as_file.source.endswith("lesion.keras") and as_file.normalize == "window:60,200"
+    np.testing.assert_array_equal(engine.run(volume, SLICE, as_file).dense.label_map(), prediction.dense.label_map())
+    assert engine.load("builtin:lesion", "zscore").normalize == engine.load(RESOURCES / "lesion.keras", "ZScore").normalize == "zscore"
+
 
 def test_cancelled_between_batches(engine, noise):
     from app.errors import Cancelled

@@ -34,26 +34,28 @@ def builtin_identity(strategy) -> str:
 
 def effective_normalize(normalize: str | None, model: str | None, strategy) -> str:
     """The normalisation the engine will apply, in canonical form, known before any worker runs:
-    ``normalize`` as given, else ``none`` for a user's ``model``, else the built-in model's own (as
-    ``app.inference.models.builtin_model`` decides it).  It is part of each result's key."""
+    ``normalize`` as given, else what the ``model``'s JSON records (none without one), else the
+    built-in model's own (as ``app.inference.models.builtin_model`` decides it).  It is part of
+    each result's key."""
     from app import preprocessing
-    from app.inference.models import builtin_metadata
+    from app.inference.models import builtin_metadata, model_file, preprocessing_of, read_metadata
 
     if normalize:
         return preprocessing.parse_spec(normalize)
     if model:
-        return "none"
+        return preprocessing_of(read_metadata(model_file(model)))
     return preprocessing.parse_spec(builtin_metadata(strategy)["normalize"])
 
 
 def model_sha_on_client(model_path: str | None, strategy: str) -> str | None:
     """The model's hash without TensorFlow, where a file holds it: the user's model, or a
     shipped trained built-in model.  None for an untrained built-in model."""
-    from app.inference.models import builtin_file, file_sha256
+    from app.inference.models import builtin_file, file_sha256, model_file
 
     if model_path is None:
         trained = builtin_file(strategy)
         return file_sha256(trained) if trained is not None else None
+    model_path = str(model_file(model_path))
     if not os.path.isfile(model_path):
         raise ModelError(f"{model_path}: no such model file")
     try:

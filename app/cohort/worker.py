@@ -48,7 +48,7 @@ def _get_model(job: dict):
             if job["model"] is None:
                 model = engine.builtin(strategy)
             else:
-                model = engine.load(job["model"], job["normalize"] or "none", job["unsafe"])
+                model = engine.load(job["model"], job["normalize"], job["unsafe"])
             if job["model_sha256"] and model.sha256 != job["model_sha256"]:
                 raise SlicewiseError(f"{model.name}: this worker's copy differs from the client's (sha256 {model.sha256[:12]}…, expected {job['model_sha256'][:12]}…)")
             STATS["model_loads"] += 1

@@ -12,6 +12,7 @@ import contextlib
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,10 @@ from app.inference.models import (
     BUILTIN_PREFIX,
     LoadedModel,
     builtin_model,
-    builtin_named,
     load_model_file,
     misfit,
     model_failed,
+    model_file,
 )
 from app.inference.runtime import Runtime, bootstrap, to_tensorflow
 from app.prediction import Prediction
@@ -73,21 +74,20 @@ class Engine:
         return self._builtins[strategy.name]
 
     def load(
-        self, path: str | Path, normalize: str = "none", unsafe: bool = False, *, output: str | None = None, classes: Sequence[str] | str | None = None
+        self, path: str | Path, normalize: str | None = None, unsafe: bool = False, *, output: str | None = None, classes: Sequence[str] | str | None = None
     ) -> LoadedModel:
         """A user's model file (or SavedModel folder), loaded with Keras safe mode on unless
-        ``unsafe``; ``output`` picks one of several outputs, ``classes`` names its scores.  An
-        ``.onnx`` file is served by ONNX Runtime, with this engine's threads (no TensorFlow)."""
+        ``unsafe``; ``normalize`` overrides the preprocessing its JSON records (none without one),
+        ``output`` picks one of several outputs, ``classes`` names its scores.  An ``.onnx`` file
+        is served by ONNX Runtime, with this engine's threads (no TensorFlow)."""
+        normalize = None if normalize is None else preprocessing.parse_spec(normalize)
         if onnx_model.is_onnx(path):
-            return onnx_model.load_onnx(
-                path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes, threads=self._threads, use_gpu=self._use_gpu
-            )
+            return onnx_model.load_onnx(path, normalize, unsafe, output=output, classes=classes, threads=self._threads, use_gpu=self._use_gpu)
         self.start()
+        model = load_model_file(model_file(path), normalize, unsafe, output=output, classes=classes)
         if str(path).startswith(BUILTIN_PREFIX):  # a shipped model, e.g. builtin:lesion (segmentation)
-            model = builtin_named(str(path))
-            model = model.with_output(output) if output else model
-            return model.with_classes(classes) if classes is not None else model
-        return load_model_file(path, preprocessing.parse_spec(normalize), unsafe, output=output, classes=classes)
+            model = replace(model, source=f"built-in:{model_file(path).stem}")
+        return model
 
     def warm_up(self, strategy: Strategy, model: LoadedModel) -> None:
         """Trace the model's call once on a small blank volume, so the first real batch is fast."""

@@ -29,6 +29,7 @@ from app.inference.metadata import read_metadata_file
 from app.io.formats import MODEL_SUFFIXES
 from app.io.hashing import file_sha256 as hashing_file_sha256
 from app.io.hashing import sha256_of_files
+from app.preprocessing import parse_spec
 from app.strategies import ModelSpec, Strategy
 from app.strategies.base import shape_text
 from app.text_input import short
@@ -422,11 +423,12 @@ def read_metadata(path: Path) -> dict:
 
 
 def load_model_file(
-    path: str | Path, normalize: str = "none", unsafe: bool = False, *, output: str | None = None, classes: Sequence[str] | str | None = None
+    path: str | Path, normalize: str | None = None, unsafe: bool = False, *, output: str | None = None, classes: Sequence[str] | str | None = None
 ) -> LoadedModel:
     """Load a ``.keras`` (or legacy ``.h5``) model file or a TensorFlow SavedModel folder: scanned
-    first, then Keras ``safe_mode`` on.  ``output`` picks one of several outputs (default: the
-    first; or the JSON's ``output``), ``classes`` names its scores (default: the JSON's ``classes``).
+    first, then Keras ``safe_mode`` on.  ``normalize`` defaults to the JSON's (else none),
+    ``output`` picks one of several outputs (default: the first; or the JSON's ``output``),
+    ``classes`` names its scores (default: the JSON's ``classes``).
 
     ``unsafe=True`` skips the scan and turns safe mode off, for a file the user trusts; it may
     run code in the file.
@@ -446,7 +448,7 @@ def load_model_file(
         raise ModelError(f"{path.name}: model has {len(model.inputs)} inputs; Slicewise needs a model with one (a slice, or a sequence of slices)")
     hint = meta.get("slice_shape")
     unresolved = ModelSpec(tuple(model.inputs[0].shape)[1:], (), tuple(hint) if hint else None)  # with_output resolves the output
-    loaded = LoadedModel(model, str(path), file_sha256(path), normalize, unresolved, channels=recipe, meta=meta, whole=model)
+    loaded = LoadedModel(model, str(path), file_sha256(path), preprocessing_of(meta) if normalize is None else normalize, unresolved, channels=recipe, meta=meta, whole=model)
     loaded = loaded.with_output(output or meta.get("output"))
     return loaded.with_classes(classes) if classes is not None else loaded
 
@@ -497,20 +499,22 @@ def builtin_metadata(strategy: Strategy) -> dict:
 BUILTIN_PREFIX = "builtin:"  # `--model builtin:lesion`: a model shipped in resources/models, not a strategy's
 
 
-def builtin_named(name: str) -> LoadedModel:
-    """A shipped model by name (``builtin:lesion``: the demo's segmentation model), with the
-    preprocessing its JSON records."""
-    name = name.removeprefix(BUILTIN_PREFIX)
+def model_file(model: str | Path) -> Path:
+    """The file a ``--model`` value names: a path as given, or a shipped model's
+    (``builtin:lesion``: the demo's segmentation model)."""
+    if not str(model).startswith(BUILTIN_PREFIX):
+        return Path(model)
+    name = str(model).removeprefix(BUILTIN_PREFIX)
     path = RESOURCES / f"{name}.keras"
     if not name.isidentifier() or not path.is_file():
         shipped = ", ".join(f"{BUILTIN_PREFIX}{p.stem}" for p in sorted(RESOURCES.glob("*.keras")))
         raise ModelError(f"no built-in model {name!r}; shipped: {shipped}")
-    loaded = load_model_file(path, preprocessing_of(read_metadata(path)))
-    return replace(loaded, source=f"built-in:{name}")
+    return path
 
 
 def preprocessing_of(meta: dict) -> str:
-    return str(meta.get("normalize") or "none")
+    """The normalisation a model's JSON records (checked there: `app.inference.metadata`), or none."""
+    return parse_spec(str(meta.get("normalize") or "none"))
 
 
 def builtin_model(strategy: Strategy) -> LoadedModel:

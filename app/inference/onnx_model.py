@@ -24,7 +24,7 @@ import torch
 
 from app import channels as channel_recipes
 from app.errors import ModelError
-from app.inference.models import LoadedModel, check_score_dtype, file_sha256, meta_classes, read_metadata
+from app.inference.models import LoadedModel, check_score_dtype, file_sha256, meta_classes, preprocessing_of, read_metadata
 from app.inference.onnx_safety import external_files, read_checked
 from app.io.formats import ONNX_SUFFIX
 from app.io.hashing import sha256_of_files
@@ -132,17 +132,20 @@ def session_options(threads: int | None) -> Any:
     return options
 
 
-def providers(use_gpu: bool) -> list[str]:
-    """CUDA first when ONNX Runtime has it (the ``onnxruntime-gpu`` wheel) and it is wanted."""
+def providers(use_gpu: bool) -> list:
+    """CUDA first when ONNX Runtime has it (the ``onnxruntime-gpu`` wheel) and it is wanted, in
+    full float32: TF32 (its default on Ampere and later) would move scores off the CPU's, as
+    `app.inference.runtime.bootstrap` says."""
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_gpu and "CUDAExecutionProvider" in available else ["CPUExecutionProvider"]
+    if use_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 def load_onnx(
     path: str | Path,
-    normalize: str = "none",
+    normalize: str | None = None,
     unsafe: bool = False,
     *,
     output: str | None = None,
@@ -190,7 +193,7 @@ def load_onnx(
         graph.runner(next(iter(graph.outputs))),
         str(path),
         file_sha256(path),
-        normalize,
+        preprocessing_of(meta) if normalize is None else normalize,
         spec,
         channels=channel_recipes.parse_recipe(meta.get("channels")).spec,
         meta=meta,

@@ -60,7 +60,7 @@ def _score(session, engine, args, strategies: list[str]) -> None:
     from app.strategies import get_strategy
 
     model_path = getattr(args, "model", None)
-    model = engine.load(model_path, args.normalize or "none", getattr(args, "unsafe_model", False)) if model_path else None
+    model = engine.load(model_path, args.normalize, getattr(args, "unsafe_model", False)) if model_path else None
     from app.strategies.embedding import configured
 
     options = {k: v for k, v in (("channels", getattr(args, "channels", None)), ("output", getattr(args, "output", None))) if v is not None}
@@ -83,7 +83,7 @@ def _saliency(session, engine, args) -> None:
 
     run = session.followed_run()
     key = run.key
-    model = engine.load(key.model, args.normalize or "none", getattr(args, "unsafe_model", False)) if key.model else None
+    model = engine.load(key.model, args.normalize, getattr(args, "unsafe_model", False)) if key.model else None
     computer = saliency_computer(engine, get_strategy(key.strategy), model, getattr(args, "saliency_method", None))
     found = computer.maps(session.volume, [session.index], key.normalize)
     session.set_saliency(on=True)

@@ -227,9 +227,9 @@ class InferenceWorker(QObject):
         return self._engine
 
     def _model(self, path: str, normalize: str | None, unsafe: bool):
-        key = (str(Path(path).resolve()), _mtime(path), normalize or "none", unsafe)
+        key = (str(Path(path).resolve()), _mtime(path), normalize, unsafe)
         if key not in self._models:
-            self._models[key] = self._get_engine().load(path, normalize or "none", unsafe)
+            self._models[key] = self._get_engine().load(path, normalize, unsafe)
         return self._models[key]
 
     @Slot(object)
