@@ -38,13 +38,13 @@ runtime = bootstrap(threads=2)
 tf = runtime.tf
 print(torch.get_num_threads(), tf.config.threading.get_intra_op_parallelism_threads(),
       tf.config.threading.get_inter_op_parallelism_threads(), runtime.label.replace(" ", "_"), runtime.device)
-print(bootstrap(threads=7) is runtime)
+print(bootstrap(threads=7) is runtime, tf.config.experimental.tensor_float_32_execution_enabled())
 """
     done = python(code)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.split("\n")
     assert lines[0].split() == ["2", "2", "2", "CPU_(2_threads)", "/CPU:0"] or lines[0].split()[3].startswith("GPU")
-    assert lines[1] == "True", "a second bootstrap returns the first runtime"
+    assert lines[1] == "True False", "a second bootstrap returns the first runtime; full float32 on a GPU, as on the CPU"
     assert "oneDNN" not in done.stderr and "cpu_feature_guard" not in done.stderr
 
 

@@ -62,6 +62,12 @@ def bootstrap(threads: int | None = None, use_gpu: bool = True) -> Runtime:
             except RuntimeError:  # TensorFlow already ran something in this process
                 pass
             gpus = tf.config.list_physical_devices("GPU")
+        # Convolutions and matrix products in full float32 on the GPU, as on the CPU.  TensorFlow's
+        # default on Ampere and later is TF32 (10 bits of mantissa): on an H200, through Keras on
+        # torch, the lesion U-Net's probabilities then moved up to 4e-3 from the CPU's, enough to
+        # flip mask pixels near the threshold; in full float32 they stayed within 3e-6, and a
+        # user-sized CNN took 1.12 x as long (``python -m app.tools.gpu_check``).
+        tf.config.experimental.enable_tensor_float_32_execution(False)
         try:
             for gpu in gpus:
                 tf.config.experimental.set_memory_growth(gpu, True)

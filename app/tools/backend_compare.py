@@ -206,7 +206,7 @@ def _gradcam(keras, backend: str, model, images: np.ndarray) -> np.ndarray:
     else:
         import torch
 
-        activations, scores = twin(torch.from_numpy(images), training=False)
+        activations, scores = twin(keras.ops.convert_to_tensor(images), training=False)  # on the device in scope
         grads = torch.autograd.grad(scores[:, 0].sum(), activations)[0].detach().cpu().numpy()
         activations = activations.detach().cpu().numpy()
     weights = grads.mean(axis=(1, 2), keepdims=True)
