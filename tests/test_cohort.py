@@ -330,6 +330,24 @@ def test_user_model_on_the_cluster_and_a_model_that_cannot_load(study, cluster, 
     assert not (tmp_path / "broken.csv").exists()
 
 
+def test_the_shipped_segmentation_model_on_the_cluster(study, cluster, tmp_path, engine):
+    """``--model builtin:lesion``: hashed on the client from its shipped file, its JSON's window
+    applied on the workers, per-slice areas as a single run gives them."""
+    from app.inference.models import RESOURCES, file_sha256
+    from app.io import load_volume
+    from app.strategies import get_strategy
+
+    out = tmp_path / "lesions.csv"
+    name = str(study / "a" / "p02.npy")
+    assert predict_cohort(cohort_args(name, "--model", "builtin:lesion", "--out", out, scheduler=cluster[0].scheduler_address)) == 0
+    meta = read_sidecar(out)
+    assert meta["model"] == {"source": "built-in:lesion", "sha256": file_sha256(RESOURCES / "lesion.keras")} and meta["normalize"] == "window:60,200"
+    table = read_table(out)
+    assert table[0] == ["volume", "slice_index", "position_mm", "area_mm2"]
+    want = engine.run(load_volume(name), get_strategy("slice"), engine.load("builtin:lesion")).scores
+    np.testing.assert_allclose(np.array([r[3:] for r in table[1:]], float), want, **TOLERANCE)
+
+
 def test_worker_killed_mid_run_still_completes(cluster, tmp_path, engine):
     """os._exit on a worker that holds tasks, after the first result: Dask reschedules them."""
     from app import export

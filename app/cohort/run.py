@@ -67,14 +67,15 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
             others = sum(1 for p in given.rglob("*") if p.is_file())
             raise SlicewiseError(f"{given.name or given}: no volume files or DICOM images in this folder ({others} other files)")
         raise SlicewiseError(f"no volumes found in {' '.join(request.volumes)}")
-    from app.inference.models import metadata_path
+    from app.inference.models import BUILTIN_PREFIX, metadata_path, model_file
 
-    guard = OutputSet(Inputs([*(item.path for item in items), request.model, *([metadata_path(Path(request.model))] if request.model else [])]))
+    model_files = [model_file(request.model), metadata_path(model_file(request.model))] if request.model else []
+    guard = OutputSet(Inputs([*(item.path for item in items), *model_files]))
     guard.claim(out)  # never over one of the volumes, the model or its JSON
     guard.claim(sidecar_path(out))
     parts.create()
 
-    model_path = os.path.abspath(request.model) if request.model else None
+    model_path = None if not request.model else request.model if request.model.startswith(BUILTIN_PREFIX) else os.path.abspath(request.model)
     model_sha = model_sha_on_client(model_path, strategy.name)
     builtin_key = builtin_identity(strategy) if model_path is None else None
     if model_sha is None:
