@@ -73,10 +73,12 @@ class MainWindow(ModelCommands, ExportCommands, ReferenceCommands, QMainWindow):
         panel.setWidgetResizable(True)
         panel.setFrameShape(QFrame.Shape.NoFrame)
         panel.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        panel.setMinimumWidth(self.review.minimumSizeHint().width() + panel.verticalScrollBar().sizeHint().width())
+        # never narrower than the panel's own minimum, or its lines would run under the right edge
+        panel.setMinimumWidth(max(self.review.minimumWidth(), self.review.minimumSizeHint().width()) + panel.verticalScrollBar().sizeHint().width())
         bottom.addWidget(panel)
         bottom.setStretchFactor(0, 4)
         bottom.setStretchFactor(1, 1)
+        bottom.setSizes([1000, 280])  # the plot's legend asks for its whole width: without this the panel got only its minimum
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
         self.splitter.addWidget(bottom)
