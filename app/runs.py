@@ -86,8 +86,11 @@ class Run:
 
     @property
     def unit(self) -> str:
-        """The scores' unit ("mm²" for a dense run's areas), once the prediction says it."""
-        return getattr(self.prediction, "unit", "") or ""
+        """The scores' unit: the prediction's ("mm²" for a dense run's areas); while the run
+        streams, "mm²" once its map streams in (the viewer's segmentation runs score areas)."""
+        if self.prediction is not None:
+            return getattr(self.prediction, "unit", "") or ""
+        return "mm²" if self.dense is not None else ""
 
     def uncounted(self) -> np.ndarray:
         """The slices `voxels` would count now: filled since its last call (a streaming map),

@@ -5,6 +5,7 @@ Export mask follows the runs, and the worker's map relay."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -15,7 +16,7 @@ from scipy.ndimage import binary_erosion
 
 from app.prediction import Prediction
 from app.segmentation.dense_map import DenseMap
-from tests.ui_helpers import module_window, open_volume, view_point, write_nifti
+from tests.ui_helpers import module_window, open_volume, plotted, view_point, write_nifti
 
 pytestmark = pytest.mark.gui
 
@@ -213,18 +214,28 @@ def test_legend_names_classes_with_their_volumes_and_the_axis_says_mm2(shown, tm
     lines = window.views.mask_legend.lines()
     assert lines[0] == "mask ≥ 0.50"
     assert lines[1:] == [f"{name}  {count * voxel_mm3 / 1000:.2f} mL" for name, count in zip(("ball", "bar"), counts)]
-    axis = window.score_plot.getPlotItem().getAxis("left")
+    axis = plotted(shown["bot"], window).getPlotItem().getAxis("left")
     assert axis.labelText == "area (mm²)"
     session.set_mask(mode="heat")
     assert window.views.mask_legend.lines()[0] == "probability" and window.views.mask_legend.heat
     window.views.mask_legend.grab().save(str(tmp_path / "legend.png"))
     session.set_mask(mode="filled")
-    # a classifier run followed: its scores are scores
-    classifier = session.begin_run(104, session.settings)
-    session.finish_run(classifier, Prediction(np.zeros((volume.depth, 1), np.float32), None, "temporal", "built-in:temporal", "", "none", "CPU", 1))
-    session.set_follow(classifier)
-    assert axis.labelText == "score"
-    session.set_follow(None)
+    # a classifier beside it: scores on the left axis 0…1, the areas on an axis of their own
+    plot = window.score_plot
+    areas = next(run for run in session.runs if run.unit == "mm²")
+    classifier = session.begin_run(104, dataclasses.replace(session.settings, strategy="temporal"))  # another key: it replaces nothing
+    session.finish_run(classifier, Prediction(np.full((volume.depth, 1), 0.5, np.float32), None, "temporal", "built-in:temporal", "", "none", "CPU", 1))
+    plotted(shown["bot"], window)
+    assert axis.labelText == "score" and plot.areas.shown and plot.areas.axis.labelText == "area (mm²)"
+    assert all(plot.areas.holds(curve) for curve in plot.curves[areas]) and not any(plot.areas.holds(c) for c in plot.curves[classifier])
+    low, high = plot.vb.viewRange()[1]
+    assert low < 0 and 1 < high < 1.2, "the classifier's 0…1 fills its axis"
+    assert plot.areas.view.viewRange()[1][1] >= float(np.nanmax(areas.scores)) > 1
+    window.grab().save(str(tmp_path / "areas_beside_scores.png"))
+    session.remove_run(classifier)
+    plotted(shown["bot"], window)
+    assert axis.labelText == "area (mm²)" and not plot.areas.shown and not any(plot.areas.holds(c) for c in plot.curves[areas])
+    assert plot.vb.viewRange()[1][1] >= float(np.nanmax(areas.scores))
 
 
 def test_export_mask_follows_the_runs(shown, tmp_path):

@@ -22,6 +22,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsView
 
+from app.ui.views.area_axis import AreaAxis
 from app.ui.views.dice_curve import DiceCurves
 from app.ui.views.scrubber import LABEL_COLORS
 from app.ui.views.throttle import Throttle
@@ -153,8 +154,8 @@ class ScorePlot(pg.PlotWidget):
         events.threshold.connect(self._on_threshold)
         events.runs.connect(self._on_run)
         events.labels.connect(self.draw_labels)
-        events.follow.connect(self._label_y_axis)
         self.dice = DiceCurves(self)  # the followed segmentation run's Dice against a reference mask
+        self.areas = AreaAxis(self)  # segmentation runs' areas on their own axis while scores share the plot
         self._update_ranges()
 
     # -- axes and cursor ----------------------------------------------------------------------
@@ -224,10 +225,19 @@ class ScorePlot(pg.PlotWidget):
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def _label_y_axis(self, *_args) -> None:
-        """"area (mm²)" when the followed run's scores are a segmentation map's areas, else "score"."""
-        run = self.session.followed_run()
-        text = "area (mm²)" if run is not None and run.unit == "mm²" else "score"
+    def _on_areas(self, run: Run) -> bool:
+        """``run``'s curves are drawn on the area axis: its scores are areas, and scores share the plot."""
+        return run.unit == "mm²" and any(other.unit != "mm²" for other in self.curves)
+
+    def _arrange(self) -> None:
+        """Each run's curves and bands in the view its unit calls for, and the left axis named
+        for what it shows: "area (mm²)" when every run's scores are areas, else "score"."""
+        for run, curves in self.curves.items():
+            on_areas = self._on_areas(run)
+            for item in [*curves, *self.bands.get(run, [])]:
+                self.areas.place(item, on_areas)
+        units = {run.unit for run in self.curves}
+        text = "area (mm²)" if units == {"mm²"} else "score"
         axis = self.getPlotItem().getAxis("left")
         if axis.labelText != text:
             axis.setLabel(text)
@@ -263,8 +273,8 @@ class ScorePlot(pg.PlotWidget):
                 self._draw(run)
         self.hint.setVisible(not self.curves)
         self._restyle()
+        self._arrange()
         self._update_ranges()
-        self._label_y_axis()
 
     def _add(self, run: Run) -> None:
         color = STRATEGY_COLORS.get(run.strategy) if run.key.model is None else None
@@ -277,6 +287,8 @@ class ScorePlot(pg.PlotWidget):
 
     def _remove(self, run: Run) -> None:
         self._fresh.discard(run)
+        for item in [*self.curves.get(run, []), *self.bands.get(run, [])]:
+            self.areas.place(item, False)  # back in the plot's own view, which removes it or keeps it spare
         for band in self.bands.pop(run, []):
             self.removeItem(band)
         for curve in self.curves.pop(run, []):
@@ -293,6 +305,7 @@ class ScorePlot(pg.PlotWidget):
         for run in self.curves:
             self._draw(run)
         self._restyle()
+        self._arrange()
         self.dice.draw()
         self._update_ranges()
 
@@ -303,6 +316,7 @@ class ScorePlot(pg.PlotWidget):
         for run in fresh:
             self._draw(run)
         self._restyle()
+        self._arrange()  # a segmentation run's unit is known once its map streams in
         self._update_ranges()
 
     def _label(self, run: Run, k: int) -> str:
@@ -425,11 +439,19 @@ class ScorePlot(pg.PlotWidget):
             self.vb.setXRange(lo - pad, hi + pad, padding=0)
         else:
             self.vb.setXRange(0, 1, padding=0)
-        ymin, ymax = -0.06, 1.06
-        for run in self.curves:
-            if run.scores is not None and np.isfinite(run.scores).any():
-                spread = run.spread if run.spread is not None and run.spread.shape == run.scores.shape else 0
-                ymin = min(ymin, float(np.nanmin(run.scores - spread)))
-                ymax = max(ymax, float(np.nanmax(run.scores + spread)))
+        areas = [run for run in self.curves if self._on_areas(run)]
+        ymin, ymax = _y_range([run for run in self.curves if run not in areas])
         self.vb.setYRange(ymin, ymax, padding=0.04)
+        self.areas.show(bool(areas), _y_range(areas))
         self.hint.setPos(float(xs.mean()) if len(xs) else 0.5, (ymin + ymax) / 2)
+
+
+def _y_range(runs) -> tuple[float, float]:
+    """What ``runs``' scores (± their spread) span, and at least -0.06…1.06 (a score's range)."""
+    ymin, ymax = -0.06, 1.06
+    for run in runs:
+        if run.scores is not None and np.isfinite(run.scores).any():
+            spread = run.spread if run.spread is not None and run.spread.shape == run.scores.shape else 0
+            ymin = min(ymin, float(np.nanmin(run.scores - spread)))
+            ymax = max(ymax, float(np.nanmax(run.scores + spread)))
+    return ymin, ymax
