@@ -14,7 +14,8 @@ role, as napari's ``_qt`` and FSLeyes' ``views`` / ``controls`` / ``actions``:
   item drawn from RGB), ``saliency_overlay``, ``mask_overlay`` with ``mask_pixels`` and
   ``mask_legend`` (a segmentation map: filled, outline, heat, uncertainty; class volumes in mL),
   ``scrubber`` (slider, spin box, strip of labels and hits), ``score_plot`` (curves, bands, a
-  cursor locked to the scrubber, the threshold line; ``dice_curve`` Dice on a right-hand axis),
+  cursor locked to the scrubber, the threshold line; ``dice_curve`` Dice on a right-hand axis,
+  ``area_axis`` segmentation areas on one of their own beside classifier scores),
   ``throttle`` (redraws at most once per interval)
 - ``panels``  controls and readouts beside the views: ``display_panel`` (window/level, presets,
   colormap), ``review_panel`` (agreement, spread, Dice, opacities), ``status_line`` (with
