@@ -260,8 +260,6 @@ def _predict(args: argparse.Namespace) -> int:
     if args.saliency_dir:
         outs.folder(args.saliency_dir)
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
-        if uncertainty is not None:
-            raise SlicewiseError("--mc-dropout, --tta and --ensemble score one volume at a time; not a cohort (folders, patterns, --workers) yet")
         if args.mask_out or args.reference_mask:
             raise SlicewiseError("--mask-out and --reference-mask belong to one volume; cohorts are scored without them")
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
@@ -404,13 +402,9 @@ def _masks(result, reference, args: argparse.Namespace, outs) -> list[str]:
 
 def _uncertainty(args: argparse.Namespace):
     """The uncertainty method asked for (`app.uncertainty`), or None; checked before anything loads."""
-    if args.mc_dropout is None and args.tta is None and args.ensemble is None:
-        return None
     from app.uncertainty import from_options
 
-    if args.ensemble is not None and args.model:
-        raise SlicewiseError("--ensemble names all its models: leave --model out")
-    return from_options(args.mc_dropout, args.tta, args.ensemble, args.mc_seed)
+    return from_options(args.mc_dropout, args.tta, args.ensemble, args.mc_seed, model=args.model)
 
 
 def _write_saliency(folder: Path, engine, results, strategies, models, selection, args: argparse.Namespace, outs) -> list[str]:

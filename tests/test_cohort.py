@@ -427,3 +427,47 @@ def test_a_cohort_keys_results_by_the_normalisation_the_engine_will_apply(tmp_pa
     assert effective_normalize("zscore", str(mine), slice_) == "zscore"
     assert effective_normalize(None, "builtin:lesion", slice_) == "window:60,200"
     assert model_sha_on_client("builtin:lesion", "slice") == file_sha256(RESOURCES / "lesion.keras")
+
+
+def test_uncertainty_over_a_cohort(study, cluster, tmp_path, engine):
+    """``--tta`` and ``--ensemble`` on the cluster: each volume's mean and sd as a single run gives
+    them, the method in the sidecar and in each result's key (a plain run's parts are not
+    reused); ``--mc-dropout`` with a model without dropout stops the run with the model's reason."""
+    from app.errors import ModelError
+    from app.io import load_volume
+    from app.strategies import get_strategy
+    from app.tools.seed_models import seed_slice_model
+    from app.uncertainty import Uncertainty
+
+    address = cluster[0].scheduler_address
+    names = [str(study / "p01.npy"), str(study / "a" / "p02.npy")]
+    out = tmp_path / "tta.csv"
+    assert predict_cohort(cohort_args(*names, "--out", out, scheduler=address)) == 0  # plain first: its parts must not stand in
+    assert predict_cohort(cohort_args(*names, "--tta", "flip-lr,shift:2", "--out", out, scheduler=address)) == 0
+    table, meta = read_table(out), read_sidecar(out)
+    assert table[0] == ["volume", "slice_index", "position_mm", "score", "score_sd"] and meta["cohort"]["scored"] == 2
+    assert meta["runs"][0]["uncertainty"]["augmentations"] == ["identity", "flip-lr", "shift:2"]
+    slice_ = get_strategy("slice")
+    for name in names:
+        want = engine.run(load_volume(name), slice_, engine.builtin(slice_), uncertainty=Uncertainty("tta", augmentations=("flip-lr", "shift:2")))
+        got = np.array([r[3:] for r in table[1:] if r[0] == name], float)
+        np.testing.assert_allclose(got, np.concatenate([want.scores, want.spread], axis=1), **TOLERANCE)
+
+    members = []
+    for seed in (1, 2):
+        members.append(tmp_path / f"m{seed}.keras")
+        model = seed_slice_model(16, 16, 1)
+        model.set_weights([w + 0.01 * seed for w in model.get_weights()])
+        model.save(members[-1])
+    out = tmp_path / "ensemble.csv"
+    assert predict_cohort(cohort_args(names[0], "--ensemble", ",".join(map(str, members)), "--out", out, scheduler=address)) == 0
+    entry = read_sidecar(out)["runs"][0]["uncertainty"]
+    assert [m["sha256"] for m in entry["members"]] == [engine.load(m).sha256 for m in members]
+    loaded = [engine.load(m) for m in members]
+    want = engine.run(load_volume(names[0]), slice_, loaded[0], uncertainty=Uncertainty("ensemble", paths=tuple(map(str, members))).with_members(loaded))
+    np.testing.assert_allclose(np.array([r[3:] for r in read_table(out)[1:]], float), np.concatenate([want.scores, want.spread], axis=1), **TOLERANCE)
+
+    with pytest.raises(ModelError, match="--mc-dropout needs a model with dropout layers"):
+        predict_cohort(cohort_args(names[0], "--mc-dropout", "5", "--out", tmp_path / "mc.csv", scheduler=address))
+    with pytest.raises(SlicewiseError, match="embedding strategy"):
+        cohort_args(names[0], "--strategy", "embedding", "--tta", "flip-lr", "--out", tmp_path / "e.csv")

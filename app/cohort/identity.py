@@ -47,6 +47,19 @@ def effective_normalize(normalize: str | None, model: str | None, strategy) -> s
     return preprocessing.parse_spec(builtin_metadata(strategy)["normalize"])
 
 
+def uncertainty_key(spec: str | None, strategy: str) -> str:
+    """What of an uncertainty method decides the scores: its spec (passes, seed, augmentations),
+    and for an ensemble each member's hash, not its path.  "" without one."""
+    if not spec:
+        return ""
+    from app.uncertainty import parse
+
+    method = parse(spec)
+    if method.method != "ensemble":
+        return spec
+    return "ensemble:" + ",".join(model_sha_on_client(path, strategy) or "" for path in method.paths)
+
+
 def model_sha_on_client(model_path: str | None, strategy: str) -> str | None:
     """The model's hash without TensorFlow, where a file holds it: the user's model, or a
     shipped trained built-in model.  None for an untrained built-in model."""

@@ -9,7 +9,8 @@ TensorFlow.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 from app.errors import SlicewiseError
 
@@ -37,22 +38,28 @@ class CohortRequest:
     workers: int | None = None  # a local Dask cluster of this many workers (None: chosen by size)
     scheduler: str | None = None  # the address of an existing Dask cluster instead
     progress: bool | None = None  # the progress bar; None: on a terminal
+    uncertainty: str | None = None  # an uncertainty method's one-line spec (`app.uncertainty.parse`); an ensemble's members as absolute paths
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CohortRequest:
         """The request of a parsed ``slicewise predict``; a ``SlicewiseError`` names the options
-        given that a cohort cannot honour."""
+        given that a cohort cannot honour.  An ensemble's first member is the request's model."""
+        from app.uncertainty import from_options
+
+        uncertainty = from_options(args.mc_dropout, args.tta, args.ensemble, args.mc_seed, model=args.model)
         if any(getattr(args, name, None) for name in _REVIEW_OPTIONS):
             raise SlicewiseError("--saliency-dir and --labels review one volume (or a few); cohorts are scored without them")
         given = [f"--{name}" for name in _PER_MODEL_OPTIONS if getattr(args, name, None)]
         strategies = list(dict.fromkeys(getattr(args, "strategies", None) or [args.strategy]))
         if len(strategies) > 1 or given:
             raise SlicewiseError(f"cohorts are scored with one --strategy and the model's own channels and output; drop {' '.join(given) or 'the extra --strategy'}")
+        if uncertainty is not None and strategies[0] == "embedding":
+            raise SlicewiseError(f"{uncertainty.title()}: the embedding strategy's two-stage plan is not supported; use the slice or temporal strategy")
         return cls(
             volumes=tuple(args.volumes),
             out=args.out,
             strategy=strategies[0],
-            model=args.model,
+            model=uncertainty.paths[0] if uncertainty is not None and uncertainty.method == "ensemble" else args.model,
             unsafe_model=bool(args.unsafe_model),
             normalize=args.normalize,
             batch_size=args.batch_size,
@@ -62,4 +69,13 @@ class CohortRequest:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=args.progress,
+            uncertainty=None if uncertainty is None else _absolute(uncertainty).spec(),
         )
+
+
+def _absolute(uncertainty):
+    """An ensemble's members named by absolute paths, as the workers (other processes, other
+    working folders) must find them."""
+    if uncertainty.method != "ensemble":
+        return uncertainty
+    return replace(uncertainty, paths=tuple(os.path.abspath(p) for p in uncertainty.paths))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app.atomic import check_writable
 from app.cohort.cluster import connect, probe_model
-from app.cohort.identity import builtin_identity, effective_normalize, model_sha_on_client
+from app.cohort.identity import builtin_identity, effective_normalize, model_sha_on_client, uncertainty_key
 from app.cohort.inputs import Item, expand, stamp
 from app.cohort.outcome import CohortRun, Outcome
 from app.cohort.report import finish
@@ -68,8 +68,11 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
             raise SlicewiseError(f"{given.name or given}: no volume files or DICOM images in this folder ({others} other files)")
         raise SlicewiseError(f"no volumes found in {' '.join(request.volumes)}")
     from app.inference.models import BUILTIN_PREFIX, metadata_path, model_file
+    from app.uncertainty import parse
 
-    model_files = [model_file(request.model), metadata_path(model_file(request.model))] if request.model else []
+    method = parse(request.uncertainty)
+    models = [*([request.model] if request.model else []), *(method.paths[1:] if method is not None and method.method == "ensemble" else [])]
+    model_files = [path for model in models for path in (model_file(model), metadata_path(model_file(model)))]
     guard = OutputSet(Inputs([*(item.path for item in items), *model_files]))
     guard.claim(out)  # never over one of the volumes, the model or its JSON
     guard.claim(sidecar_path(out))
@@ -90,13 +93,14 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
         "volume_index": request.volume_index,
         "skip_damaged": request.skip_damaged,
         "batch_size": request.batch_size,
+        "uncertainty": request.uncertainty,
     }
     stamps = [stamp(item.path) for item in items]
     run = CohortRun(items, [None] * len(items))
     manifest = parts.manifest()
 
     def settings_for(sha: str) -> Settings:
-        return Settings(sha, strategy.name, normalize, request.axis, request.volume_index)
+        return Settings(sha, strategy.name, normalize, request.axis, request.volume_index, uncertainty_key(request.uncertainty, strategy.name))
 
     def reuse(settings: Settings) -> list[int]:
         """Mark the volumes already scored with these settings; the indices still to score."""

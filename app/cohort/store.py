@@ -34,9 +34,11 @@ class Settings:
     normalize: str  # canonical spec, or "model-default"
     axis: str
     volume_index: int
+    uncertainty: str = ""  # the method's spec, an ensemble's members' hashes with it; "": none
 
     def key(self, volume_sha256: str) -> str:
-        fields = {"format": FORMAT, "volume_sha256": volume_sha256, **self.__dict__}
+        # without an uncertainty method the key is what it was before the field: earlier parts stay reusable
+        fields = {"format": FORMAT, "volume_sha256": volume_sha256, **{k: v for k, v in self.__dict__.items() if v or k != "uncertainty"}}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

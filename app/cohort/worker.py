@@ -20,7 +20,7 @@ from app.errors import SlicewiseError
 
 _lock = threading.Lock()
 _engine = None
-_models: dict[tuple, Any] = {}  # (model path, sha256, strategy, normalize, unsafe) → LoadedModel or the error
+_models: dict[tuple, Any] = {}  # (model path, sha256, strategy, normalize, unsafe, uncertainty) → (LoadedModel, Uncertainty) or the error
 STATS = {"model_loads": 0, "volumes": 0}
 
 
@@ -36,29 +36,39 @@ def _get_engine():
 
 
 def _get_model(job: dict):
-    """The job's model, loaded on first use in this process; None means the built-in one
-    (the engine caches that).  Raises the load error, also cached, for a model that cannot load."""
+    """The job's model and uncertainty method, loaded on first use in this process (a model of
+    None: the built-in one, which the engine caches; an ensemble: each member).  Raises the load
+    error, also cached, for a model that cannot load."""
     from app.strategies import get_strategy
+    from app.uncertainty import parse
 
     engine = _get_engine()
     strategy = get_strategy(job["strategy"])
-    key = (job["model"], job["model_sha256"], job["strategy"], job["normalize"], job["unsafe"])
+    key = (job["model"], job["model_sha256"], job["strategy"], job["normalize"], job["unsafe"], job.get("uncertainty"))
     if key not in _models:
         try:
+            uncertainty = parse(job.get("uncertainty"))
             if job["model"] is None:
                 model = engine.builtin(strategy)
             else:
                 model = engine.load(job["model"], job["normalize"], job["unsafe"])
             if job["model_sha256"] and model.sha256 != job["model_sha256"]:
                 raise SlicewiseError(f"{model.name}: this worker's copy differs from the client's (sha256 {model.sha256[:12]}…, expected {job['model_sha256'][:12]}…)")
+            if uncertainty is not None and uncertainty.method == "mc-dropout" and model.backend == "keras":
+                from app.uncertainty.dropout import mc_dropout_model
+
+                mc_dropout_model(model.keras_model, model.name, uncertainty.seed)  # no dropout layer: the model's error, not each volume's
+            if uncertainty is not None and uncertainty.method == "ensemble":
+                others = [engine.load(path, job["normalize"], job["unsafe"]) for path in uncertainty.paths[1:]]
+                uncertainty = uncertainty.with_members([model, *others])
             STATS["model_loads"] += 1
-            _models[key] = model
+            _models[key] = (model, uncertainty)
         except SlicewiseError as exc:
             _models[key] = exc
-    model = _models[key]
-    if isinstance(model, SlicewiseError):
-        raise model
-    return engine, strategy, model
+    loaded = _models[key]
+    if isinstance(loaded, SlicewiseError):
+        raise loaded
+    return engine, strategy, *loaded
 
 
 def _where() -> dict:
@@ -75,7 +85,7 @@ def model_info(job: dict) -> dict:
     """Load (and cache) the job's model; its hash and provenance, or why it cannot load."""
     with _lock:
         try:
-            _, _, model = _get_model(job)
+            _, _, model, _ = _get_model(job)
         except SlicewiseError as exc:
             return {"status": "model-error", "reason": str(exc), **_where()}
         return {"status": "ok", "sha256": model.sha256, "source": model.source, **_where()}
@@ -86,7 +96,7 @@ def score_volume(path: str, display: str, job: dict) -> dict:
     with _lock:
         started = time.perf_counter()
         try:
-            engine, strategy, model = _get_model(job)
+            engine, strategy, model, uncertainty = _get_model(job)
         except SlicewiseError as exc:
             return {"status": "model-error", "reason": str(exc), **_where()}
         except Exception as exc:  # noqa: BLE001 - reported, never fatal to the worker
@@ -99,7 +109,7 @@ def score_volume(path: str, display: str, job: dict) -> dict:
             volume = load_volume(path, axis=job["axis"], volume_index=job["volume_index"], skip_damaged=job.get("skip_damaged", False))
             volume = replace(volume, source=Path(display))  # named as the user's arguments spell it
             loaded = time.perf_counter()
-            prediction = engine.run(volume, strategy, model, normalize=job["normalize"], batch_size=job["batch_size"])
+            prediction = engine.run(volume, strategy, model, normalize=job["normalize"], batch_size=job["batch_size"], uncertainty=uncertainty)
             result = {
                 "status": "ok",
                 "volume_sha256": volume.sha256,

@@ -95,11 +95,16 @@ def parse(text: str | None) -> Uncertainty | None:
     raise SlicewiseError(f"unknown uncertainty method {text!r}: none, mc-dropout:N, tta:flip-lr,… or ensemble:A.keras,B.keras")
 
 
-def from_options(mc_dropout: int | None = None, tta: str | None = None, ensemble: str | None = None, seed: int = 0) -> Uncertainty | None:
-    """The method the CLI's ``--mc-dropout N``, ``--tta LIST`` or ``--ensemble LIST`` ask for (at most one)."""
+def from_options(
+    mc_dropout: int | None = None, tta: str | None = None, ensemble: str | None = None, seed: int = 0, model: str | None = None
+) -> Uncertainty | None:
+    """The method the CLI's ``--mc-dropout N``, ``--tta LIST`` or ``--ensemble LIST`` ask for (at
+    most one; an ensemble names all its models, so not with ``--model``)."""
     given = [name for name, value in (("--mc-dropout", mc_dropout), ("--tta", tta), ("--ensemble", ensemble)) if value is not None]
     if len(given) > 1:
         raise SlicewiseError(f"choose one uncertainty method: {' and '.join(given)} were given")
+    if ensemble is not None and model:
+        raise SlicewiseError("--ensemble names all its models: leave --model out")
     if mc_dropout is not None:
         return Uncertainty("mc-dropout", passes=mc_dropout, seed=seed)
     if tta is not None:
