@@ -89,8 +89,13 @@ def score_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
 
 def spread_columns(predictions: Sequence[Prediction]) -> list[list[str]]:
     """The sd column names of each run (none for a run without an uncertainty method)."""
-    kinds = [_column_kind(p) for p in predictions]
-    return [[kind + "_sd" + name[len(kind) :] for name in names] if p.spread is not None else [] for p, kind, names in zip(predictions, kinds, score_columns(predictions))]
+    return [[sd_column(name) for name in names] if p.spread is not None else [] for p, names in zip(predictions, score_columns(predictions))]
+
+
+def sd_column(column: str) -> str:
+    """A score column's sd column: ``score`` → ``score_sd``, ``area_mm2_lesion`` → ``area_mm2_sd_lesion``."""
+    kind = "area_mm2" if column.startswith("area_mm2") else "score"
+    return kind + "_sd" + column[len(kind) :]
 
 
 def _column_kind(prediction: Prediction) -> str:
@@ -162,7 +167,7 @@ def run_settings(prediction: Prediction, name: str, columns: Sequence[str]) -> d
         "normalize": prediction.normalize,
         "batch_size": prediction.batch_size,
         "device": prediction.device,
-        **({"uncertainty": {**prediction.uncertainty, "sd_columns": ["score_sd" + c[len("score") :] for c in columns]}} if prediction.uncertainty else {}),
+        **({"uncertainty": {**prediction.uncertainty, "sd_columns": [sd_column(c) for c in columns]}} if prediction.uncertainty else {}),
         **({"segmentation": {k: v for k, v in prediction.segmentation.items() if k not in PER_VOLUME}} if prediction.segmentation else {}),
     }
 

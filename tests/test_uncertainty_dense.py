@@ -4,6 +4,7 @@ per-pixel sd in ``dense_sd`` and the sd of each pass's areas in ``spread`` (tiny
 from __future__ import annotations
 
 import csv
+import json
 
 import keras
 import numpy as np
@@ -99,6 +100,16 @@ def test_cli_mc_dropout_on_a_dense_model_writes_area_sd_columns(tmp_path, capsys
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0])[3:] == ["area_mm2", "area_mm2_sd"]
     assert len(rows) == SHAPE[0] and any(float(row["area_mm2_sd"]) > 0 for row in rows)
+    assert json.loads(out.with_name("o.csv.json").read_text())["runs"][0]["uncertainty"]["sd_columns"] == ["area_mm2_sd"]
+
+    from app.review.results import load_results  # reviewed later (`slicewise review`): areas with their spread, not a third score
+
+    results = load_results(out)
+    assert results.runs[0]["columns"] == ["area_mm2"] and results.has_spread
+    (restored,) = results.predictions(results.cases[0])
+    assert restored.unit == "mm²" and restored.reduce == "area"
+    np.testing.assert_allclose(restored.scores[:, 0], [float(r["area_mm2"]) for r in rows], rtol=1e-6)
+    np.testing.assert_allclose(restored.spread[:, 0], [float(r["area_mm2_sd"]) for r in rows], rtol=1e-6)
 
 
 def test_tta_refuses_a_channels_first_dense_model(engine, noise):  # noqa: F811

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import SlicewiseError
+from app.export import sd_column
 from app.prediction import Prediction
 
-SD_PREFIX = "score_sd"  # uncertainty columns (a spread per slice), not scores
+SD_PREFIXES = ("score_sd", "area_mm2_sd")  # uncertainty columns (a spread per slice), not scores (`app.export.sd_column`)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Results:
         self.table = table  # (rows, len(header)) float32
         self.runs = runs  # the sidecar's run entries (settings, ``columns``)
         self.cases = cases
-        self.has_spread = any(name.startswith(SD_PREFIX) for name in header)
+        self.has_spread = any(name.startswith(SD_PREFIXES) for name in header)
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -88,6 +89,8 @@ class Results:
             if score is None and len(self.runs) == 1:
                 score = case.entry.get("volume_score")
             classes = run.get("classes")
+            sd = [sd_column(c) for c in run["columns"]]
+            areas = all(c.startswith("area_mm2") for c in run["columns"])
             restored.append(
                 Prediction(
                     scores=np.array(self.scores(case, run["columns"]), dtype=np.float32),
@@ -105,6 +108,9 @@ class Results:
                     classes=tuple(classes) if classes else None,
                     activation=run.get("output_activation"),
                     notes=[f"restored from {self.source.name}"],
+                    spread=np.array(self.scores(case, sd), dtype=np.float32) if all(c in self.header for c in sd) else None,
+                    reduce="area" if areas else None,
+                    unit="mm²" if areas else "",
                 )
             )
         return restored
@@ -215,8 +221,8 @@ def _build(source: Path, pieces: list[tuple[str, list[dict]]], runs: list[dict],
 
 
 def _finish(source: Path, header: list[str], table: np.ndarray, runs: list[dict], cases: list[Case]) -> Results:
-    scores = [h for h in header if not h.startswith(SD_PREFIX)]
-    runs = [{**run, "columns": [c for c in run.get("columns") or scores if not c.startswith(SD_PREFIX)]} for run in (runs or [{"name": "slice", "strategy": "slice"}])]
+    scores = [h for h in header if not h.startswith(SD_PREFIXES)]
+    runs = [{**run, "columns": [c for c in run.get("columns") or scores if not c.startswith(SD_PREFIXES)]} for run in (runs or [{"name": "slice", "strategy": "slice"}])]
     results = Results(source, header, table, runs, cases)
     _figures(results)
     return results
@@ -247,7 +253,7 @@ def _figures(results: Results) -> None:
     peak = _nanmax_rows(results.table[:, columns])
     with np.errstate(invalid="ignore"):
         highest = np.fmax.reduceat(peak, starts)
-    sd = [i for i, name in enumerate(results.header) if name.startswith(SD_PREFIX)]
+    sd = [i for i, name in enumerate(results.header) if name.startswith(SD_PREFIXES)]
     spread = None
     if sd:
         values = np.nan_to_num(_nanmax_rows(results.table[:, sd]), nan=0.0)
