@@ -53,14 +53,19 @@ class Run:
     def finished(self) -> bool:
         return self.prediction is not None
 
-    def add(self, indices: np.ndarray, scores: np.ndarray) -> None:
-        """Scores of some slices, as a batch arrives."""
+    def add(self, indices: np.ndarray, scores: np.ndarray, spread: np.ndarray | None = None) -> None:
+        """Scores of some slices as a batch arrives, with their sd under an uncertainty method
+        (NaN rows where it is not known yet: the finished run's replaces them all)."""
         if len(indices) == 0:
             return  # the embedding's volume score arrives with the prediction
         scores = np.asarray(scores, dtype=np.float32).reshape(len(indices), -1)
         if self.scores is None or self.scores.shape[1] != scores.shape[1]:
             self.scores = np.full((self.depth, scores.shape[1]), np.nan, dtype=np.float32)
         self.scores[indices] = scores
+        if spread is not None:
+            if self.spread is None or self.spread.shape != self.scores.shape:
+                self.spread = np.full(self.scores.shape, np.nan, dtype=np.float32)
+            self.spread[indices] = np.asarray(spread, dtype=np.float32).reshape(scores.shape)
 
     def put_map(self, indices: np.ndarray, dense: DenseMap) -> None:
         """Slices ``indices`` of a streaming dense run are now filled in ``dense``, the map the

@@ -329,9 +329,10 @@ class Session:
     def run_for_job(self, job: int) -> Run | None:
         return next((run for run in self.runs if run.job == job and not run.finished), None)
 
-    def add_scores(self, run: Run, indices: np.ndarray, scores: np.ndarray) -> None:
+    def add_scores(self, run: Run, indices: np.ndarray, scores: np.ndarray, spread: np.ndarray | None = None) -> None:
+        """A streaming run's scores of slices ``indices`` (and their sd, with an uncertainty method)."""
         if run in self.runs and len(indices):
-            run.add(indices, scores)
+            run.add(indices, scores, spread)
             self.events.runs.emit(run, "scores")
 
     def add_map(self, run: Run, indices: np.ndarray, dense: DenseMap) -> None:

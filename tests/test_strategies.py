@@ -151,8 +151,8 @@ def test_builtin_models_score_every_slice(engine, name):
 def test_streaming_batches_and_cancel(engine):
     volume = Volume.from_tensor(torch.zeros(10, 64, 64))
     seen = []
-    engine.run(volume, get_strategy("slice"), batch_size=4, on_batch=lambda done, total, idx, block: seen.append((done, total, idx.tolist())))
-    assert seen == [(1, 3, [0, 1, 2, 3]), (2, 3, [4, 5, 6, 7]), (3, 3, [8, 9])]
+    engine.run(volume, get_strategy("slice"), batch_size=4, on_batch=lambda done, total, idx, block, sd: seen.append((done, total, idx.tolist(), sd)))
+    assert seen == [(1, 3, [0, 1, 2, 3], None), (2, 3, [4, 5, 6, 7], None), (3, 3, [8, 9], None)]
     from app.errors import Cancelled
 
     calls = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
-from tests.ui_helpers import open_volume, run
+from tests.ui_helpers import SIGNAL_TIMEOUT_MS, open_volume, run, slow_worker
 
 
 def _dropout_model(path):
@@ -56,6 +56,29 @@ def test_mc_dropout_run_draws_a_band_and_u_goes_to_the_most_uncertain_slice(qtbo
     window.set_slice(0)
     qtbot.keyClick(window, Qt.Key.Key_U)  # the newest run has no spread: stay, and say so
     assert window.current_slice() == 0 and "uncertainty method" in window.statusBar().currentMessage()
+
+
+def test_the_band_grows_while_the_run_streams(qtbot, window, tmp_path):
+    """Each batch brings its slices' sd with their mean: the band is drawn before the run ends."""
+    from app.phantom import write_demo
+
+    image, _ = write_demo(tmp_path, seed=4, depth=40)
+    open_volume(qtbot, window, image)
+    window.set_model(_dropout_model(tmp_path / "drop.keras"), check=False)
+    window.session.update_settings(uncertainty="mc-dropout:6", batch_size=8)
+    slow_worker(window, 0.25)  # five batches, each handed on a quarter of a second apart
+    window.set_strategy("slice")
+    window.run_prediction()
+    qtbot.waitUntil(lambda: bool(window.session.runs) and window.session.runs[-1].spread is not None, timeout=SIGNAL_TIMEOUT_MS)
+    streaming = window.session.runs[-1]
+    qtbot.waitUntil(lambda: bool(window.score_plot.bands.get(streaming)) and not window.score_plot.bands[streaming][0].path().isEmpty(), timeout=SIGNAL_TIMEOUT_MS)
+    assert not streaming.finished, "the band came with the batches, not with the run's end"
+    scored = np.isfinite(streaming.scores[:, 0])
+    assert 0 < scored.sum() < streaming.depth and np.isfinite(streaming.spread[scored]).all() and np.isnan(streaming.spread[~scored]).all()
+    window.score_plot.grab().save(str(tmp_path / "band_streaming.png"))
+    qtbot.waitUntil(lambda: streaming.finished, timeout=SIGNAL_TIMEOUT_MS)
+    np.testing.assert_array_equal(streaming.spread, streaming.prediction.spread)
+    assert window.errors == []
 
 
 def test_a_model_without_dropout_is_refused_in_a_dialog(qtbot, window, tmp_path, monkeypatch):

@@ -191,6 +191,23 @@ def test_mc_dropout_spreads_and_its_mean_tends_to_the_deterministic_score(engine
     assert not np.array_equal(other.scores, few.scores)
 
 
+def test_the_spread_streams_with_its_batch(engine, tmp_path):
+    """Each batch hands on its slices' sd with their mean (the viewer's band grows with the curve)."""
+    from app.strategies import get_strategy
+
+    model = _loaded(engine, _dropout_bn(), tmp_path, "dropout")
+    streamed = []
+    done = engine.run(_volume(), get_strategy("slice"), model, batch_size=3, uncertainty=Uncertainty("mc-dropout", passes=4, seed=1),
+                      on_batch=lambda done, total, indices, block, sd: streamed.append((indices.copy(), block.copy(), sd)))  # fmt: skip
+    assert len(streamed) > 1 and all(sd is not None and sd.shape == block.shape for _, block, sd in streamed)
+    for indices, block, sd in streamed:
+        np.testing.assert_array_equal(block, done.scores[indices])
+        np.testing.assert_array_equal(sd, done.spread[indices])
+    plain = []
+    engine.run(_volume(), get_strategy("slice"), model, batch_size=3, on_batch=lambda *args: plain.append(args[4]))
+    assert plain and all(sd is None for sd in plain)
+
+
 def test_mc_dropout_leaves_batch_normalization_in_inference_mode(engine, tmp_path):
     model = _loaded(engine, _dropout_bn(), tmp_path, "bn")
     volume = _volume()

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from app.channels import ChannelRecipe
     from app.uncertainty import Uncertainty
 
-OnBatch = Callable[[int, int, np.ndarray, np.ndarray], None]  # done, total, slice indices, scores
+OnBatch = Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None]  # done, total, slice indices, scores, their sd (an uncertainty method's) or None
 
 
 class Engine:
@@ -181,7 +181,7 @@ class Engine:
                 if out is None:  # an intermediate call (the embedding slab's encoder): no scores yet
                     done += 1
                     if on_batch is not None:
-                        on_batch(done, plan.calls, np.empty(0, int), np.empty((0, 0), np.float32))
+                        on_batch(done, plan.calls, np.empty(0, int), np.empty((0, 0), np.float32), None)
                     continue
                 indices = step.indices
                 if dense is not None:  # the maps of the slices this batch finished, stored and reduced to scores
@@ -195,7 +195,8 @@ class Engine:
                     scores[indices] = block
                 done += 1
                 if on_batch is not None:
-                    on_batch(done, plan.calls, indices if indices is not None else np.empty(0, int), block)
+                    shown = indices if indices is not None else np.empty(0, int)
+                    on_batch(done, plan.calls, shown, block, passes.spread_of(shown) if passes is not None else None)
         assert scores is not None
         if dense is None and model.classes and len(model.classes) != scores.shape[1]:
             raise ModelError(f"{model.name}: {len(model.classes)} class names ({', '.join(model.classes)}) for {scores.shape[1]} scores per slice")

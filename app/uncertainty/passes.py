@@ -150,6 +150,11 @@ class Passes:
             self._keep_spread(indices, reductions.result()[1])
         return indices, mean
 
+    def spread_of(self, indices: np.ndarray) -> np.ndarray | None:
+        """The per-slice sd of slices ``indices`` as far as it is known (NaN rows where a dense
+        run's reductions are still running), or None before any is."""
+        return None if self.spread is None else self.spread[np.asarray(indices, dtype=np.intp)].copy()
+
     def _keep_spread(self, indices: np.ndarray, sd: np.ndarray) -> None:
         """Store the per-slice sd ``sd`` (one row per slice of ``indices``) in `spread`."""
         rows = sd.reshape(len(indices), -1)

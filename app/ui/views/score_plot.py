@@ -4,8 +4,8 @@ locked to the session's slice, the threshold line, and the reader's labels as ma
 - One curve per run and output; the newest run is highlighted.  Clicking a legend entry hides or
   shows that run (``Session.set_run_visible``).
 - Scores stream in batch by batch; curves are redrawn at most every 100 ms.
-- A run with an uncertainty method gets a shaded band (mean ± sd) under each curve once it
-  finishes: one cached path item per curve (`band_path`), redrawn only with its run.
+- A run with an uncertainty method gets a shaded band (mean ± sd) under each curve, growing as
+  its batches stream in: one cached path item per curve (`band_path`), redrawn only with its run.
 - With a reference mask (File › Load reference mask…), the followed segmentation run's Dice per
   slice is a dashed curve on a right-hand axis (`dice_curve`).
 - Clicking or left-dragging on the plot, or dragging the cursor, moves the session's slice;
@@ -364,7 +364,7 @@ class ScorePlot(pg.PlotWidget):
         return curve
 
     def _draw_bands(self, run: Run, xs: np.ndarray) -> None:
-        """The run's mean ± sd bands (none while it streams, or without a spread)."""
+        """The run's mean ± sd bands (none without a spread)."""
         bands = self.bands.setdefault(run, [])
         count = 0 if run.spread is None or run.scores is None or run.spread.shape != run.scores.shape else run.spread.shape[1]
         while len(bands) > count:

@@ -141,23 +141,28 @@ class _ProgressRelay:
     redraws, taken from a user who is scrubbing meanwhile.  Slower batches pass one by one.
     """
 
-    def __init__(self, emit: Callable[[int, int, np.ndarray, np.ndarray], None]):
+    def __init__(self, emit: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None]):
         self._emit = emit
         self._indices: list[np.ndarray] = []
         self._scores: list[np.ndarray] = []
+        self._spreads: list[np.ndarray] = []  # an uncertainty method's per-slice sd, batch by batch
         self._last = 0.0
 
-    def __call__(self, done: int, total: int, indices: np.ndarray, scores: np.ndarray) -> None:
+    def __call__(self, done: int, total: int, indices: np.ndarray, scores: np.ndarray, spread: np.ndarray | None = None) -> None:
         if len(indices):  # a step can end with no slice scored (a sequence model's first windows)
             self._indices.append(np.array(indices, copy=True))
             self._scores.append(np.array(scores, copy=True))
+            if spread is not None:
+                self._spreads.append(np.asarray(spread, dtype=np.float32).reshape(len(indices), -1))
         now = time.perf_counter()
         if done == total or now - self._last >= PROGRESS_INTERVAL_S:
             self._last = now
+            spread = None
             if self._indices:
                 indices, scores = np.concatenate(self._indices), np.concatenate(self._scores)
-            self._indices, self._scores = [], []
-            self._emit(done, total, np.asarray(indices), np.asarray(scores))
+                spread = np.concatenate(self._spreads) if len(self._spreads) == len(self._indices) else None
+            self._indices, self._scores, self._spreads = [], [], []
+            self._emit(done, total, np.asarray(indices), np.asarray(scores), spread)
 
 
 class _MapRelay:
@@ -194,7 +199,7 @@ class InferenceWorker(QObject):
     """Lives on the inference thread; its slots run there, one job at a time."""
 
     sigStatus = Signal(int, str)  # job id, phase ("Starting TensorFlow…", "Warming up…")
-    sigProgress = Signal(int, int, int, object, object)  # job id, done, total, slice indices, scores (n, K)
+    sigProgress = Signal(int, int, int, object, object, object)  # job id, done, total, slice indices, scores (n, K), their sd (n, K) or None
     sigMap = Signal(int, object, object)  # job id, slice indices, the job's DenseMap (filled here, those slices included)
     sigFinished = Signal(int, object)  # job id, Prediction
     sigFailed = Signal(int, str)  # job id, message for the user

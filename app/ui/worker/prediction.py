@@ -103,12 +103,12 @@ class PredictionController(QObject):
         if self.inference.is_current(job):
             self.session.set_activity(Activity(text, 0, 0, busy=True))
 
-    def _on_progress(self, job: int, done: int, total: int, indices, scores) -> None:
+    def _on_progress(self, job: int, done: int, total: int, indices, scores, spread=None) -> None:
         if not self.inference.is_current(job):
             return  # superseded or cancelled: its scores never reach the session
         run = self.session.run_for_job(job)
         if run is not None:
-            self.session.add_scores(run, indices, scores)
+            self.session.add_scores(run, indices, scores, spread)
         self.session.set_activity(Activity(f"{done} / {total} batches", done, total, busy=True))
         self.sigBatch.emit(job, done, total)
 
