@@ -650,15 +650,23 @@ def test_progress_relay_hands_fast_batches_on_together():
     and the last go at once, and every scored slice arrives exactly once."""
     from app.ui.worker.inference_thread import _ProgressRelay
 
-    sent: list[tuple[int, int, list[int], np.ndarray]] = []
-    relay = _ProgressRelay(lambda done, total, indices, scores: sent.append((done, total, list(indices), scores)))
+    sent: list[tuple[int, int, list[int], np.ndarray, np.ndarray | None]] = []
+    relay = _ProgressRelay(lambda done, total, indices, scores, sd: sent.append((done, total, list(indices), scores, sd)))
     relay(1, 4, np.arange(0, 8), np.full((8, 1), 0.1))
     relay(2, 4, np.empty(0, int), np.empty((0, 0)))  # a step that scored no slice
     relay(3, 4, np.arange(8, 16), np.full((8, 1), 0.3))
     relay(4, 4, np.arange(16, 24), np.full((8, 1), 0.4))
-    assert [(done, total) for done, total, _, _ in sent] == [(1, 4), (4, 4)]
-    assert sent[1][2] == list(range(8, 24)) and sent[1][3].shape == (16, 1)
-    assert sorted(i for _, _, indices, _ in sent for i in indices) == list(range(24))
+    assert [(done, total) for done, total, *_ in sent] == [(1, 4), (4, 4)]
+    assert sent[1][2] == list(range(8, 24)) and sent[1][3].shape == (16, 1) and sent[1][4] is None
+    assert sorted(i for _, _, indices, *_ in sent for i in indices) == list(range(24))
+    # an uncertainty method's sd travels with its slices
+    sent.clear()
+    relay = _ProgressRelay(lambda *args: sent.append(args))
+    relay(1, 3, np.arange(0, 4), np.full((4, 1), 0.1), np.full((4, 1), 0.01))
+    relay(2, 3, np.arange(4, 8), np.full((4, 1), 0.2), np.full((4, 1), 0.02))
+    relay(3, 3, np.arange(8, 10), np.full((2, 1), 0.3), np.full((2, 1), 0.03))
+    np.testing.assert_array_equal(sent[-1][4][:, 0], np.float32([0.02] * 4 + [0.03] * 2))
+    np.testing.assert_array_equal(np.concatenate([s[4] for s in sent])[:, 0], np.repeat([0.01, 0.02, 0.03], [4, 4, 2]).astype(np.float32))
 
 
 def test_threads_setting_starts_at_every_core_and_is_kept(window, monkeypatch):
