@@ -46,12 +46,39 @@ def test_onnx_predict_imports_no_tensorflow(tmp_path):
     np.save(tmp_path / "v.npy", np.zeros((2, 8, 8), np.float32))
     code = (
         "import sys; from app.cli import main; "
-        f"rc = main(['predict', {str(tmp_path / 'v.npy')!r}, '--model', {str(tmp_path / 'tiny.onnx')!r}, '--out', {str(tmp_path / 'o.csv')!r}]); "
+        f"rc = main(['predict', {str(tmp_path / 'v.npy')!r}, '--model', {str(tmp_path / 'tiny.onnx')!r}, '--tta', 'flip-ap', '--out', {str(tmp_path / 'o.csv')!r}]); "
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')); "
         "print(rc, loaded)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "0 []", done.stdout + done.stderr
+
+
+def test_tta_and_ensembles_of_onnx_models(tmp_path, capsys):
+    """An ONNX model's passes run through its runner: TTA is the mean of the model on the original
+    and on the augmented slices; an ensemble of one file twice has sd 0; MC dropout is refused
+    (an export has no dropout to turn on), and so is an ensemble mixing ONNX and Keras."""
+    net = export_torch(tmp_path / "tiny.onnx", size=16)
+    (tmp_path / "twin.onnx").write_bytes((tmp_path / "tiny.onnx").read_bytes())
+    volume = np.random.default_rng(1).normal(size=(5, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "v.npy", volume)
+    model = str(tmp_path / "tiny.onnx")
+    assert main(["predict", str(tmp_path / "v.npy"), "--model", model, "--tta", "flip-lr", "--out", str(tmp_path / "t.csv")]) == 0
+    x = torch.from_numpy(volume)[:, None]
+    with torch.no_grad():
+        passes = np.stack([net(x).numpy(), net(torch.flip(x, (3,))).numpy()])
+    got, k = scores_of(tmp_path / "t.csv"), passes.shape[-1]  # k scores, then their k sd
+    np.testing.assert_allclose(got[:, :k], passes.mean(axis=0), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got[:, k:], passes.std(axis=0), atol=1e-5, rtol=0)
+    ensemble = ",".join(str(tmp_path / n) for n in ("tiny.onnx", "twin.onnx"))
+    assert main(["predict", str(tmp_path / "v.npy"), "--ensemble", ensemble, "--out", str(tmp_path / "e.csv")]) == 0
+    np.testing.assert_array_equal(scores_of(tmp_path / "e.csv")[:, k:], 0)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "v.npy"), "--model", model, "--mc-dropout", "4", "--out", str(tmp_path / "m.csv")]) == 2
+    assert "an ONNX export runs in inference mode" in capsys.readouterr().err
+    keras_file = str(Path(__file__).resolve().parents[1] / "resources" / "models" / "slice.keras")
+    assert main(["predict", str(tmp_path / "v.npy"), "--ensemble", f"{model},{keras_file}", "--out", str(tmp_path / "k.csv")]) == 2
+    assert "kind keras against onnx" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("strategy", ["slice", "temporal", "embedding"])

@@ -150,7 +150,7 @@ class Engine:
         nonfinite = preprocessing.nonfinite_slices(volume.data)
         norm = preprocessing.fit(spec, volume.data, zero_nonfinite=len(nonfinite) > 0)
         call = self._traced_call(model, plan.signature)
-        passes = _passes(uncertainty, model, plan, volume.depth, lambda m: self._traced_keras(m, plan.signature).on_tensorflow, self.runtime, dense.reduce_block if dense else None) if uncertainty else None
+        passes = self._passes(uncertainty, model, plan, volume.depth, dense.reduce_block if dense else None) if uncertainty else None
         scores: np.ndarray | None = None
         volume_score = None
         prepare = model_time = 0.0
@@ -231,6 +231,19 @@ class Engine:
             return model.keras_model
         return self._traced_keras(model.keras_model, signature)
 
+    def _passes(self, uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, reduce: Callable | None):
+        """The passes of an uncertainty method (imported only when one is asked for); ``reduce``: a
+        dense run's per-slice reduction of each pass's maps.  A Keras model's passes are traced
+        calls on TensorFlow tensors; an ONNX model's, its runner on the torch batch (no TensorFlow)."""
+        from app.uncertainty.passes import Passes
+
+        if model.backend == "onnx":
+            if uncertainty.method == "mc-dropout":
+                raise ModelError(f"{model.name}: --mc-dropout needs a Keras model with dropout layers; an ONNX export runs in inference mode, its dropout gone")
+            return Passes(uncertainty, model, plan, depth, lambda runner: runner, lambda x: x, reduce)
+        runtime = self.runtime
+        return Passes(uncertainty, model, plan, depth, lambda m: self._traced_keras(m, plan.signature).on_tensorflow, lambda x: to_tensorflow(runtime, x), reduce)
+
     def _device(self, model: LoadedModel):
         """TensorFlow's device scope for a Keras model; ONNX Runtime places its own calls."""
         return contextlib.nullcontext() if model.backend == "onnx" else self.runtime.tf.device(self.runtime.device)
@@ -249,14 +262,6 @@ class Engine:
                 ),
             )
         return self._traced[key]
-
-
-def _passes(uncertainty: Uncertainty, model: LoadedModel, plan, depth: int, traced: Callable, runtime: Runtime, reduce: Callable | None):
-    """The passes of an uncertainty method (imported only when one is asked for); ``reduce``: a
-    dense run's per-slice reduction of each pass's maps."""
-    from app.uncertainty.passes import Passes
-
-    return Passes(uncertainty, model, plan, depth, traced, lambda x: to_tensorflow(runtime, x), reduce)
 
 
 def input_settings(model: LoadedModel, normalize: str | None = None, channels: str | ChannelRecipe | None = None) -> tuple[ChannelRecipe, str]:

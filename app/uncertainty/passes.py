@@ -83,7 +83,7 @@ class Passes:
         method = self.uncertainty.method
         if method == "ensemble":
             tensor = self.to_tf(x)
-            return [call(tensor).numpy() for call in self.calls]
+            return [_array(call(tensor)) for call in self.calls]
         if method == "mc-dropout":
             return self._stacked([x] * self.uncertainty.passes)
         outputs = self._stacked([x, *(aug.apply(x) for aug in self.augmentations)])
@@ -108,7 +108,7 @@ class Passes:
                 x = tensor if len(group) == 1 else _tile(tensor, len(group))
             else:
                 x = self.to_tf(torch.cat(group) if len(group) > 1 else group[0])
-            y = self.calls[0](x).numpy()
+            y = _array(self.calls[0](x))
             outputs += list(y.reshape(len(group), rows, *y.shape[1:]))
         return outputs
 
@@ -176,6 +176,11 @@ class Passes:
         return dataclasses.replace(prediction, spread=spread, dense_sd=self.pixel_spread, uncertainty=record, notes=[*prediction.notes, note])
 
 
+def _array(y: Any) -> np.ndarray:
+    """A call's output as NumPy: a TensorFlow tensor's (a Keras model), or the array an ONNX runner gives."""
+    return y.numpy() if hasattr(y, "numpy") else np.asarray(y)
+
+
 def _tile(tensor: Any, times: int) -> Any:
     """``tensor`` repeated ``times`` along the batch axis, in TensorFlow (no copy through the host)."""
     import tensorflow as tf
@@ -186,6 +191,7 @@ def _tile(tensor: Any, times: int) -> Any:
 def _check_alike(first: Any, member: Any) -> None:
     """Ensemble members must be fitted the same way: one input, output, channel recipe, normalisation and classes."""
     for what, a, b in (
+        ("kind", first.backend, member.backend),
         ("input", shape_text(first.spec.input_shape), shape_text(member.spec.input_shape)),
         ("output", shape_text(first.spec.output_shape), shape_text(member.spec.output_shape)),
         ("channels", first.channels, member.channels),
