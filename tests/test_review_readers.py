@@ -207,3 +207,11 @@ def test_results_read_from_the_parts_folder_of_a_stopped_run(tmp_path):
         original = next(c for c in whole.cases if c.name == case.name)
         np.testing.assert_array_equal(results.predictions(case)[0].scores, whole.predictions(original)[0].scores)
         assert case.sha256 == original.sha256
+
+
+def test_worklist_names_tell_cases_apart_with_the_fewest_folders():
+    from app.review.worklist import short_names
+
+    names = ["a/phantom.nii.gz", "b/phantom.nii.gz", "c/t1.nii.gz", "/data/x/sub-1/anat/T1w.nii.gz", "/data/y/sub-1/anat/T1w.nii.gz", "same.npy", "same.npy"]
+    assert short_names(names) == ["a/phantom.nii.gz", "b/phantom.nii.gz", "t1.nii.gz", "x/sub-1/anat/T1w.nii.gz", "y/sub-1/anat/T1w.nii.gz", "same.npy", "same.npy"]
+    assert short_names([]) == [] and short_names(["C:\\scans\\a.dcm", "D:\\scans\\a.dcm"]) == ["C:/scans/a.dcm", "D:/scans/a.dcm"]

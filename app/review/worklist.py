@@ -50,12 +50,20 @@ class CohortReview:
         self.threshold = float(threshold)
         self._status: dict[int, CaseStatus] = {}
         self._folders: dict[str, dict[str, list[str]]] = {}
+        self._short: list[str] | None = None  # `short_name` of every case, made when first asked
 
     def __len__(self) -> int:
         return len(self.results.cases)
 
     def case(self, row: int) -> Case:
         return self.results.cases[row]
+
+    def short_name(self, row: int) -> str:
+        """Case ``row``'s name as the worklist shows it: the file name, with as many folders above
+        it as tell it from every other case's (``a/phantom.nii.gz`` beside ``b/phantom.nii.gz``)."""
+        if self._short is None:
+            self._short = short_names([case.name for case in self.results.cases])
+        return self._short[row]
 
     def key(self, case: Case) -> VolumeKey:
         return VolumeKey(case.sha256, case.axis, case.volume_index, case.depth)
@@ -147,6 +155,23 @@ class CohortReview:
                 for index, labels in status.agreement.disagreements:
                     found.append((row, index, "labels: " + ", ".join(f"{r} {v}" for r, v in labels.items())))
         return found
+
+
+def short_names(names: list[str]) -> list[str]:
+    """Each name's shortest tail of path parts that no other name ends with (the whole name at
+    most): a few passes over the names, each lengthening only the tails still shared."""
+    parts = [name.replace("\\", "/").rstrip("/").split("/") for name in names]
+    depth = [1] * len(parts)
+    while True:
+        tails = [tuple(p[-d:]) for p, d in zip(parts, depth)]
+        counts: dict[tuple, int] = {}
+        for tail in tails:
+            counts[tail] = counts.get(tail, 0) + 1
+        longer = [i for i, tail in enumerate(tails) if counts[tail] > 1 and depth[i] < len(parts[i])]
+        if not longer:
+            return ["/".join(tail) for tail in tails]
+        for i in longer:
+            depth[i] += 1
 
 
 def _split(case: Case) -> tuple[str, str]:

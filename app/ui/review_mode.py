@@ -98,7 +98,7 @@ class ReviewMode:
         if index is not None:
             session.set_slice(index)
         position = self.worklist.table_row(row) + 1 or "–"
-        session.say(f"case {position} of {self.worklist.proxy.rowCount()}: {case.name}, {len(restored)} runs restored from {self.review.results.source.name}")
+        session.say(f"case {position} of {self.worklist.proxy.rowCount()}: {case.name}, {len(restored)} run{'s' if len(restored) != 1 else ''} restored from {self.review.results.source.name}")
 
     def _on_labels(self, _labels) -> None:
         if self.worklist.current is not None:

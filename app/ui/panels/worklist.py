@@ -90,7 +90,7 @@ class WorklistModel(QAbstractTableModel):
         """What case ``row`` shows in ``column`` for ``role`` (computed when asked)."""
         case = self.review.case(row)
         if column == "volume":
-            return str(case.path) if role == Qt.ItemDataRole.ToolTipRole else case.name if role == SORT_ROLE else case.path.name
+            return str(case.path) if role == Qt.ItemDataRole.ToolTipRole else case.name if role == SORT_ROLE else self.review.short_name(row)
         if column in ("vol. score", "max slice", "spread"):
             value = {"vol. score": case.volume_score, "max slice": case.max_slice, "spread": case.spread}[column]
             if role == SORT_ROLE:
@@ -296,11 +296,10 @@ class WorklistPanel(QWidget):
         self.note.setEnabled(on)
         if not on:
             return
-        case = self.review.case(self.current)
         status = self.review.status(self.current)
         position = self.table_row(self.current) + 1 or "–"
         decided = f"; you: {status.decision.decision} ({status.decision.time})" if status.decision else "; not decided yet"
-        self.case.setText(f"<b>{case.path.name}</b> — case {position} of {self.proxy.rowCount()}{decided}")
+        self.case.setText(f"<b>{self.review.short_name(self.current)}</b> — case {position} of {self.proxy.rowCount()}{decided}")
 
     # -- decisions ------------------------------------------------------------------------------
 
