@@ -56,6 +56,7 @@ def test_the_dice_curve_is_dice_scores_per_slice(shown):
     xs, ys = curve.getData()
     np.testing.assert_array_equal(xs, plot.xs())
     np.testing.assert_array_equal(ys, dice_values(expected["ball"]["per_slice"]))
+    assert curve.opts["pen"].color().name() == plot.colors[run], "dashed in its run's colour"
     assert np.isnan(ys).any() and np.isfinite(ys).sum() >= 3  # gaps where neither mask has voxels
     item = plot.getPlotItem()
     assert item.getAxis("right").isVisible() and item.getAxis("right").labelText == "Dice"

@@ -275,6 +275,7 @@ class ScorePlot(pg.PlotWidget):
         self._restyle()
         self._arrange()
         self._update_ranges()
+        self.dice.draw()  # in the run's colour, given here (it may have drawn before, without one)
 
     def _add(self, run: Run) -> None:
         color = STRATEGY_COLORS.get(run.strategy) if run.key.model is None else None
