@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     cohort = predict.add_argument_group("cohorts (folders, glob patterns) on Dask")
     cohort.add_argument("--workers", type=whole(1, 1 << 12), metavar="N", help="score on a local Dask cluster of N worker processes")
     cohort.add_argument("--scheduler", metavar="ADDRESS", help="score on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
+    cohort.add_argument("--mask-dir", metavar="DIR", help="a segmentation cohort: each volume's mask as DIR/<name>-<hash>.nii.gz (uint8 labels, the source's voxel order and affine)")
 
     render = sub.add_parser("render", help="draw the viewer offscreen to a PNG (after scoring, if asked)")
     render.add_argument("volume", help="the volume to show")
@@ -261,8 +262,10 @@ def _predict(args: argparse.Namespace) -> int:
         outs.folder(args.saliency_dir)
     if args.workers or args.scheduler or cohort.is_cohort(args.volumes):
         if args.mask_out or args.reference_mask:
-            raise SlicewiseError("--mask-out and --reference-mask belong to one volume; cohorts are scored without them")
+            raise SlicewiseError("--mask-out and --reference-mask belong to one volume; a cohort writes its masks with --mask-dir DIR")
         return cohort.predict_cohort(cohort.CohortRequest.from_args(args))  # from_args refuses what a cohort cannot honour
+    if args.mask_dir:
+        raise SlicewiseError("--mask-dir writes a cohort's masks (folders, patterns, --workers); for one volume use --mask-out FILE.nii.gz")
     volumes = [load_volume(path, axis=args.axis, volume_index=args.volume_index, skip_damaged=args.skip_damaged) for path in args.volumes]
     for volume in volumes:
         for text in volume.warnings:

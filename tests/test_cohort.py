@@ -344,8 +344,50 @@ def test_the_shipped_segmentation_model_on_the_cluster(study, cluster, tmp_path,
     assert meta["model"] == {"source": "built-in:lesion", "sha256": file_sha256(RESOURCES / "lesion.keras")} and meta["normalize"] == "window:60,200"
     table = read_table(out)
     assert table[0] == ["volume", "slice_index", "position_mm", "area_mm2"]
-    want = engine.run(load_volume(name), get_strategy("slice"), engine.load("builtin:lesion")).scores
-    np.testing.assert_allclose(np.array([r[3:] for r in table[1:]], float), want, **TOLERANCE)
+    volume = load_volume(name)
+    single = engine.run(volume, get_strategy("slice"), engine.load("builtin:lesion"))
+    np.testing.assert_allclose(np.array([r[3:] for r in table[1:]], float), single.scores, **TOLERANCE)
+    assert meta["volumes"][0]["mask"].startswith("lesions.csv.parts/")  # kept with the part, for a review
+
+
+def test_a_segmentation_cohort_writes_its_masks_and_a_review_shows_them(study, cluster, tmp_path, engine):
+    """``--mask-dir``: each volume's mask as a single run's ``--mask-out`` writes it (kept in the
+    parts folder, copied out under readable names); a re-run reuses them; parts kept without a
+    mask are scored again; a review gets the mask back on the volume's grid."""
+    import nibabel as nib
+
+    from app.cli import main
+    from app.io import load_volume
+    from app.review.results import load_results
+    from app.strategies import get_strategy
+
+    address = cluster[0].scheduler_address
+    names = [str(study / "p01.npy"), str(study / "a" / "p04.nii.gz")]
+    out, masks = tmp_path / "seg.csv", tmp_path / "masks"
+    assert predict_cohort(cohort_args(*names, "--model", "builtin:lesion", "--mask-dir", masks, "--out", out, scheduler=address)) == 0
+    entries = read_sidecar(out)["volumes"]
+    written = sorted(p.name for p in masks.iterdir())
+    assert [Path(e["mask"]).name for e in entries] == [f"p01-{entries[0]['sha256'][:8]}.nii.gz", f"p04-{entries[1]['sha256'][:8]}.nii.gz"]
+    assert sorted(Path(e["mask"]).name for e in entries) == written
+    for name, entry in zip(names, entries):
+        assert main(["predict", name, "--model", "builtin:lesion", "--mask-out", str(tmp_path / "one.nii.gz"), "--out", str(tmp_path / "one.csv")]) == 0
+        cohort_mask, one = nib.load(out.parent / entry["mask"]), nib.load(tmp_path / "one.nii.gz")
+        np.testing.assert_array_equal(np.asarray(cohort_mask.dataobj), np.asarray(one.dataobj))
+        np.testing.assert_allclose(cohort_mask.affine, one.affine)
+
+    results = load_results(out)
+    volume = load_volume(names[1])
+    dense = results.mask(next(c for c in results.cases if c.name == names[1]), volume)
+    single = engine.run(volume, get_strategy("slice"), engine.load("builtin:lesion"))
+    np.testing.assert_array_equal(dense.label_map(), single.dense.label_map())
+    assert dense.kind == "sigmoid" and dense.classes == ("lesion",)
+
+    assert predict_cohort(cohort_args(*names, "--model", "builtin:lesion", "--mask-dir", masks, "--out", out, scheduler=address)) == 0
+    assert read_sidecar(out)["cohort"]["scored"] == 0, "masks kept: nothing to score again"
+    kept = next((out.parent / "seg.csv.parts").glob("*.mask.nii.gz"))
+    kept.unlink()  # a part kept without its mask (as before masks were kept)
+    assert predict_cohort(cohort_args(*names, "--model", "builtin:lesion", "--mask-dir", masks, "--out", out, scheduler=address)) == 0
+    assert read_sidecar(out)["cohort"]["scored"] == 1 and kept.is_file()
 
 
 def test_worker_killed_mid_run_still_completes(cluster, tmp_path, engine):

@@ -97,3 +97,46 @@ def test_adjudication_lists_disagreements_and_jumps_to_the_slice(qtbot, reviewin
     column = mode.worklist.model.columns.index("κ")
     assert mode.worklist.model.index(1, column).data() == "0.00"  # bob and carol: 1 of 2 slices alike, κ 0
     mode.dock.grab().save(str(cohort.parent / "adjudication.png"))
+
+
+def test_a_segmentation_cohorts_case_opens_with_its_mask(qtbot, tmp_path, monkeypatch, engine):
+    """A cohort of ``--model builtin:lesion`` keeps each volume's mask (the sidecar names it): the
+    case opens with the mask on its views and its volume in the legend, the model never called."""
+    import json
+
+    import nibabel as nib
+
+    from app import export
+    from app.inference.engine import Engine
+    from app.phantom import make_phantom
+    from app.segmentation.mask_export import write_mask
+    from app.strategies import get_strategy
+    from app.ui.review_mode import ReviewMode
+
+    path = tmp_path / "case.nii.gz"
+    nib.save(make_phantom(seed=30_001, depth=24, size=64, lesions=2).image, path)
+    volume = load_volume(path)
+    prediction = engine.run(volume, get_strategy("slice"), engine.load("builtin:lesion"))
+    out = export.write_predictions(tmp_path / "lesions.csv", [(volume, prediction)])[0]
+    (tmp_path / "masks").mkdir()
+    write_mask(tmp_path / "masks" / "case.nii.gz", volume, prediction.dense)
+    sidecar = json.loads(export.sidecar_path(out).read_text())
+    sidecar["volumes"][0]["mask"] = "masks/case.nii.gz"  # as a cohort's report names it
+    export.sidecar_path(out).write_text(json.dumps(sidecar))
+    expected = prediction.dense.label_map()
+    assert expected.any()
+
+    monkeypatch.setattr(Engine, "run", lambda *args, **kwargs: pytest.fail("the model was called"))
+    win = make_window(qtbot, tmp_path, monkeypatch)
+    try:
+        mode = ReviewMode(win, CohortReview(load_results(out), "alice"))
+        _open(qtbot, win, lambda: mode.open_case(0))
+        (run,) = win.session.finished_runs()
+        assert run.dense is not None and run.unit == "mm²" and run.key.model == "builtin:lesion"
+        np.testing.assert_array_equal(run.dense.label_map(), expected)
+        win.session.set_slice(int(np.argmax(expected.sum(axis=(1, 2)))))
+        qtbot.waitUntil(lambda: len(win.views.mask_legend.lines()) == 2)
+        assert win.views.mask_legend.lines()[1].startswith("lesion ")
+        assert win.errors == []
+    finally:
+        close(qtbot, win)

@@ -3,6 +3,7 @@ one line per failed volume on stderr."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -12,8 +13,45 @@ from app.cohort.outcome import CohortRun, Outcome
 from app.cohort.request import CohortRequest
 from app.cohort.store import Parts, Settings, assemble
 from app.export import RUN_KEYS, sidecar_document, sidecar_path
+from app.io.formats import VOLUME_SUFFIXES
 from app.outputs import OutputSet
 from app.prediction import nonfinite_warning
+
+
+def _masks(request: CohortRequest, out: Path, parts: Parts, done: list, outs: OutputSet) -> dict[str, str]:
+    """Each scored volume's mask (kept in the parts folder) by part key, as the sidecar names it:
+    relative to the table's folder where it can be.  With ``--mask-dir`` the masks are staged
+    there as ``<name>-<hash8>.nii.gz``."""
+    found: dict[str, str] = {}
+    for item, meta, key in done:
+        kept = parts.folder / meta["mask"] if meta.get("mask") else None
+        if kept is None or not kept.is_file():
+            continue
+        target = kept
+        if request.mask_dir:
+            target = Path(request.mask_dir) / mask_name(item.display, meta.get("volume_sha256") or key)
+            outs.add(target, kept.read_bytes())
+        found[key] = _relative(target, out.parent)
+    return found
+
+
+def mask_name(display: str, sha256: str) -> str:
+    """``a/phantom.nii.gz`` → ``phantom-1a2b3c4d.nii.gz``: the volume's name (a DICOM series: its
+    folder's) and the start of its content hash, so equal names from different folders differ."""
+    name = Path(display.rstrip("/\\")).name
+    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    digest = sha256 if all(c in "0123456789abcdef" for c in sha256[:8]) and len(sha256) >= 8 else hashlib.sha256(sha256.encode()).hexdigest()
+    return f"{name or 'volume'}-{digest[:8]}.nii.gz"
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # another drive (Windows)
+        return str(Path(path).resolve())
 
 
 def finish(request: CohortRequest, out: Path, parts: Parts, run: CohortRun, settings: Settings | None, cluster_label: str | None) -> int:
@@ -21,6 +59,10 @@ def finish(request: CohortRequest, out: Path, parts: Parts, run: CohortRun, sett
     ok = [(item, outcome) for item, outcome in zip(run.items, run.outcomes) if outcome is not None and outcome.status == "ok"]
     table = assemble(parts, [(item.display, outcome.key) for item, outcome in ok])
     metas = {outcome.key: parts.read_meta(outcome.key) for _, outcome in ok}
+    outs = OutputSet()
+    if request.mask_dir:
+        outs.folder(request.mask_dir)
+    masks = _masks(request, out, parts, [(item, metas[outcome.key], outcome.key) for item, outcome in ok], outs)
     entries = []
     for item, outcome in zip(run.items, run.outcomes):
         if outcome is None:
@@ -29,7 +71,8 @@ def finish(request: CohortRequest, out: Path, parts: Parts, run: CohortRun, sett
             meta = metas[outcome.key]
             entry = meta["sidecar"]["volumes"][0]
             extra = {"device": meta["sidecar"]["device"], "worker": meta.get("worker"), "scored": meta.get("created")}
-            entries.append({"path": item.display, "status": "ok", "reused": outcome.reused, **{k: v for k, v in entry.items() if k != "path"}, **extra})
+            mask = {"mask": masks[outcome.key]} if outcome.key in masks else {}
+            entries.append({"path": item.display, "status": "ok", "reused": outcome.reused, **{k: v for k, v in entry.items() if k != "path"}, **extra, **mask})
             if entry.get("nonfinite_slices"):
                 print(nonfinite_warning(item.display, len(entry["nonfinite_slices"])), file=sys.stderr)
         else:
@@ -56,12 +99,14 @@ def finish(request: CohortRequest, out: Path, parts: Parts, run: CohortRun, sett
     }
     sidecar = sidecar_document(runs, entries, cohort=cohort)
     sidecar_file = sidecar_path(out)
-    with OutputSet() as outs:  # both or neither
+    with outs:  # all or none
         outs.add(out, table)
         outs.add(sidecar_file, json.dumps(sidecar, indent=2) + "\n")
     for path, reason in failed:
         name = os.path.basename(path.rstrip("/")) + ": "
         print(f"error: {path}: {reason[len(name):] if reason.startswith(name) else reason}", file=sys.stderr)
+    if request.mask_dir:
+        print(f"wrote {len(masks)} masks in {request.mask_dir}" if masks else f"warning: no masks in {request.mask_dir}: the model gives per-slice scores, not a map per pixel", file=sys.stderr)
     slices = sum(metas[o.key].get("slices", 0) for _, o in ok)
     rate = f", {run.rate:.2f} volumes/s" if run.scored else ""
     print(

@@ -38,6 +38,7 @@ class CohortRequest:
     workers: int | None = None  # a local Dask cluster of this many workers (None: chosen by size)
     scheduler: str | None = None  # the address of an existing Dask cluster instead
     progress: bool | None = None  # the progress bar; None: on a terminal
+    mask_dir: str | None = None  # a segmentation cohort's masks go here (they are kept in the parts folder anyway)
     uncertainty: str | None = None  # an uncertainty method's one-line spec (`app.uncertainty.parse`); an ensemble's members as absolute paths
 
     @classmethod
@@ -69,6 +70,7 @@ class CohortRequest:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=args.progress,
+            mask_dir=getattr(args, "mask_dir", None),
             uncertainty=None if uncertainty is None else _absolute(uncertainty).spec(),
         )
 

@@ -58,7 +58,8 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
     normalize = effective_normalize(request.normalize, request.model, strategy)
     out = check_writable(request.out)
     parts = Parts(out)
-    items, unmatched = expand(request.volumes, skip=(os.path.abspath(parts.folder),))
+    skip = (os.path.abspath(parts.folder), *([os.path.abspath(request.mask_dir)] if request.mask_dir else []))  # never its own outputs
+    items, unmatched = expand(request.volumes, skip=skip)
     for pattern in unmatched:
         print(f"warning: {pattern} matches no volume", file=sys.stderr)
     if not items:
@@ -76,6 +77,8 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
     guard = OutputSet(Inputs([*(item.path for item in items), *model_files]))
     guard.claim(out)  # never over one of the volumes, the model or its JSON
     guard.claim(sidecar_path(out))
+    if request.mask_dir:
+        guard.folder(request.mask_dir)
     parts.create()
 
     model_path = None if not request.model else request.model if request.model.startswith(BUILTIN_PREFIX) else os.path.abspath(request.model)
@@ -108,7 +111,7 @@ def predict_cohort(request: CohortRequest, *, on_result: OnResult | None = None)
         for i, item in enumerate(items):
             sha = manifest.get((item.path, stamps[i])) if stamps[i] else None
             key = settings.key(sha) if sha else None
-            if key and parts.has(key):
+            if key and parts.has(key) and not (request.mask_dir and parts.lacks_mask(key)):
                 run.outcomes[i] = Outcome("ok", key=key, reused=True)
             else:
                 pending.append(i)
@@ -196,8 +199,9 @@ def _receive(future, item: Item, old_stamp: str | None, settings: Settings, part
         "stamp": old_stamp,
         "created": _now(),
         **{k: result[k] for k in ("outputs", "slices", "sidecar", "timings_s", "worker", "pid", "model_loads")},
+        **({"mask": parts.mask_path(key).name} if result.get("mask") is not None else {}),
     }
-    parts.write(key, result["table"], meta)
+    parts.write(key, result["table"], meta, result.get("mask"))
     if old_stamp is not None and stamp(item.path) == old_stamp:  # unchanged while it was scored
         parts.record(item.path, old_stamp, sha)
     return Outcome("ok", key=key)

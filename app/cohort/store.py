@@ -101,9 +101,26 @@ class Parts:
     def has(self, key: str) -> bool:
         return (self.folder / f"{key}.json").is_file() and (self.folder / f"{key}.csv").is_file()
 
-    def write(self, key: str, table: str, meta: dict) -> None:
+    def write(self, key: str, table: str, meta: dict, mask: bytes | None = None) -> None:
+        """The part's table and meta (written last: a part is whole once its meta is there), and
+        its mask before them."""
+        if mask is not None:
+            write_atomic(self.mask_path(key), mask)
         write_atomic(self.folder / f"{key}.csv", table)
         write_atomic(self.folder / f"{key}.json", json.dumps(meta, indent=1) + "\n")
+
+    def mask_path(self, key: str) -> Path:
+        """Where the part's segmentation mask is kept (a ``.nii.gz``), when its run had one."""
+        return self.folder / f"{key}.mask.nii.gz"
+
+    def lacks_mask(self, key: str) -> bool:
+        """The part is a segmentation run's, kept without its mask (scored before masks were kept)."""
+        try:
+            meta = self.read_meta(key)
+        except SlicewiseError:
+            return True
+        runs = meta.get("sidecar", {}).get("runs") or [{}]
+        return bool(runs[0].get("segmentation")) and not (meta.get("mask") and self.mask_path(key).is_file())
 
     def read_meta(self, key: str) -> dict:
         try:

@@ -71,6 +71,18 @@ def _get_model(job: dict):
     return engine, strategy, *loaded
 
 
+def _mask(volume, prediction) -> bytes | None:
+    """A segmentation run's label map as a ``.nii.gz`` file's bytes, in the source's voxel order
+    and geometry (the client keeps it with the volume's part); None for per-slice scores.  Several
+    overlapping sigmoid maps are a 4D stack of binary maps."""
+    dense = getattr(prediction, "dense", None)
+    if dense is None:
+        return None
+    from app.segmentation.mask_export import mask_bytes
+
+    return mask_bytes(volume, dense)
+
+
 def _where() -> dict:
     try:
         from distributed import get_worker
@@ -106,8 +118,8 @@ def score_volume(path: str, display: str, job: dict) -> dict:
             from app import export
             from app.io import load_volume
 
-            volume = load_volume(path, axis=job["axis"], volume_index=job["volume_index"], skip_damaged=job.get("skip_damaged", False))
-            volume = replace(volume, source=Path(display))  # named as the user's arguments spell it
+            loaded_volume = load_volume(path, axis=job["axis"], volume_index=job["volume_index"], skip_damaged=job.get("skip_damaged", False))
+            volume = replace(loaded_volume, source=Path(display))  # named as the user's arguments spell it
             loaded = time.perf_counter()
             prediction = engine.run(volume, strategy, model, normalize=job["normalize"], batch_size=job["batch_size"], uncertainty=uncertainty)
             result = {
@@ -118,8 +130,9 @@ def score_volume(path: str, display: str, job: dict) -> dict:
                 "slices": volume.depth,
                 "table": export.csv_text([(volume, prediction)]),
                 "sidecar": export.sidecar([(volume, prediction)]),
+                "mask": _mask(loaded_volume, prediction),
             }
-            del volume, prediction
+            del volume, loaded_volume, prediction
         except SlicewiseError as exc:
             return {"status": "failed", "reason": str(exc), **_where()}
         except Exception as exc:  # noqa: BLE001 - a bug or a library surprise fails this volume only

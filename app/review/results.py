@@ -17,12 +17,16 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.errors import SlicewiseError
 from app.export import sd_column
 from app.prediction import Prediction
+
+if TYPE_CHECKING:
+    from app.segmentation.dense_map import DenseMap
 
 SD_PREFIXES = ("score_sd", "area_mm2_sd")  # uncertainty columns (a spread per slice), not scores (`app.export.sd_column`)
 
@@ -115,6 +119,24 @@ class Results:
             )
         return restored
 
+    def mask(self, case: Case, volume: Any) -> DenseMap | None:
+        """The case's segmentation mask as a map on ``volume`` (the case's volume, as shown), when
+        its cohort kept one (`slicewise predict … --model UNET`); None without.  A mask that is
+        missing or not on the volume's grid is a `SlicewiseError`."""
+        stored = case.entry.get("mask")
+        record = next((run.get("segmentation") for run in self.runs if run.get("segmentation")), None)
+        if not stored or record is None:
+            return None
+        path = Path(stored) if os.path.isabs(stored) else self.source.parent / stored
+        if not path.is_file():
+            raise SlicewiseError(f"{case.name}: its mask {path} is missing (moved with the results?)")
+        from app.io import load_volume
+        from app.segmentation.dice import check_grid
+        from app.segmentation.mask_export import dense_from_labels
+
+        labels = check_grid(load_volume(path, axis=volume.axis), volume)
+        return dense_from_labels(labels, record.get("kind") or "sigmoid", tuple(record.get("classes") or ("mask",)), record.get("background"))
+
 
 def load_results(path: str | os.PathLike) -> Results:
     """``OUT.csv`` (+ ``OUT.csv.json``), or ``OUT.csv.parts`` / an ``OUT.csv`` whose table is not
@@ -150,6 +172,8 @@ def _from_parts(folder: Path) -> Results:
         except (OSError, ValueError, UnicodeDecodeError):
             continue  # a part still being written
         entry = {**meta["sidecar"]["volumes"][0], "path": meta.get("path") or meta["sidecar"]["volumes"][0]["path"]}
+        if meta.get("mask"):
+            entry["mask"] = str(folder / meta["mask"])
         runs = runs or meta["sidecar"].get("runs")
         pieces.append((_renamed(text, entry["path"]), [entry]))
     if not pieces:

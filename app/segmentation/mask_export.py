@@ -91,11 +91,27 @@ def _source_nifti_header(volume: Volume) -> nib.Nifti1Header | None:
     return img.header
 
 
+def mask_bytes(volume: Volume, dense: DenseMap, probabilities: bool = False, gzipped: bool = True) -> bytes:
+    """The mask as the bytes of a NIfTI file (of a ``.nii.gz`` one when ``gzipped``)."""
+    data = mask_image(volume, dense, probabilities).to_bytes()
+    return gzip.compress(data, compresslevel=6, mtime=0) if gzipped else data
+
+
 def write_mask(path: str | os.PathLike, volume: Volume, dense: DenseMap, probabilities: bool = False) -> Path:
     """Write the mask atomically (gzipped for ``.nii.gz``); return the path."""
     path = Path(path)
-    data = mask_image(volume, dense, probabilities).to_bytes()
-    if path.name.lower().endswith(".gz"):
-        data = gzip.compress(data, compresslevel=6, mtime=0)
-    write_atomic(path, data)
+    write_atomic(path, mask_bytes(volume, dense, probabilities, gzipped=path.name.lower().endswith(".gz")))
     return path
+
+
+def dense_from_labels(labels: np.ndarray, kind: str, classes: tuple[str, ...], background: int | None = None) -> DenseMap:
+    """A map back from a written label map ``(D, H, W)`` (display order): what a review shows of a
+    run scored elsewhere.  A sigmoid map's labels are 0/1; a softmax map's are class indices."""
+    labels = np.asarray(labels)
+    count = len(classes) if kind == "softmax" else 1
+    dense = DenseMap.empty((*labels.shape, count), kind, tuple(classes) if kind == "softmax" else tuple(classes[:1]), background=background)
+    for start in range(0, labels.shape[0], 16):  # a block of slices at a time: no whole-volume float temporaries
+        block = labels[start : start + 16]
+        probs = (block[..., None] == np.arange(count)) if kind == "softmax" else (block > 0)[..., None]
+        dense.put(np.arange(start, start + len(block)), probs.astype(np.float32))
+    return dense

@@ -8,12 +8,15 @@ Ctrl+→ / Ctrl+← open the next / previous case in the worklist's order.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QTabWidget
 
+from app.errors import SlicewiseError
+from app.inference.models import BUILTIN_PREFIX
 from app.review.readers import ReaderLabels
 from app.review.worklist import CohortReview
 from app.session import ScoringSettings
@@ -90,15 +93,23 @@ class ReviewMode:
             self.window._error("Scores not shown", f"{case.name} changed since it was scored (content or slices differ): its stored scores do not fit it")
             return
         restored = self.review.results.predictions(case)
+        note = ""
+        try:
+            mask = self.review.results.mask(case, volume)
+        except SlicewiseError as exc:
+            mask, note = None, f" · no mask: {exc}"
         for prediction in restored:
-            model = None if prediction.model_source.startswith("built-in") else prediction.model_source
+            if mask is not None and prediction.unit == "mm²":
+                prediction = dataclasses.replace(prediction, dense=mask)
+                mask = None  # one map: the first segmentation run's
+            model = _model_path(prediction)
             settings = ScoringSettings(strategy=prediction.strategy, model_path=model, normalize=prediction.normalize, channels=prediction.channels)
             run = session.begin_run(-1 - row, settings)
             session.finish_run(run, prediction)
         if index is not None:
             session.set_slice(index)
         position = self.worklist.table_row(row) + 1 or "–"
-        session.say(f"case {position} of {self.worklist.proxy.rowCount()}: {case.name}, {len(restored)} run{'s' if len(restored) != 1 else ''} restored from {self.review.results.source.name}")
+        session.say(f"case {position} of {self.worklist.proxy.rowCount()}: {case.name}, {len(restored)} run{'s' if len(restored) != 1 else ''} restored from {self.review.results.source.name}{note}")
 
     def _on_labels(self, _labels) -> None:
         if self.worklist.current is not None:
@@ -107,6 +118,16 @@ class ReviewMode:
     def _on_decided(self, row: int) -> None:
         self.worklist.show_cohort()
         self.adjudication.refresh()
+
+
+def _model_path(prediction) -> str | None:
+    """The model a restored run names, as the viewer's settings spell it: None for a strategy's
+    built-in model, ``builtin:lesion`` for another shipped one, else the file."""
+    source = prediction.model_source
+    if not source.startswith("built-in:"):
+        return source or None
+    name = source.removeprefix("built-in:").split(" ")[0]  # "built-in:slice (untrained)"
+    return None if name == prediction.strategy else BUILTIN_PREFIX + name
 
 
 def run_review(results: str, reader: str | None = None, blinded: bool = False, threshold: float = 0.5) -> int:
