@@ -3,8 +3,9 @@ segmentation run's mask as NIfTI, import labels.  A mixin of `MainWindow`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.errors import SlicewiseError
 from app.outputs import OutputSet, command_inputs
@@ -35,27 +36,26 @@ class ExportCommands:
         if self.session.volume is None or not runs:
             self._error("Nothing to export", "Run a prediction first: Export writes every finished run.")
             return
-        stem = self.session.volume.source.name.split(".")[0] or "volume"
-        if path := self.dialogs.save_file("export", "Export predictions", f"{stem}_scores.csv", CSV_FILTER):
+        self._export_as("Export predictions", "_scores.csv", CSV_FILTER, self.export_predictions, lambda written: f"Wrote {written[0]} and {written[1].name} ({len(runs)} runs)")
+
+    def _export_as(self, title: str, ending: str, file_filter: str, write: Callable[[str], Any], said: Callable[[Any], str], fallback: str = "volume") -> None:
+        """Ask where (``<volume's name><ending>`` offered), ``write`` there and say ``said(written)``
+        in the status bar; a refusal in a dialog titled "Cannot <title>"."""
+        volume = self.session.volume
+        stem = (volume.source.name.split(".")[0] if volume else "") or fallback
+        if path := self.dialogs.save_file("export", title, f"{stem}{ending}", file_filter):
             try:
-                table, sidecar = self.export_predictions(path)
+                written = write(path)
             except SlicewiseError as exc:
-                self._error("Cannot export predictions", str(exc))
+                self._error(f"Cannot {title[0].lower()}{title[1:]}", str(exc))
             else:
-                self.statusBar().showMessage(f"Wrote {table} and {sidecar.name} ({len(runs)} runs)")
+                self.statusBar().showMessage(said(written))
 
     def export_plot(self, path: str | Path) -> Path:
         return export_plot(self.session, self.score_plot, path)
 
     def export_plot_dialog(self) -> None:
-        stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "scores"
-        if path := self.dialogs.save_file("export", "Export plot", f"{stem}_scores.png", PNG_FILTER):
-            try:
-                self.export_plot(path)
-            except SlicewiseError as exc:
-                self._error("Cannot export plot", str(exc))
-            else:
-                self.statusBar().showMessage(f"Wrote {path}")
+        self._export_as("Export plot", "_scores.png", PNG_FILTER, self.export_plot, lambda written: f"Wrote {written}", fallback="scores")
 
     def seg_run(self):
         """The newest finished run with a per-pixel map (`Prediction.dense`) when the open volume
@@ -80,14 +80,8 @@ class ExportCommands:
             return outs.write_with(path, lambda tmp: write_seg(tmp, volume, prediction.dense, prediction.model_name, prediction.model_sha256))
 
     def export_seg_dialog(self) -> None:
-        stem = self.session.volume.source.name.split(".")[0] if self.session.volume else "volume"
-        if path := self.dialogs.save_file("export", "Export DICOM SEG", f"{stem}_seg.dcm", DICOM_FILTER):
-            try:
-                self.export_seg(path)
-            except SlicewiseError as exc:
-                self._error("Cannot export DICOM SEG", str(exc))
-            else:
-                self.statusBar().showMessage(f"Wrote {path} (DICOM SEG)")
+        self._export_as("Export DICOM SEG", "_seg.dcm", DICOM_FILTER, self.export_seg, lambda written: f"Wrote {written} (DICOM SEG)")
+
     def dense_run(self) -> Run | None:
         """The finished segmentation run File › Export mask writes: the one the overlay shows,
         else the newest finished run with a map."""
@@ -104,11 +98,4 @@ class ExportCommands:
         if self.session.volume is None or run is None:
             self._error("Nothing to export", "Run a segmentation model first: Export mask writes its map.")
             return
-        stem = self.session.volume.source.name.split(".")[0] or "volume"
-        if path := self.dialogs.save_file("export", "Export mask", f"{stem}_mask.nii.gz", NIFTI_FILTER):
-            try:
-                written = self.export_mask(path)
-            except SlicewiseError as exc:
-                self._error("Cannot export mask", str(exc))
-            else:
-                self.statusBar().showMessage(f"Wrote {written} ({run.title})")
+        self._export_as("Export mask", "_mask.nii.gz", NIFTI_FILTER, self.export_mask, lambda written: f"Wrote {written} ({run.title})")
